@@ -1,0 +1,11 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+)
+
+func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+	return nil, errors.New("not supported yet")
+}

@@ -1,0 +1,794 @@
+// Command pman is a drop-in replacement for ChRIS's job manager: it takes
+// pfcon's JSON job descriptions and runs them on Docker Swarm, a plain
+// Docker/Podman engine, Kubernetes or SLURM through Cromwell. It keeps no
+// state: the scheduler is the source of truth.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "0.0.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// run starts the server and serves until ctx is done, then lets in-flight
+// requests finish. It logs one JSON line "listening" with the bound address,
+// so a caller that asked for port 0 can find the server.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	log := slog.New(slog.NewJSONHandler(stdout, nil))
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	sched, err := newScheduler(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("CONTAINER_ENV=%s: %w", cfg.ContainerEnv, err)
+	}
+	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	if err != nil {
+		return fmt.Errorf("PORT=%s: %w", cfg.Port, err)
+	}
+	srv := &http.Server{
+		Handler:           newMux(cfg, sched, log),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "version", version,
+		"container_env", cfg.ContainerEnv, "storage_type", cfg.StorageType)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// In-flight requests get this long to finish; pfcon retries what is cut.
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// scheduler is what every backend implements. Each method does the fewest
+// scheduler calls it can: GET is pfcon's polling path.
+type scheduler interface {
+	// create submits the job and answers its state right after submission
+	// (logs empty). A jid the scheduler already has is an eConflict error.
+	create(ctx context.Context, j *jobSpec) (*job, error)
+	// get answers the job's state and the tail of its logs; an unknown jid is
+	// an eNotFound error.
+	get(ctx context.Context, jid string) (*job, error)
+	// remove deletes the job and everything the scheduler started for it.
+	remove(ctx context.Context, jid string) error
+}
+
+// newScheduler picks the backend named by CONTAINER_ENV.
+func newScheduler(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+	switch cfg.ContainerEnv {
+	case "swarm":
+		return newSwarm(ctx, cfg, log)
+	case "docker", "podman":
+		return newDocker(ctx, cfg, log)
+	case "kubernetes":
+		return newKube(ctx, cfg, log)
+	case "cromwell":
+		return newCromwell(ctx, cfg, log)
+	}
+	// loadConfig accepts only the names above.
+	return nil, fmt.Errorf("unknown CONTAINER_ENV %q", cfg.ContainerEnv)
+}
+
+// The status values of API.md.
+const (
+	statusNotStarted = "notstarted"
+	statusStarted    = "started"
+	statusSuccess    = "finishedSuccessfully"
+	statusError      = "finishedWithError"
+	statusUndefined  = "undefined"
+)
+
+// job is the job object of the wire contract, with exactly its keys.
+type job struct {
+	JID       string `json:"jid"`
+	Image     string `json:"image"`
+	Cmd       string `json:"cmd"`
+	Status    string `json:"status"`
+	Message   string `json:"message"`
+	Timestamp string `json:"timestamp"`
+	Logs      string `json:"logs"`
+}
+
+// jobSpec is a validated POST body, with the command already built.
+type jobSpec struct {
+	JID         string
+	Image       string
+	Type        string // ds, fs or ts
+	Auid        string
+	Workers     int
+	CPULimit    int // millicores
+	MemoryLimit int // MiB
+	GPULimit    int
+	Env         []string // KEY=value, HOME=/tmp appended by ENABLE_HOME_WORKAROUND
+	Cmd         []string // entrypoint + localized args + /share/incoming? + /share/outgoing
+	// InputDir and OutputDir are relative to STOREBASE and checked by
+	// storeDirs: they never leave it.
+	InputDir  string
+	OutputDir string
+}
+
+// Mount points inside every job.
+const (
+	incomingDir = "/share/incoming"
+	outgoingDir = "/share/outgoing"
+)
+
+// localize replaces the argument after each path flag with incomingDir.
+func localize(args, pathFlags []string) []string {
+	flags := make(map[string]bool, len(pathFlags))
+	for _, f := range pathFlags {
+		flags[f] = true
+	}
+	out := make([]string, len(args))
+	copy(out, args)
+	for i := 0; i < len(out)-1; i++ {
+		if flags[out[i]] {
+			out[i+1] = incomingDir
+			i++
+		}
+	}
+	return out
+}
+
+// buildCmd is the command a job runs, as pman built it.
+func buildCmd(entrypoint, args, pathFlags []string, typ string) []string {
+	cmd := append([]string{}, entrypoint...)
+	cmd = append(cmd, localize(args, pathFlags)...)
+	if typ == "ds" {
+		cmd = append(cmd, incomingDir)
+	}
+	return append(cmd, outgoingDir)
+}
+
+// ---- errors -----------------------------------------------------------------
+
+// errKind says whose fault an error is; kindStatus maps it to HTTP.
+type errKind int
+
+const (
+	eInternal    errKind = iota // a bug of ours
+	eInvalid                    // the request is wrong
+	eNotFound                   // no such job
+	eConflict                   // the jid is taken
+	eUnavailable                // the scheduler is unreachable or failed (its 5xx)
+	eRefused                    // the scheduler refused the request: its own 4xx, in apiError.code
+)
+
+var kindStatus = map[errKind]int{
+	eInternal:    http.StatusInternalServerError,
+	eInvalid:     http.StatusBadRequest,
+	eNotFound:    http.StatusNotFound,
+	eConflict:    http.StatusConflict,
+	eUnavailable: http.StatusServiceUnavailable,
+	eRefused:     http.StatusBadRequest, // when the scheduler gave no code
+}
+
+// apiError is an error with a kind. Backends return these; handlers never
+// guess a status from an error's text.
+type apiError struct {
+	kind   errKind
+	code   int               // eRefused: the scheduler's 4xx
+	msg    string            // shown to the client
+	fields map[string]string // field errors, answered flask-restful style
+}
+
+func (e *apiError) Error() string {
+	if e.fields != nil {
+		keys := make([]string, 0, len(e.fields))
+		for k, v := range e.fields {
+			keys = append(keys, k+": "+v)
+		}
+		return strings.Join(keys, "; ")
+	}
+	return e.msg
+}
+
+func errorf(kind errKind, format string, a ...any) *apiError {
+	return &apiError{kind: kind, msg: fmt.Sprintf(format, a...)}
+}
+
+// refused is the scheduler's own 4xx answer, passed on with its code.
+func refused(code int, format string, a ...any) *apiError {
+	return &apiError{kind: eRefused, code: code, msg: fmt.Sprintf(format, a...)}
+}
+
+func fieldError(field, problem string) *apiError {
+	return &apiError{kind: eInvalid, fields: map[string]string{field: problem}}
+}
+
+// errorStatus is the HTTP status and body an error answers.
+func errorStatus(err error) (int, any) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return http.StatusInternalServerError, map[string]string{"message": "internal error: " + err.Error()}
+	}
+	code := kindStatus[ae.kind]
+	if ae.kind == eRefused && ae.code >= 400 && ae.code < 500 {
+		code = ae.code
+	}
+	if ae.fields != nil {
+		return code, map[string]any{"message": ae.fields}
+	}
+	return code, map[string]string{"message": ae.msg}
+}
+
+// ---- HTTP -------------------------------------------------------------------
+
+// maxBody bounds a POST body: a real one is a few KiB.
+const maxBody = 1 << 20
+
+// newMux lists every route. Each job route is registered with and without
+// its trailing slash: pfcon builds <base>/<jid>/, people type <base>/<jid>.
+func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, logged(log, h))
+	}
+	for _, base := range []string{"/api/v1", "/api/v1/{$}"} {
+		route("GET "+base, handleInfo(cfg))
+		route("POST "+base, handleCreate(cfg, sched))
+	}
+	for _, p := range []string{"/api/v1/{jid}", "/api/v1/{jid}/{$}"} {
+		route("GET "+p, handleGet(sched))
+		route("DELETE "+p, handleDelete(cfg, sched))
+	}
+	route("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return mux
+}
+
+func handleInfo(cfg *config) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{
+			"server_version": version,
+			"container_env":  cfg.ContainerEnv,
+			"storage_type":   cfg.StorageType,
+		})
+	}
+}
+
+func handleCreate(cfg *config, sched scheduler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+				return
+			}
+			writeError(w, r, errorf(eInvalid, "reading request body: %v", err))
+			return
+		}
+		spec, err := decodeJob(body, cfg)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		noteJID(r, spec.JID)
+		j, err := sched.create(r.Context(), spec)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		j.Logs = ""
+		writeJSON(w, http.StatusCreated, j)
+	}
+}
+
+func handleGet(sched scheduler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
+		noteJID(r, jid)
+		j, err := sched.get(r.Context(), jid)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, j)
+	}
+}
+
+func handleDelete(cfg *config, sched scheduler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
+		noteJID(r, jid)
+		if cfg.RemoveJobs {
+			if err := sched.remove(r.Context(), jid); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code, body := errorStatus(err)
+	if rl, ok := r.Context().Value(reqLogKey{}).(*reqLog); ok {
+		rl.err = err.Error()
+	}
+	writeJSON(w, code, body)
+}
+
+// reqLog collects what the request's one log line says beyond the basics.
+type reqLog struct {
+	jid string
+	err string
+}
+
+type reqLogKey struct{}
+
+func noteJID(r *http.Request, jid string) {
+	if rl, ok := r.Context().Value(reqLogKey{}).(*reqLog); ok {
+		rl.jid = jid
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// logged writes one structured line per request.
+func logged(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rl := &reqLog{}
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), reqLogKey{}, rl)))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "jid", rl.jid,
+			"status", rec.code, "duration", time.Since(start)}
+		if rl.err != "" {
+			attrs = append(attrs, "error", rl.err)
+		}
+		level := slog.LevelInfo
+		if rec.code >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(r.Context(), level, "request", attrs...)
+	})
+}
+
+// ---- configuration ----------------------------------------------------------
+
+// config is the environment, parsed once at start.
+type config struct {
+	Port           string
+	ContainerEnv   string // swarm, docker, podman, kubernetes, cromwell
+	StorageType    string // host, nfs, docker_local_volume, kubernetes_pvc
+	StoreBase      string
+	NFSServer      string
+	VolumeName     string
+	PfconSelector  string
+	JobLogsTail    int
+	RemoveJobs     bool
+	IgnoreLimits   bool
+	HomeWorkaround bool
+	ShmSizeMiB     int
+	JobLabels      map[string]string
+	ContainerUser  *idRange // nil: the image's user
+
+	// Kubernetes
+	JobNamespace     string
+	NodeSelector     map[string]string
+	ImagePullSecrets []string
+	RunAsUser        string // SECURITYCONTEXT_RUN_AS_USER, digits or ""
+	RunAsGroup       string
+
+	// Cromwell
+	CromwellURL      string
+	TimelimitMinutes int
+	SlurmPartition   string
+}
+
+// storageTypes lists which STORAGE_TYPE each backend can mount.
+var storageTypes = map[string][]string{
+	"swarm":      {"host", "nfs", "docker_local_volume"},
+	"docker":     {"host", "nfs", "docker_local_volume"},
+	"podman":     {"host", "nfs", "docker_local_volume"},
+	"kubernetes": {"host", "nfs", "kubernetes_pvc"},
+	"cromwell":   {"host", "nfs"},
+}
+
+// loadConfig reads the environment. Every bad value is an error that names
+// the variable and what it accepts: a deployment must not start half-right.
+func loadConfig(getenv func(string) string) (*config, error) {
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, a...)...))
+	}
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	integer := func(name string, def, min int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			bad(name, "%q is not a whole number >= %d", v, min)
+			return def
+		}
+		return n
+	}
+	boolean := func(name string, def bool) bool {
+		v := strings.ToLower(str(name, ""))
+		switch v {
+		case "":
+			return def
+		case "1", "true", "yes", "y", "on":
+			return true
+		case "0", "false", "no", "n", "off":
+			return false
+		}
+		bad(name, "%q is not a boolean (accepts yes/no, true/false, 1/0, on/off)", v)
+		return def
+	}
+	pairs := func(name string) map[string]string {
+		v := str(name, "")
+		if v == "" {
+			return nil
+		}
+		m, err := parsePairs(v)
+		if err != nil {
+			bad(name, "%v (accepts k1=v1,k2=v2)", err)
+		}
+		return m
+	}
+
+	c := &config{
+		Port:             str("PORT", "5010"),
+		ContainerEnv:     str("CONTAINER_ENV", "docker"),
+		StoreBase:        str("STOREBASE", ""),
+		NFSServer:        str("NFS_SERVER", ""),
+		VolumeName:       str("VOLUME_NAME", ""),
+		PfconSelector:    str("PFCON_SELECTOR", "org.chrisproject.role=pfcon"),
+		JobLogsTail:      integer("JOB_LOGS_TAIL", 1000, 0),
+		RemoveJobs:       boolean("REMOVE_JOBS", true),
+		IgnoreLimits:     boolean("IGNORE_LIMITS", false),
+		HomeWorkaround:   boolean("ENABLE_HOME_WORKAROUND", false),
+		ShmSizeMiB:       integer("SHM_SIZE", 0, 0),
+		JobLabels:        pairs("JOB_LABELS"),
+		JobNamespace:     str("JOB_NAMESPACE", "default"),
+		NodeSelector:     pairs("NODE_SELECTOR"),
+		RunAsUser:        str("SECURITYCONTEXT_RUN_AS_USER", ""),
+		RunAsGroup:       str("SECURITYCONTEXT_RUN_AS_GROUP", ""),
+		CromwellURL:      str("CROMWELL_URL", ""),
+		TimelimitMinutes: integer("TIMELIMIT_MINUTES", 0, 1),
+		SlurmPartition:   str("SLURM_PARTITION", ""),
+	}
+	if n, err := strconv.Atoi(c.Port); err != nil || n < 0 || n > 65535 {
+		bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)
+	}
+	allowed, ok := storageTypes[c.ContainerEnv]
+	if !ok {
+		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell", c.ContainerEnv)
+	}
+	def := "host"
+	if len(allowed) > 0 && c.ContainerEnv != "kubernetes" && c.VolumeName != "" {
+		// A Docker deployment that names a volume means that volume.
+		def = "docker_local_volume"
+	}
+	c.StorageType = str("STORAGE_TYPE", def)
+	if ok && !slices.Contains(allowed, c.StorageType) {
+		bad("STORAGE_TYPE", "%q does not work with CONTAINER_ENV=%s (accepts %s)", c.StorageType, c.ContainerEnv, strings.Join(allowed, ", "))
+	}
+	switch c.StorageType {
+	case "host", "nfs":
+		if c.StoreBase == "" {
+			bad("STOREBASE", "required with STORAGE_TYPE=%s: the path of the job store on every node", c.StorageType)
+		} else if !path.IsAbs(c.StoreBase) {
+			bad("STOREBASE", "%q is not an absolute path", c.StoreBase)
+		}
+		if c.StorageType == "nfs" && c.ContainerEnv == "kubernetes" && c.NFSServer == "" {
+			bad("NFS_SERVER", "required with STORAGE_TYPE=nfs on Kubernetes")
+		}
+	case "kubernetes_pvc":
+		if c.VolumeName == "" {
+			bad("VOLUME_NAME", "required with STORAGE_TYPE=kubernetes_pvc: the name of the PVC")
+		}
+	}
+	if _, _, err := splitPair(c.PfconSelector); err != nil {
+		bad("PFCON_SELECTOR", "%v (accepts key=value)", err)
+	}
+	if v := str("CONTAINER_USER", ""); v != "" {
+		u, err := parseIDRange(v)
+		if err != nil {
+			bad("CONTAINER_USER", "%v (accepts UID:GID, each a number or a range lo-hi)", err)
+		}
+		c.ContainerUser = u
+	}
+	for _, name := range []string{"SECURITYCONTEXT_RUN_AS_USER", "SECURITYCONTEXT_RUN_AS_GROUP"} {
+		if v := getenv(name); v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n < 0 {
+				bad(name, "%q is not a user or group id (a whole number >= 0)", v)
+			}
+		}
+	}
+	if v := str("IMAGE_PULL_SECRETS", ""); v != "" {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.ImagePullSecrets = append(c.ImagePullSecrets, s)
+			}
+		}
+	}
+	if c.ContainerEnv == "cromwell" {
+		if c.CromwellURL == "" {
+			bad("CROMWELL_URL", "required with CONTAINER_ENV=cromwell: the Cromwell server's URL")
+		} else if u, err := url.Parse(c.CromwellURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("CROMWELL_URL", "%q is not an http(s) URL", c.CromwellURL)
+		}
+		if c.TimelimitMinutes == 0 {
+			bad("TIMELIMIT_MINUTES", "required with CONTAINER_ENV=cromwell: the SLURM time limit in minutes")
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+// parsePairs reads "k1=v1,k2=v2".
+func parsePairs(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, item := range strings.Split(s, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		k, v, err := splitPair(item)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func splitPair(item string) (string, string, error) {
+	k, v, ok := strings.Cut(item, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("%q is not key=value", item)
+	}
+	return k, strings.TrimSpace(v), nil
+}
+
+// idRange is CONTAINER_USER: a uid and a gid, each drawn per job from
+// [lo, hi].
+type idRange struct {
+	uidLo, uidHi, gidLo, gidHi int
+}
+
+func parseIDRange(s string) (*idRange, error) {
+	us, gs, ok := strings.Cut(s, ":")
+	if !ok {
+		return nil, fmt.Errorf("%q has no ':' between UID and GID", s)
+	}
+	r := &idRange{}
+	var err error
+	if r.uidLo, r.uidHi, err = parseRange(us); err != nil {
+		return nil, fmt.Errorf("UID %v", err)
+	}
+	if r.gidLo, r.gidHi, err = parseRange(gs); err != nil {
+		return nil, fmt.Errorf("GID %v", err)
+	}
+	return r, nil
+}
+
+func parseRange(s string) (lo, hi int, err error) {
+	los, his, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	lo, err = strconv.Atoi(los)
+	if err != nil || lo < 0 {
+		return 0, 0, fmt.Errorf("%q is not a number >= 0 or a range lo-hi", s)
+	}
+	hi = lo
+	if isRange {
+		hi, err = strconv.Atoi(his)
+		if err != nil || hi < lo {
+			return 0, 0, fmt.Errorf("%q is not a range lo-hi with lo <= hi", s)
+		}
+	}
+	return lo, hi, nil
+}
+
+// pick draws the ids for one job.
+func (r *idRange) pick() (uid, gid int) {
+	return r.uidLo + rand.IntN(r.uidHi-r.uidLo+1), r.gidLo + rand.IntN(r.gidHi-r.gidLo+1)
+}
+
+// ---- request decoding -------------------------------------------------------
+
+const missing = "Missing required parameter in the JSON body or the post body or the query string"
+
+// decodeJob reads and checks a POST body. Every bad field is reported at
+// once, flask-restful style: {"message": {"field": "problem", ...}}.
+func decodeJob(body []byte, cfg *config) (*jobSpec, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, errorf(eInvalid, "request body is not a JSON object: %v", err)
+	}
+	problems := map[string]string{}
+	// present is false for an absent field or a JSON null; a required one
+	// is then reported missing.
+	present := func(name string, required bool) (json.RawMessage, bool) {
+		v, ok := raw[name]
+		if !ok || string(v) == "null" {
+			if required {
+				problems[name] = missing
+			}
+			return nil, false
+		}
+		return v, true
+	}
+	str := func(name string, required bool) string {
+		v, ok := present(name, required)
+		if !ok {
+			return ""
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			problems[name] = "must be a string"
+		} else if required && strings.TrimSpace(s) == "" {
+			problems[name] = "must not be empty"
+		}
+		return s
+	}
+	list := func(name string, required bool) []string {
+		v, ok := present(name, required)
+		if !ok {
+			return nil
+		}
+		var l []string
+		if err := json.Unmarshal(v, &l); err != nil {
+			problems[name] = "must be a list of strings"
+		}
+		return l
+	}
+	// integer takes a JSON integer or a string of digits, as Python's int().
+	integer := func(name string, min int) int {
+		v, ok := present(name, true)
+		if !ok {
+			return 0
+		}
+		var n json.Number
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			n = json.Number(strings.TrimSpace(s))
+		} else if err := json.Unmarshal(v, &n); err != nil {
+			problems[name] = "must be an integer"
+			return 0
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(string(n), "+"))
+		if err != nil {
+			problems[name] = fmt.Sprintf("invalid literal for int(): %s", v)
+			return 0
+		}
+		if i < min {
+			problems[name] = fmt.Sprintf("must be >= %d, not %d", min, i)
+		}
+		return i
+	}
+
+	jid := strings.TrimLeft(str("jid", true), "/")
+	if problems["jid"] == "" {
+		if msg := checkJID(jid); msg != "" {
+			problems["jid"] = msg
+		}
+	}
+	s := &jobSpec{
+		JID:         jid,
+		Image:       str("image", true),
+		Type:        str("type", true),
+		Auid:        str("auid", true),
+		Workers:     integer("number_of_workers", 1),
+		CPULimit:    integer("cpu_limit", 0),
+		MemoryLimit: integer("memory_limit", 0),
+		GPULimit:    integer("gpu_limit", 0),
+	}
+	args := list("args", true)
+	pathFlags := list("args_path_flags", false)
+	entrypoint := list("entrypoint", true)
+	if _, ok := raw["entrypoint"]; ok && problems["entrypoint"] == "" && len(entrypoint) == 0 {
+		problems["entrypoint"] = "must not be empty"
+	}
+	if problems["type"] == "" && s.Type != "ds" && s.Type != "fs" && s.Type != "ts" {
+		problems["type"] = fmt.Sprintf("%q is not a valid choice (ds, fs, ts)", s.Type)
+	}
+	s.Env = list("env", false)
+	for _, e := range s.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			problems["env"] = fmt.Sprintf("%q is not KEY=value", e)
+			break
+		}
+	}
+	if cfg.HomeWorkaround {
+		s.Env = append(s.Env, "HOME=/tmp")
+	}
+	inputDir := str("input_dir", false)
+	outputDir := str("output_dir", false)
+	if len(problems) > 0 {
+		return nil, &apiError{kind: eInvalid, fields: problems}
+	}
+	var err error
+	if s.InputDir, s.OutputDir, err = storeDirs(jid, inputDir, outputDir); err != nil {
+		return nil, err
+	}
+	s.Cmd = buildCmd(entrypoint, args, pathFlags, s.Type)
+	return s, nil
+}
+
+// checkJID says what is wrong with a jid, or "". A jid names a scheduler
+// object and, for pfcon of 2022, a directory (key-<jid>), so it must be one
+// plain path segment. Each backend adds its scheduler's own naming rules.
+func checkJID(jid string) string {
+	switch {
+	case jid == "":
+		return "must not be empty"
+	case len(jid) > 253:
+		return "must be at most 253 characters"
+	case jid == "." || jid == "..":
+		return fmt.Sprintf("%q is not a name", jid)
+	case strings.ContainsAny(jid, "/\\:"):
+		return fmt.Sprintf("%q must not contain '/', '\\' or ':'", jid)
+	}
+	for _, r := range jid {
+		if r < 0x20 || r == 0x7f {
+			return "must not contain control characters"
+		}
+	}
+	return ""
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// storeDirs are a job's input and output directories, relative to
+// STOREBASE. pfcon of 2023 and later names them; pfcon of 2022 does not, and
+// then they are key-<jid>/incoming and key-<jid>/outgoing, as pman 4 mounted
+// STOREBASE/key-<jid> at /share.
+//
+// The original pman mounted whatever the request said. We refuse a directory
+// that would leave STOREBASE: the job could otherwise read or overwrite
+// anything on the node.
+func storeDirs(jid, inputDir, outputDir string) (in, out string, err error) {
+	if inputDir == "" && outputDir == "" {
+		return path.Join("key-"+jid, "incoming"), path.Join("key-"+jid, "outgoing"), nil
+	}
+	if in, err = safeRel("input_dir", inputDir); err != nil {
+		return "", "", err
+	}
+	if out, err = safeRel("output_dir", outputDir); err != nil {
+		return "", "", err
+	}
+	return in, out, nil
+}
+
+// safeRel checks one directory from a request and returns it clean. Leading
+// and trailing slashes are stripped, as pman did.
+func safeRel(field, dir string) (string, error) {
+	d := strings.Trim(dir, "/")
+	switch {
+	case d == "":
+		return "", fieldError(field, emptyDirProblem(dir))
+	case strings.ContainsAny(d, "\x00\\:,"):
+		// ':' and ',' separate the parts of a Docker bind or a mount option.
+		return "", fieldError(field, fmt.Sprintf("%q must not contain NUL, '\\', ':' or ','", dir))
+	}
+	for _, seg := range strings.Split(d, "/") {
+		if seg == ".." || seg == "." {
+			return "", fieldError(field, fmt.Sprintf("%q must stay inside STOREBASE: no '.' or '..' segments", dir))
+		}
+	}
+	return path.Clean(d), nil
+}
+
+// emptyDirProblem says why an empty directory is refused: it would mount all
+// of STOREBASE.
+func emptyDirProblem(dir string) string {
+	if dir == "" {
+		return missing + " (input_dir and output_dir go together)"
+	}
+	return fmt.Sprintf("%q is STOREBASE itself, not a directory inside it", dir)
+}
+
+// hostPath is where a job directory lies on the node, for backends that bind
+// STOREBASE's directories (host, nfs and docker_local_volume all reduce to a
+// path that is the same on every node).
+func hostPath(storeBase, rel string) string {
+	return path.Join(storeBase, rel)
+}
