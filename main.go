@@ -419,6 +419,7 @@ type config struct {
 	ContainerUser  *idRange // nil: the image's user
 
 	// Kubernetes
+	Kubeconfig       string // KUBECONFIG, used when not running in a pod
 	JobNamespace     string
 	NodeSelector     map[string]string
 	ImagePullSecrets []string
@@ -503,6 +504,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		HomeWorkaround:   boolean("ENABLE_HOME_WORKAROUND", false),
 		ShmSizeMiB:       integer("SHM_SIZE", 0, 0),
 		JobLabels:        pairs("JOB_LABELS"),
+		Kubeconfig:       str("KUBECONFIG", ""),
 		JobNamespace:     str("JOB_NAMESPACE", "default"),
 		NodeSelector:     pairs("NODE_SELECTOR"),
 		RunAsUser:        str("SECURITYCONTEXT_RUN_AS_USER", ""),
