@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // storeDirs are a job's input and output directories, relative to
@@ -60,4 +62,28 @@ func emptyDirProblem(dir string) string {
 // path that is the same on every node).
 func hostPath(storeBase, rel string) string {
 	return path.Join(storeBase, rel)
+}
+
+// kubeStorage is the volume that holds STOREBASE in a Kubernetes pod, and
+// the job's two mounts of it. Every storage type is one volume for the whole
+// store (a hostPath of STOREBASE on the node, the NFS export STOREBASE on
+// NFS_SERVER, or the PVC VOLUME_NAME), and each directory is a subPath of
+// it, as pman 6 did: a hostPath or NFS volume per directory would work too,
+// but a PVC cannot be narrowed any other way. in and out come from
+// storeDirs, so they are clean and never leave the store; the kubelet
+// refuses a subPath that escapes through a symlink.
+func kubeStorage(cfg *config, in, out string) (corev1.Volume, []corev1.VolumeMount) {
+	vol := corev1.Volume{Name: kubeStoreVolume}
+	switch cfg.StorageType {
+	case "nfs":
+		vol.NFS = &corev1.NFSVolumeSource{Server: cfg.NFSServer, Path: cfg.StoreBase}
+	case "kubernetes_pvc":
+		vol.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: cfg.VolumeName}
+	default: // host; loadConfig accepts no other for Kubernetes
+		vol.HostPath = &corev1.HostPathVolumeSource{Path: cfg.StoreBase}
+	}
+	return vol, []corev1.VolumeMount{
+		{Name: kubeStoreVolume, MountPath: incomingDir, SubPath: in, ReadOnly: true},
+		{Name: kubeStoreVolume, MountPath: outgoingDir, SubPath: out},
+	}
 }

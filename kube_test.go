@@ -1,0 +1,708 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+func TestKubeNameProblem(t *testing.T) {
+	tests := []struct {
+		jid string
+		ok  bool
+	}{
+		{"chris-jid-1", true},
+		{"a.b-c", true},
+		{strings.Repeat("a", 63), true},
+		{strings.Repeat("a", 64), false},
+		{"Chris-jid-1", false},
+		{"chris_jid", false},
+		{"-chris", false},
+		{"chris-", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		got := kubeNameProblem(tt.jid)
+		if (got == "") != tt.ok {
+			t.Errorf("kubeNameProblem(%q) = %q; want ok=%v", tt.jid, got, tt.ok)
+		}
+		if got != "" && !strings.Contains(got, "Kubernetes Job name") {
+			t.Errorf("kubeNameProblem(%q) = %q; want it to say it is not a Kubernetes Job name", tt.jid, got)
+		}
+	}
+}
+
+func TestCheckKubeConfig(t *testing.T) {
+	good := func() *config {
+		return &config{JobNamespace: "chris", StorageType: "host", StoreBase: "/s",
+			JobLabels: map[string]string{"app.kubernetes.io/part-of": "chris"}, NodeSelector: map[string]string{"gpu": "yes"},
+			ImagePullSecrets: []string{"regcred"}}
+	}
+	if err := checkKubeConfig(good()); err != nil {
+		t.Fatalf("checkKubeConfig(good) = %v; want nil", err)
+	}
+	tests := []struct {
+		name   string
+		change func(*config)
+		want   string
+	}{
+		{"namespace", func(c *config) { c.JobNamespace = "Chris" }, "JOB_NAMESPACE"},
+		{"label key", func(c *config) { c.JobLabels = map[string]string{"a b": "x"} }, "JOB_LABELS"},
+		{"label value", func(c *config) { c.JobLabels = map[string]string{"a": "x y"} }, "JOB_LABELS"},
+		{"node selector", func(c *config) { c.NodeSelector = map[string]string{"-x": "y"} }, "NODE_SELECTOR"},
+		{"pull secret", func(c *config) { c.ImagePullSecrets = []string{"Reg_Cred"} }, "IMAGE_PULL_SECRETS"},
+		{"pvc", func(c *config) { c.StorageType = "kubernetes_pvc"; c.VolumeName = "My PVC" }, "VOLUME_NAME"},
+	}
+	for _, tt := range tests {
+		c := good()
+		tt.change(c)
+		err := checkKubeConfig(c)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: checkKubeConfig = %v; want an error naming %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func testSpec() *jobSpec {
+	return &jobSpec{
+		JID: "chris-jid-7", Image: "fnndsc/pl-simpledsapp", Type: "ds", Workers: 3,
+		CPULimit: 250, MemoryLimit: 1024, GPULimit: 0,
+		Env:      []string{"A=1", "B=x=y", "HOME=/tmp"},
+		Cmd:      []string{"simpledsapp", "--prefix", "le", "/share/incoming", "/share/outgoing"},
+		InputDir: "home/u/feed/in", OutputDir: "home/u/feed/out",
+	}
+}
+
+func TestBuildKubeJob(t *testing.T) {
+	cfg := &config{
+		StorageType: "host", StoreBase: "/var/store",
+		JobLabels:        map[string]string{"org.chrisproject/role": "plugin"},
+		NodeSelector:     map[string]string{"kubernetes.io/arch": "amd64"},
+		ImagePullSecrets: []string{"regcred", "other"},
+		ShmSizeMiB:       512,
+	}
+	s := testSpec()
+	kj := buildKubeJob(cfg, s, ptr(int64(1001)), ptr(int64(2002)))
+
+	if kj.Name != s.JID {
+		t.Errorf("Name = %q; want %q", kj.Name, s.JID)
+	}
+	spec := kj.Spec
+	for name, got := range map[string]*int32{"parallelism": spec.Parallelism, "completions": spec.Completions} {
+		if got == nil || *got != 3 {
+			t.Errorf("%s = %v; want 3 (number_of_workers)", name, got)
+		}
+	}
+	if spec.BackoffLimit == nil || *spec.BackoffLimit != 0 {
+		t.Errorf("backoffLimit = %v; want 0", spec.BackoffLimit)
+	}
+	if spec.TTLSecondsAfterFinished == nil || *spec.TTLSecondsAfterFinished != 86400 {
+		t.Errorf("ttlSecondsAfterFinished = %v; want 86400", spec.TTLSecondsAfterFinished)
+	}
+	if spec.ActiveDeadlineSeconds == nil || *spec.ActiveDeadlineSeconds != 604800 {
+		t.Errorf("activeDeadlineSeconds = %v; want 604800", spec.ActiveDeadlineSeconds)
+	}
+	for where, labels := range map[string]map[string]string{"job": kj.Labels, "pod template": spec.Template.Labels} {
+		if !reflect.DeepEqual(labels, cfg.JobLabels) {
+			t.Errorf("%s labels = %v; want %v", where, labels, cfg.JobLabels)
+		}
+	}
+	pod := spec.Template.Spec
+	if pod.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("restartPolicy = %q; want Never", pod.RestartPolicy)
+	}
+	if !reflect.DeepEqual(pod.NodeSelector, cfg.NodeSelector) {
+		t.Errorf("nodeSelector = %v; want %v", pod.NodeSelector, cfg.NodeSelector)
+	}
+	wantSecrets := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "other"}}
+	if !reflect.DeepEqual(pod.ImagePullSecrets, wantSecrets) {
+		t.Errorf("imagePullSecrets = %v; want %v", pod.ImagePullSecrets, wantSecrets)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers; want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	if c.Image != s.Image || !reflect.DeepEqual(c.Command, s.Cmd) || c.Args != nil {
+		t.Errorf("image, command, args = %q, %q, %q; want %q, %q, nil", c.Image, c.Command, c.Args, s.Image, s.Cmd)
+	}
+	wantEnv := []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "x=y"}, {Name: "HOME", Value: "/tmp"}}
+	if !reflect.DeepEqual(c.Env, wantEnv) {
+		t.Errorf("env = %v; want %v", c.Env, wantEnv)
+	}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "NVIDIA_") {
+			t.Errorf("env has %s; pfcon removed the NVIDIA_* variables", e.Name)
+		}
+	}
+	wantLimits := map[corev1.ResourceName]string{"cpu": "250m", "memory": "1Gi"}
+	checkLimits(t, "limits", c.Resources.Limits, wantLimits)
+	if c.Resources.Requests != nil {
+		t.Errorf("requests = %v; want none (the API server copies the limits)", c.Resources.Requests)
+	}
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("no securityContext")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Errorf("allowPrivilegeEscalation = %v; want false", sc.AllowPrivilegeEscalation)
+	case sc.Capabilities == nil || !reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}):
+		t.Errorf("capabilities = %v; want drop ALL", sc.Capabilities)
+	case sc.RunAsUser == nil || *sc.RunAsUser != 1001 || sc.RunAsGroup == nil || *sc.RunAsGroup != 2002:
+		t.Errorf("runAsUser, runAsGroup = %v, %v; want 1001, 2002", sc.RunAsUser, sc.RunAsGroup)
+	}
+	// Volumes: the store (checked in TestKubeStorage) and /dev/shm.
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m
+	}
+	for _, p := range []string{"/share/incoming", "/share/outgoing", "/dev/shm"} {
+		if _, ok := mounts[p]; !ok {
+			t.Errorf("no mount at %s in %v", p, c.VolumeMounts)
+		}
+	}
+	var shm *corev1.Volume
+	for i, v := range pod.Volumes {
+		if v.Name == mounts["/dev/shm"].Name {
+			shm = &pod.Volumes[i]
+		}
+	}
+	if shm == nil || shm.EmptyDir == nil || shm.EmptyDir.Medium != corev1.StorageMediumMemory ||
+		shm.EmptyDir.SizeLimit == nil || shm.EmptyDir.SizeLimit.String() != "512Mi" {
+		t.Errorf("/dev/shm volume = %+v; want a memory emptyDir of 512Mi", shm)
+	}
+}
+
+func checkLimits(t *testing.T, what string, got corev1.ResourceList, want map[corev1.ResourceName]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s = %v; want %v", what, got, want)
+	}
+	for name, w := range want {
+		q, ok := got[name]
+		if !ok || q.Cmp(resource.MustParse(w)) != 0 {
+			t.Errorf("%s[%s] = %v; want %s", what, name, q.String(), w)
+		}
+	}
+}
+
+func TestBuildKubeJobLimits(t *testing.T) {
+	tests := []struct {
+		name          string
+		ignore        bool
+		cpu, mem, gpu int
+		want          map[corev1.ResourceName]string
+	}{
+		{"all", false, 1500, 300, 2, map[corev1.ResourceName]string{"cpu": "1500m", "memory": "300Mi", "nvidia.com/gpu": "2"}},
+		{"IGNORE_LIMITS keeps the GPU", true, 1500, 300, 1, map[corev1.ResourceName]string{"nvidia.com/gpu": "1"}},
+		{"IGNORE_LIMITS", true, 1500, 300, 0, map[corev1.ResourceName]string{}},
+		{"zero is no limit", false, 0, 0, 0, map[corev1.ResourceName]string{}},
+	}
+	for _, tt := range tests {
+		s := testSpec()
+		s.CPULimit, s.MemoryLimit, s.GPULimit = tt.cpu, tt.mem, tt.gpu
+		kj := buildKubeJob(&config{StorageType: "host", StoreBase: "/s", IgnoreLimits: tt.ignore}, s, nil, nil)
+		c := kj.Spec.Template.Spec.Containers[0]
+		checkLimits(t, tt.name, c.Resources.Limits, tt.want)
+		if sc := c.SecurityContext; sc.RunAsUser != nil || sc.RunAsGroup != nil {
+			t.Errorf("%s: runAsUser, runAsGroup = %v, %v; want the image's (nil)", tt.name, sc.RunAsUser, sc.RunAsGroup)
+		}
+		if n := len(kj.Spec.Template.Spec.Volumes); n != 1 {
+			t.Errorf("%s: %d volumes without SHM_SIZE; want 1", tt.name, n)
+		}
+	}
+}
+
+func TestKubeIDs(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      config
+		lo, hi   [2]int64 // uid, gid bounds
+		wantNone bool
+	}{
+		{"CONTAINER_USER range", config{ContainerUser: &idRange{1000, 1009, 50, 50}, RunAsUser: "7", RunAsGroup: "8"}, [2]int64{1000, 50}, [2]int64{1009, 50}, false},
+		{"seed variables", config{RunAsUser: "7", RunAsGroup: "8"}, [2]int64{7, 8}, [2]int64{7, 8}, false},
+		{"none", config{}, [2]int64{}, [2]int64{}, true},
+	}
+	for _, tt := range tests {
+		k := &kube{cfg: &tt.cfg}
+		for range 20 {
+			uid, gid, err := k.ids()
+			if err != nil {
+				t.Fatalf("%s: ids() error %v", tt.name, err)
+			}
+			if tt.wantNone {
+				if uid != nil || gid != nil {
+					t.Errorf("%s: ids() = %v, %v; want nil, nil", tt.name, uid, gid)
+				}
+				break
+			}
+			if uid == nil || gid == nil || *uid < tt.lo[0] || *uid > tt.hi[0] || *gid < tt.lo[1] || *gid > tt.hi[1] {
+				t.Errorf("%s: ids() = %v, %v; want within %v-%v", tt.name, uid, gid, tt.lo, tt.hi)
+				break
+			}
+		}
+	}
+}
+
+func TestKubeStorage(t *testing.T) {
+	tests := []struct {
+		cfg  config
+		want corev1.VolumeSource
+	}{
+		{config{StorageType: "host", StoreBase: "/var/store"},
+			corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/store"}}},
+		{config{StorageType: "nfs", StoreBase: "/export/store", NFSServer: "10.0.0.5"},
+			corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "10.0.0.5", Path: "/export/store"}}},
+		{config{StorageType: "kubernetes_pvc", VolumeName: "chris-store"},
+			corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "chris-store"}}},
+	}
+	for _, tt := range tests {
+		vol, mounts := kubeStorage(&tt.cfg, "u/feed/in", "u/feed/out")
+		if !reflect.DeepEqual(vol.VolumeSource, tt.want) {
+			t.Errorf("kubeStorage(%s) volume = %+v; want %+v", tt.cfg.StorageType, vol.VolumeSource, tt.want)
+		}
+		want := []corev1.VolumeMount{
+			{Name: vol.Name, MountPath: "/share/incoming", SubPath: "u/feed/in", ReadOnly: true},
+			{Name: vol.Name, MountPath: "/share/outgoing", SubPath: "u/feed/out"},
+		}
+		if !reflect.DeepEqual(mounts, want) {
+			t.Errorf("kubeStorage(%s) mounts = %+v; want %+v", tt.cfg.StorageType, mounts, want)
+		}
+	}
+}
+
+// ---- status -----------------------------------------------------------------
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func cond(typ batchv1.JobConditionType, status corev1.ConditionStatus, reason, msg string) batchv1.JobCondition {
+	return batchv1.JobCondition{Type: typ, Status: status, Reason: reason, Message: msg}
+}
+
+func kjob(st batchv1.JobStatus) *batchv1.Job {
+	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7"}, Status: st}
+}
+
+// kpod is a pod started at t0 with the given phase and container state.
+func kpod(name string, phase corev1.PodPhase, state corev1.ContainerState) corev1.Pod {
+	p := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0)},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: kubeContainer,
+			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"memory": resource.MustParse("100Mi")}}}}},
+		Status: corev1.PodStatus{Phase: phase, StartTime: ptr(metav1.NewTime(t0))},
+	}
+	if state != (corev1.ContainerState{}) {
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: kubeContainer, Image: "fnndsc/pl-x", State: state}}
+	}
+	return p
+}
+
+func waiting(reason, msg string) corev1.ContainerState {
+	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
+}
+
+func terminated(code int32, reason string) corev1.ContainerState {
+	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason}}
+}
+
+var running = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}}
+
+func unschedulable(name string) corev1.Pod {
+	p := kpod(name, corev1.PodPending, corev1.ContainerState{})
+	p.Status.StartTime = nil
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+		Reason: "Unschedulable", Message: "0/1 nodes are available: 1 Insufficient memory."}}
+	return p
+}
+
+func TestJobStatus(t *testing.T) {
+	const grace = time.Minute
+	failedCond := cond(batchv1.JobFailed, corev1.ConditionTrue, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+	tests := []struct {
+		name     string
+		st       batchv1.JobStatus
+		pods     []corev1.Pod
+		now      time.Time
+		want     string
+		wantMsgs []string // substrings of the message
+	}{
+		{"all empty right after creation", batchv1.JobStatus{}, nil, t0, statusNotStarted, []string{"submitted"}},
+		{"active, pods not listed", batchv1.JobStatus{Active: 1}, nil, t0, statusStarted, []string{"running"}},
+		{"pod created, no status yet", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, corev1.ContainerState{})}, t0, statusNotStarted, []string{"waiting"}},
+		{"container creating", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ContainerCreating", ""))}, t0, statusNotStarted, []string{"p-1", "ContainerCreating"}},
+		{"running", batchv1.JobStatus{Active: 1, Ready: ptr(int32(1))},
+			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
+		{"complete", batchv1.JobStatus{Succeeded: 1, CompletionTime: ptr(metav1.NewTime(t0)), Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods"),
+			cond(batchv1.JobComplete, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods")}},
+			nil, t0, statusSuccess, []string{"Reached expected number of succeeded pods"}},
+		{"1.33: SuccessCriteriaMet before Complete", batchv1.JobStatus{Succeeded: 1, Active: 0, Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "")}},
+			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "Completed"))}, t0, statusSuccess, []string{"CompletionsReached"}},
+		{"a False Complete condition is no success", batchv1.JobStatus{Active: 1, Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobComplete, corev1.ConditionFalse, "", "")}},
+			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
+		{"failed", batchv1.JobStatus{Failed: 1, Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobFailureTarget, corev1.ConditionTrue, "BackoffLimitExceeded", "Job has reached the specified backoff limit"), failedCond}},
+			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(3, "Error"))}, t0, statusError,
+			[]string{"exited with code 3 (Error)", "Job has reached the specified backoff limit"}},
+		{"1.33: FailureTarget before Failed", batchv1.JobStatus{Active: 0, Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobFailureTarget, corev1.ConditionTrue, "DeadlineExceeded", "Job was active longer than specified deadline")}},
+			nil, t0, statusError, []string{"Job was active longer than specified deadline"}},
+		{"failed, pods gone", batchv1.JobStatus{Conditions: []batchv1.JobCondition{failedCond}},
+			nil, t0, statusError, []string{"BackoffLimitExceeded"}},
+		{"OOM with the Job failed", batchv1.JobStatus{Failed: 1, Conditions: []batchv1.JobCondition{failedCond}},
+			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(137, "OOMKilled"))}, t0, statusError,
+			[]string{"out of memory", "OOMKilled", "100Mi", "backoff limit"}},
+		{"OOM before the Job says so", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodRunning, terminated(137, "OOMKilled"))}, t0, statusError, []string{"p-1", "out of memory"}},
+		{"a failed pod fails the job (backoffLimit 0)", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(1, "Error"))}, t0, statusError, []string{"exited with code 1"}},
+		{"image pull failing, within the grace period", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ErrImagePull", "pull access denied for fnndsc/pl-x"))},
+			t0.Add(grace - time.Second), statusNotStarted, []string{"cannot pull image fnndsc/pl-x", "ErrImagePull", "pull access denied"}},
+		{"image pull back-off past the grace period", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ImagePullBackOff", "Back-off pulling image"))},
+			t0.Add(grace), statusError, []string{"cannot pull image", "ImagePullBackOff", "for 1m0s"}},
+		{"invalid image name ends at once", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("InvalidImageName", "couldn't parse image name"))},
+			t0, statusError, []string{"InvalidImageName"}},
+		{"unschedulable", batchv1.JobStatus{Active: 1}, []corev1.Pod{unschedulable("p-1")}, t0.Add(time.Hour),
+			statusNotStarted, []string{"p-1 cannot be scheduled", "Insufficient memory"}},
+		{"several workers, one unschedulable", batchv1.JobStatus{Active: 2},
+			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running), unschedulable("p-2")}, t0,
+			statusStarted, []string{"running", "p-2 cannot be scheduled"}},
+		{"several workers, some done, no condition yet", batchv1.JobStatus{Active: 1, Succeeded: 2},
+			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "Completed")), kpod("p-2", corev1.PodSucceeded, terminated(0, "Completed")),
+				kpod("p-3", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
+	}
+	for _, tt := range tests {
+		got, msg := jobStatus(kjob(tt.st), tt.pods, tt.now, grace)
+		if got != tt.want {
+			t.Errorf("%s: jobStatus = %q (%q); want %q", tt.name, got, msg, tt.want)
+		}
+		for _, w := range tt.wantMsgs {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: message %q; want it to contain %q", tt.name, msg, w)
+			}
+		}
+		if got == statusUndefined {
+			t.Errorf("%s: undefined", tt.name)
+		}
+	}
+}
+
+func TestJobStatusManyPods(t *testing.T) {
+	var pods []corev1.Pod
+	for i := range 6 {
+		pods = append(pods, unschedulable(fmt.Sprintf("p-%d", i)))
+	}
+	_, msg := jobStatus(kjob(batchv1.JobStatus{Active: 6}), pods, t0, time.Minute)
+	if !strings.Contains(msg, "and 3 more") || strings.Contains(msg, "p-5") {
+		t.Errorf("message for 6 unschedulable pods = %q; want the first 3 and \"and 3 more\"", msg)
+	}
+}
+
+func TestKubeTimestamp(t *testing.T) {
+	tests := []struct {
+		st   batchv1.JobStatus
+		want string
+	}{
+		{batchv1.JobStatus{}, ""},
+		{batchv1.JobStatus{StartTime: ptr(metav1.NewTime(t0))}, ""},
+		{batchv1.JobStatus{CompletionTime: ptr(metav1.NewTime(t0.Add(90 * time.Second).In(time.FixedZone("x", 3600))))}, "2026-11-25T12:01:30Z"},
+	}
+	for _, tt := range tests {
+		if got := kubeTimestamp(kjob(tt.st)); got != tt.want {
+			t.Errorf("kubeTimestamp(%+v) = %q; want %q", tt.st, got, tt.want)
+		}
+	}
+}
+
+// ---- against a recorded API server ------------------------------------------
+
+// fakeAPI answers the few API paths pman uses, and records the requests.
+type fakeAPI struct {
+	mu   sync.Mutex
+	reqs []string
+	h    func(w http.ResponseWriter, r *http.Request)
+}
+
+func (f *fakeAPI) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.reqs...)
+}
+
+// kubeAgainst is a kube backend talking to h.
+func kubeAgainst(t *testing.T, cfg *config, h func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
+	t.Helper()
+	f := &fakeAPI{h: h}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.reqs = append(f.reqs, r.Method+" "+r.URL.RequestURI())
+		f.mu.Unlock()
+		f.h(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	// JSON, not client-go's default protobuf, so the fake can read bodies.
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL,
+		ContentConfig: rest.ContentConfig{ContentType: "application/json"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JobNamespace == "" {
+		cfg.JobNamespace = "chris"
+	}
+	return &kube{client: client, cfg: cfg, log: slog.New(slog.DiscardHandler), ns: cfg.JobNamespace,
+		host: srv.URL, pullGrace: time.Minute, now: func() time.Time { return t0 }}, f
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: msg})
+}
+
+func writeObj(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func TestKubeErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int
+		reason   metav1.StatusReason
+		msg      string
+		op       string // create, get or remove
+		want     int
+		wantMsgs []string
+	}{
+		{"duplicate", 409, metav1.StatusReasonAlreadyExists, `jobs.batch "chris-jid-7" already exists`, "create", 409, []string{"already exists"}},
+		{"no such job", 404, metav1.StatusReasonNotFound, `jobs.batch "chris-jid-7" not found`, "get", 404, []string{"no job"}},
+		{"delete unknown", 404, metav1.StatusReasonNotFound, `jobs.batch "chris-jid-7" not found`, "remove", 404, []string{"no job"}},
+		{"namespace missing", 404, metav1.StatusReasonNotFound, `namespaces "chris" not found`, "create", 503, []string{"JOB_NAMESPACE", `namespaces "chris" not found`}},
+		{"invalid", 422, metav1.StatusReasonInvalid, `Job.batch "chris-jid-7" is invalid: spec.template.spec.containers[0].image: Required value`, "create", 400,
+			[]string{"containers[0].image: Required value"}},
+		{"RBAC", 403, metav1.StatusReasonForbidden, `jobs.batch is forbidden: User "system:serviceaccount:chris:pman" cannot create resource "jobs" in API group "batch" in the namespace "chris"`,
+			"create", 503, []string{"permission to create jobs.batch", "Role"}},
+		{"quota", 403, metav1.StatusReasonForbidden, `jobs.batch "chris-jid-7" is forbidden: exceeded quota: q, requested: count/jobs.batch=1`, "create", 403, []string{"exceeded quota"}},
+		{"credentials", 401, metav1.StatusReasonUnauthorized, "Unauthorized", "get", 503, []string{"credentials"}},
+		{"server error", 500, metav1.StatusReasonInternalError, "etcdserver: request timed out", "get", 503, []string{"etcdserver"}},
+	}
+	for _, tt := range tests {
+		k, _ := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 10}, func(w http.ResponseWriter, r *http.Request) {
+			writeStatus(w, tt.code, tt.reason, tt.msg)
+		})
+		var err error
+		switch tt.op {
+		case "create":
+			_, err = k.create(context.Background(), testSpec())
+		case "get":
+			_, err = k.get(context.Background(), "chris-jid-7")
+		case "remove":
+			err = k.remove(context.Background(), "chris-jid-7")
+		}
+		code, body := errorStatus(err)
+		text := fmt.Sprint(body)
+		if code != tt.want {
+			t.Errorf("%s: %s answered %d %s; want %d", tt.name, tt.op, code, text, tt.want)
+		}
+		for _, w := range tt.wantMsgs {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: message %s; want it to contain %q", tt.name, text, w)
+			}
+		}
+	}
+}
+
+func TestKubeUnreachable(t *testing.T) {
+	k, _ := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s"}, nil)
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.client, k.host = client, "http://127.0.0.1:1"
+	_, err = k.get(context.Background(), "chris-jid-7")
+	code, body := errorStatus(err)
+	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body), "unreachable") {
+		t.Errorf("get with the API server down = %d %v; want 503 saying unreachable", code, body)
+	}
+}
+
+func TestKubeInvalidNameMakesNoCall(t *testing.T) {
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s"}, func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, 500, metav1.StatusReasonInternalError, "should not be called")
+	})
+	s := testSpec()
+	s.JID = "Chris_Jid"
+	_, err := k.create(context.Background(), s)
+	if code, body := errorStatus(err); code != 400 || !strings.Contains(fmt.Sprint(body), "Kubernetes Job name") {
+		t.Errorf("create(%q) = %d %v; want 400 saying why", s.JID, code, body)
+	}
+	for _, op := range []func() error{
+		func() error { _, err := k.get(context.Background(), s.JID); return err },
+		func() error { return k.remove(context.Background(), s.JID) },
+	} {
+		if code, body := errorStatus(op()); code != 404 {
+			t.Errorf("get/remove(%q) = %d %v; want 404", s.JID, code, body)
+		}
+	}
+	if r := f.requests(); len(r) != 0 {
+		t.Errorf("requests for an invalid name: %q; want none", r)
+	}
+}
+
+// TestKubeGet checks the calls GET makes and how it assembles the logs:
+// one Job get, one pod list by the Job's selector, and a log call only for
+// pods whose container ran (asking for the log of a waiting container is an
+// error, pman#234).
+func TestKubeGet(t *testing.T) {
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{batchv1.ControllerUidLabel: "uid-7"}}
+	kj := &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris"},
+		Spec: batchv1.JobSpec{Selector: selector, Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: kubeContainer, Image: "fnndsc/pl-x", Command: []string{"x", "/share/outgoing"}}}}}},
+		Status: batchv1.JobStatus{Active: 3},
+	}
+	pods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Items: []corev1.Pod{
+		// Out of order: the logs follow pod names.
+		kpod("chris-jid-7-c", corev1.PodPending, waiting("ImagePullBackOff", "Back-off pulling image")),
+		kpod("chris-jid-7-a", corev1.PodRunning, running),
+		kpod("chris-jid-7-b", corev1.PodSucceeded, terminated(0, "Completed")),
+	}}
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 5}, func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
+			writeObj(w, kj)
+		case p == "/api/v1/namespaces/chris/pods":
+			writeObj(w, pods)
+		case strings.HasSuffix(p, "/log"):
+			pod := strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/namespaces/chris/pods/"), "/log")
+			fmt.Fprintf(w, "%s line 1\n%s line 2\n", pod, pod)
+		default:
+			writeStatus(w, 404, metav1.StatusReasonNotFound, "no "+p)
+		}
+	})
+	j, err := k.get(context.Background(), "chris-jid-7")
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	wantLogs := "==> pod chris-jid-7-a <==\nchris-jid-7-a line 1\nchris-jid-7-a line 2\n" +
+		"==> pod chris-jid-7-b <==\nchris-jid-7-b line 1\nchris-jid-7-b line 2\n" +
+		"==> pod chris-jid-7-c <==\n(no logs yet: ImagePullBackOff: Back-off pulling image)\n"
+	if j.Logs != wantLogs {
+		t.Errorf("logs =\n%s\nwant\n%s", j.Logs, wantLogs)
+	}
+	if j.Image != "fnndsc/pl-x" || j.Cmd != "x /share/outgoing" || j.Status != statusStarted {
+		t.Errorf("get = %+v; want image fnndsc/pl-x, cmd \"x /share/outgoing\", started", j)
+	}
+	reqs := f.requests()
+	want := map[string]bool{
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                         true,
+		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7": true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a/log?container=plugin&tailLines=5":             true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b/log?container=plugin&tailLines=5":             true,
+	}
+	for _, r := range reqs {
+		if !want[r] {
+			t.Errorf("unexpected request %s", r)
+		}
+		delete(want, r)
+	}
+	for r := range want {
+		t.Errorf("missing request %s (made: %q)", r, reqs)
+	}
+
+	// One pod: its log alone, unmarked.
+	pods.Items = pods.Items[1:2]
+	j, err = k.get(context.Background(), "chris-jid-7")
+	if err != nil || j.Logs != "chris-jid-7-a line 1\nchris-jid-7-a line 2\n" {
+		t.Errorf("get with one pod: logs %q, err %v; want that pod's log, unmarked", j.Logs, err)
+	}
+}
+
+// A pod whose log may not be read is a deployment error (503 naming the
+// permission); one whose log is gone is a note in the logs.
+func TestKubeLogErrors(t *testing.T) {
+	tests := []struct {
+		code     int
+		reason   metav1.StatusReason
+		msg      string
+		wantErr  int
+		wantLogs string
+	}{
+		{403, metav1.StatusReasonForbidden, `pods "p-1" is forbidden: User "x" cannot get resource "pods/log" in API group "" in the namespace "chris"`, 503, ""},
+		{404, metav1.StatusReasonNotFound, `pods "p-1" not found`, 0, "(no logs from pod p-1: pods \"p-1\" not found)\n"},
+	}
+	for _, tt := range tests {
+		k, _ := kubeAgainst(t, &config{JobLogsTail: 10}, func(w http.ResponseWriter, r *http.Request) {
+			writeStatus(w, tt.code, tt.reason, tt.msg)
+		})
+		logs, err := k.logs(context.Background(), []corev1.Pod{kpod("p-1", corev1.PodRunning, running)})
+		code, body := 0, any(nil)
+		if err != nil {
+			code, body = errorStatus(err)
+		}
+		if code != tt.wantErr || logs != tt.wantLogs {
+			t.Errorf("logs with a %d: %q, %d %v; want %q, %d", tt.code, logs, code, body, tt.wantLogs, tt.wantErr)
+		}
+		if tt.wantErr == 503 && !strings.Contains(fmt.Sprint(body), "permission to get pods/log") {
+			t.Errorf("logs forbidden: message %v; want it to name get pods/log", body)
+		}
+	}
+}
+
+func TestKubeCreateAndRemoveRequests(t *testing.T) {
+	var got batchv1.Job
+	var del metav1.DeleteOptions
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s"}, func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost:
+			json.NewDecoder(r.Body).Decode(&got)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			writeObj(w, &got)
+		case http.MethodDelete:
+			json.NewDecoder(r.Body).Decode(&del)
+			writeObj(w, &metav1.Status{Status: metav1.StatusSuccess})
+		}
+	})
+	j, err := k.create(context.Background(), testSpec())
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if got.Name != "chris-jid-7" || j.Status != statusNotStarted || j.Cmd != strings.Join(testSpec().Cmd, " ") || j.Logs != "" {
+		t.Errorf("create sent %q, answered %+v; want chris-jid-7, notstarted, the command", got.Name, j)
+	}
+	if err := k.remove(context.Background(), "chris-jid-7"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if del.PropagationPolicy == nil || *del.PropagationPolicy != metav1.DeletePropagationBackground {
+		t.Errorf("delete propagation = %v; want Background (pods go too)", del.PropagationPolicy)
+	}
+	wantReqs := []string{"POST /apis/batch/v1/namespaces/chris/jobs", "DELETE /apis/batch/v1/namespaces/chris/jobs/chris-jid-7"}
+	if r := f.requests(); !reflect.DeepEqual(r, wantReqs) {
+		t.Errorf("requests = %q; want %q", r, wantReqs)
+	}
+}
