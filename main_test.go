@@ -582,7 +582,6 @@ func TestAPIErrors(t *testing.T) {
 		{refused(403, "forbidden by the engine"), 403},
 		{refused(0, "refused without a code"), 400},
 		{refused(502, "not a 4xx"), 400},
-		{errors.New("internal error"), 500},
 	} {
 		f.err = tt.err
 		for _, r := range [][2]string{{"POST", "/api/v1/"}, {"GET", "/api/v1/x/"}, {"DELETE", "/api/v1/x/"}} {
@@ -591,6 +590,20 @@ func TestAPIErrors(t *testing.T) {
 				t.Errorf("%s %s with %v = %d %v; want %d with its message", r[0], r[1], tt.err, code, m, tt.code)
 			}
 		}
+	}
+}
+
+func TestAPIInternalError(t *testing.T) {
+	f := newFakeSched()
+	f.err = errors.New("nil pointer in backend")
+	var buf bytes.Buffer
+	h := newMux(&config{}, f, slog.New(slog.NewJSONHandler(&buf, nil)))
+	code, m := call(t, h, "GET", "/api/v1/x/", "")
+	if code != 500 || m["message"] != "internal error" {
+		t.Errorf("GET with a non-apiError = %d %v; want 500 internal error", code, m)
+	}
+	if !strings.Contains(buf.String(), "nil pointer in backend") {
+		t.Errorf("the log does not carry the error's detail: %s", buf.String())
 	}
 }
 
