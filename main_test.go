@@ -646,3 +646,32 @@ func TestRequestLog(t *testing.T) {
 		t.Errorf("log line has no duration: %s", buf.String())
 	}
 }
+
+func BenchmarkDecodeJob(b *testing.B) {
+	body := mustJSON(b, validBody())
+	cfg := &config{}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeJob(body, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatusHandler measures pman's own share of pfcon's polling path:
+// routing, logging and encoding around a scheduler that answers at once.
+func BenchmarkStatusHandler(b *testing.B) {
+	f := newFakeSched()
+	spec, _ := decodeJob(mustJSON(b, validBody()), &config{})
+	f.create(context.Background(), spec)
+	h := newMux(&config{}, f, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	req := httptest.NewRequest("GET", "/api/v1/chris-jid-1/", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+	}
+}
