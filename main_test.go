@@ -675,3 +675,70 @@ func BenchmarkStatusHandler(b *testing.B) {
 		}
 	}
 }
+
+// TestGracefulShutdown stops the server while a request is in flight: the
+// request must still be answered, and run must return nil (exit 0). The
+// Docker engine is a stand-in that answers every call slowly with a 404.
+func TestGracefulShutdown(t *testing.T) {
+	inFlight := make(chan struct{}, 1)
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		if strings.HasSuffix(r.URL.Path, "/_ping") {
+			return
+		}
+		select {
+		case inFlight <- struct{}{}:
+		default:
+		}
+		time.Sleep(500 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"message": "No such container: slow-job"}`)
+	}))
+	defer engine.Close()
+
+	getenv := env("CONTAINER_ENV", "docker", "STOREBASE", t.TempDir(), "PORT", "0",
+		"DOCKER_HOST", "tcp://"+engine.Listener.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, getenv, pw); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	var addr string
+	for addr == "" && sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			addr = line.Addr
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if addr == "" {
+		t.Fatalf("run did not start: %v", <-done)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/api/v1/slow-job/")
+		if err != nil {
+			t.Errorf("in-flight GET: %v", err)
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the GET never reached the engine")
+	}
+	cancel()
+	if code := <-answered; code != http.StatusNotFound {
+		t.Errorf("in-flight GET answered %d after shutdown began; want the engine's 404", code)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("run after shutdown = %v; want nil", err)
+	}
+}
