@@ -285,7 +285,12 @@ func TestSwarmRefusedBeforeEngine(t *testing.T) {
 // DOCKER_HOST, then brings one up there: the server answers 503, then
 // works, without a restart.
 func TestSwarmEngineRecovers(t *testing.T) {
-	needEngine(t)
+	real, err := client.ParseHostURL(needEngine(t).DaemonHost())
+	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
+		t.Skipf("the engine at DOCKER_HOST is not a plain unix or tcp socket this test can proxy to (%v)", err)
+	}
+	// ParseHostURL keeps a unix socket's path in Host.
+	realAddr := real.Host
 	sock := filepath.Join(t.TempDir(), "engine.sock")
 	t.Setenv("DOCKER_HOST", "unix://"+sock)
 	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()})
@@ -308,7 +313,7 @@ func TestSwarmEngineRecovers(t *testing.T) {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
+			return (&net.Dialer{}).DialContext(ctx, real.Scheme, realAddr)
 		}},
 	}
 	srv := &http.Server{Handler: proxy}
@@ -358,7 +363,7 @@ func TestSwarmEndToEnd(t *testing.T) {
 	const uid, gid = 4321, 8765
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
-		"JOB_LOGS_TAIL": "3", "CONTAINER_USER": "4321:8765",
+		"JOB_LOGS_TAIL": "3", "CONTAINER_USER": "4321:8765", "SHM_SIZE": "128",
 	})
 	suffix := randSuffix()
 
@@ -404,6 +409,7 @@ func TestSwarmEndToEnd(t *testing.T) {
 				t.Fatalf("GET %s: %d %v; want 200", jid, code, m)
 			}
 			if s, _ := m["status"].(string); strings.HasPrefix(s, "finished") {
+				t.Logf("GET %s: %s %q at %v, logs %q", jid, s, m["message"], m["timestamp"], m["logs"])
 				return m
 			}
 			time.Sleep(time.Second)
@@ -495,9 +501,13 @@ func TestSwarmEndToEnd(t *testing.T) {
 
 	t.Run("output directory missing on the host", func(t *testing.T) {
 		t.Parallel()
-		jid, body, _, _ := newJob(t, "nomount", "true", false)
+		jid, body, in, out := newJob(t, "nomount", "true", false)
+		// pfcon made the input directory but not the output one.
+		if err := os.MkdirAll(in, 0o777); err != nil {
+			t.Fatal(err)
+		}
 		submit(t, body)
-		wantStatus(t, finished(t, jid), statusError, "bind source path does not exist")
+		wantStatus(t, finished(t, jid), statusError, "bind source path does not exist", out)
 	})
 
 	t.Run("killed for memory", func(t *testing.T) {
@@ -507,6 +517,25 @@ func TestSwarmEndToEnd(t *testing.T) {
 		body["memory_limit"] = 16
 		submit(t, body)
 		wantStatus(t, finished(t, jid), statusError, "out of memory")
+	})
+
+	t.Run("SHM_SIZE sizes /dev/shm", func(t *testing.T) {
+		t.Parallel()
+		jid, body, _, _ := newJob(t, "shm", `while read -r dev mnt typ opts rest; do test "$mnt" = /dev/shm && echo "$typ $opts"; done < /proc/mounts; true`, true)
+		submit(t, body)
+		m := finished(t, jid)
+		wantStatus(t, m, statusSuccess)
+		if logs, _ := m["logs"].(string); !strings.HasPrefix(logs, "tmpfs ") || !strings.Contains(logs, "size=131072k") {
+			t.Errorf("/dev/shm mount = %q; want a tmpfs of size=131072k (SHM_SIZE=128)", logs)
+		}
+	})
+
+	t.Run("gpu_limit where no node has GPUs", func(t *testing.T) {
+		t.Parallel()
+		jid, body, _, _ := newJob(t, "gpu", "true", true)
+		body["gpu_limit"] = 1
+		submit(t, body)
+		wantStatus(t, finished(t, jid), statusError, "no suitable node")
 	})
 
 	t.Run("logs tail", func(t *testing.T) {
