@@ -191,7 +191,11 @@ func (s *swarmSched) get(ctx context.Context, jid string) (*job, error) {
 	}
 	out.Status, out.Message = taskStatus(t, svc.Spec.TaskTemplate.Resources, s.oomKilled(ctx, t, svc.Spec.TaskTemplate.Resources))
 	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
-	out.Logs = s.logs(ctx, svc.ID, jid, cs.TTY)
+	// A task that never got a container (pending, rejected) has no logs:
+	// asking would cost a call for nothing.
+	if cst := t.Status.ContainerStatus; cst != nil && cst.ContainerID != "" {
+		out.Logs = s.logs(ctx, svc.ID, jid, cs.TTY)
+	}
 	return out, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -285,12 +286,7 @@ func TestSwarmRefusedBeforeEngine(t *testing.T) {
 // DOCKER_HOST, then brings one up there: the server answers 503, then
 // works, without a restart.
 func TestSwarmEngineRecovers(t *testing.T) {
-	real, err := client.ParseHostURL(needEngine(t).DaemonHost())
-	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
-		t.Skipf("the engine at DOCKER_HOST is not a plain unix or tcp socket this test can proxy to (%v)", err)
-	}
-	// ParseHostURL keeps a unix socket's path in Host.
-	realAddr := real.Host
+	cli := needEngine(t)
 	sock := filepath.Join(t.TempDir(), "engine.sock")
 	t.Setenv("DOCKER_HOST", "unix://"+sock)
 	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()})
@@ -305,25 +301,122 @@ func TestSwarmEngineRecovers(t *testing.T) {
 		t.Errorf("POST with the engine down: %d %v; want 503 with a message", code, m)
 	}
 
-	// The engine "comes back": a proxy to the real one on DOCKER_HOST.
+	// The engine "comes back".
+	proxyEngine(t, cli, sock)
+	code, m = call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+	if code != 404 {
+		t.Errorf("GET an unknown jid once the engine is back: %d %v; want 404", code, m)
+	}
+}
+
+// TestSwarmGetEngineCalls counts the engine calls of pfcon's polling path:
+// a GET of a finished job needs the service, its tasks and its logs.
+func TestSwarmGetEngineCalls(t *testing.T) {
+	cli := needSwarm(t)
+	image := needTestImage(t, cli)
+	sock := filepath.Join(t.TempDir(), "engine.sock")
+	calls := proxyEngine(t, cli, sock)
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+	store := t.TempDir()
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store})
+	jid := "sw-" + randSuffix() + "-calls"
+	t.Cleanup(func() { cli.ServiceRemove(context.Background(), jid) })
+	for _, d := range []string{"key-" + jid, "key-" + jid + "/incoming", "key-" + jid + "/outgoing"} {
+		if err := os.Mkdir(filepath.Join(store, d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, m := call(t, "POST", base+"/api/v1/", swarmJob(jid, image, "echo done")); code != 201 {
+		t.Fatalf("POST: %d %v; want 201", code, m)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		calls.reset()
+		_, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+		if s, _ := m["status"].(string); strings.HasPrefix(s, "finished") {
+			if s != statusSuccess || m["logs"] != "done\n" {
+				t.Errorf("GET: %v; want finishedSuccessfully with logs \"done\\n\"", m)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v after 90s; want finished*", jid, m)
+		}
+		time.Sleep(time.Second)
+	}
+	got := calls.get()
+	t.Logf("engine calls of one GET: %q", got)
+	want := []string{"/services/" + jid, "/tasks", "/services/*/logs"}
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		ok = matchCall(want[i], got[i])
+	}
+	if !ok {
+		t.Errorf("engine calls of one GET = %q; want %q", got, want)
+	}
+}
+
+// matchCall says whether an engine path ("/v1.41/services/x/logs") is the
+// pattern ("/services/*/logs"), version prefix aside.
+func matchCall(pattern, p string) bool {
+	if i := strings.Index(p[1:], "/"); strings.HasPrefix(p, "/v1.") && i > 0 {
+		p = p[i+1:]
+	}
+	ps, ws := strings.Split(p, "/"), strings.Split(pattern, "/")
+	if len(ps) != len(ws) {
+		return false
+	}
+	for i := range ws {
+		if ws[i] != "*" && ws[i] != ps[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// callLog records the paths of the engine calls that pass a proxy.
+type callLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (c *callLog) add(p string) { c.mu.Lock(); c.paths = append(c.paths, p); c.mu.Unlock() }
+func (c *callLog) reset()       { c.mu.Lock(); c.paths = nil; c.mu.Unlock() }
+func (c *callLog) get() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string{}, c.paths...)
+}
+
+// proxyEngine serves the engine cli talks to on the unix socket sock, and
+// records the calls that pass (pings aside).
+func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
+	t.Helper()
+	real, err := client.ParseHostURL(cli.DaemonHost())
+	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
+		t.Skipf("the engine at %s is not a plain unix or tcp socket this test can proxy to (%v)", cli.DaemonHost(), err)
+	}
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
+	calls := &callLog{}
 	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
+		Rewrite: func(r *httputil.ProxyRequest) {
+			if !strings.HasSuffix(r.In.URL.Path, "/_ping") {
+				calls.add(r.In.URL.Path)
+			}
+			r.SetURL(&url.URL{Scheme: "http", Host: "docker"})
+		},
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, real.Scheme, realAddr)
+			// ParseHostURL keeps a unix socket's path in Host.
+			return (&net.Dialer{}).DialContext(ctx, real.Scheme, real.Host)
 		}},
 	}
 	srv := &http.Server{Handler: proxy}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-
-	code, m = call(t, "GET", base+"/api/v1/"+jid+"/", nil)
-	if code != 404 {
-		t.Errorf("GET an unknown jid once the engine is back: %d %v; want 404", code, m)
-	}
+	return calls
 }
 
 func randSuffix() string {
@@ -516,7 +609,8 @@ func TestSwarmEndToEnd(t *testing.T) {
 		jid, body, _, _ := newJob(t, "oom", "dd if=/dev/zero of=/dev/null bs=256M count=1", true)
 		body["memory_limit"] = 16
 		submit(t, body)
-		wantStatus(t, finished(t, jid), statusError, "out of memory")
+		// The container is on this node: its OOMKilled settles it.
+		wantStatus(t, finished(t, jid), statusError, "out of memory: killed")
 	})
 
 	t.Run("SHM_SIZE sizes /dev/shm", func(t *testing.T) {
