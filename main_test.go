@@ -73,6 +73,32 @@ func startServer(t testing.TB, env map[string]string) string {
 	return ""
 }
 
+// call sends one request to a running server and decodes its JSON answer
+// (nil for an empty body).
+func call(t *testing.T, method, u string, body any) (int, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, u, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s %s: %d, body not JSON: %q", method, u, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, m
+}
+
 // ciMode is true under CI, where a missing engine or control plane is a
 // failure, not a reason to skip.
 var ciMode = strings.EqualFold(os.Getenv("CI"), "true") || os.Getenv("CI") == "1"
@@ -441,8 +467,8 @@ func (f *fakeSched) remove(ctx context.Context, jid string) error {
 	return nil
 }
 
-// call sends a request to h and decodes the JSON answer (nil for none).
-func call(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
+// callHandler sends a request to h and decodes the JSON answer (nil for none).
+func callHandler(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
@@ -484,14 +510,14 @@ func TestAPI(t *testing.T) {
 	h := testHandler(cfg, f)
 
 	for _, p := range []string{"/api/v1/", "/api/v1"} {
-		code, m := call(t, h, "GET", p, "")
+		code, m := callHandler(t, h, "GET", p, "")
 		want := map[string]any{"server_version": version, "container_env": "swarm", "storage_type": "host"}
 		if code != 200 || !reflect.DeepEqual(m, want) {
 			t.Errorf("GET %s = %d %v; want 200 %v", p, code, m, want)
 		}
 	}
 
-	code, m := call(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody())))
+	code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody())))
 	if code != 201 {
 		t.Fatalf("POST = %d %v; want 201", code, m)
 	}
@@ -503,38 +529,38 @@ func TestAPI(t *testing.T) {
 
 	b := validBody()
 	b["jid"] = "chris-jid-2"
-	if code, m := call(t, h, "POST", "/api/v1", string(mustJSON(t, b))); code != 201 {
+	if code, m := callHandler(t, h, "POST", "/api/v1", string(mustJSON(t, b))); code != 201 {
 		t.Errorf("POST without trailing slash = %d %v; want 201", code, m)
 	}
-	if code, m := call(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody()))); code != 409 || m["message"] == "" {
+	if code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody()))); code != 409 || m["message"] == "" {
 		t.Errorf("POST duplicate = %d %v; want 409 with a message", code, m)
 	}
 
 	for _, p := range []string{"/api/v1/chris-jid-1/", "/api/v1/chris-jid-1"} {
-		code, m := call(t, h, "GET", p, "")
+		code, m := callHandler(t, h, "GET", p, "")
 		if code != 200 || m["logs"] != "line 1\nline 2\n" || m["jid"] != "chris-jid-1" {
 			t.Errorf("GET %s = %d %v", p, code, m)
 		}
 		checkJobShape(t, "GET", m)
 	}
-	if code, m := call(t, h, "GET", "/api/v1/nope/", ""); code != 404 || m["message"] != "no job nope" {
+	if code, m := callHandler(t, h, "GET", "/api/v1/nope/", ""); code != 404 || m["message"] != "no job nope" {
 		t.Errorf("GET unknown = %d %v; want 404 no job nope", code, m)
 	}
 
-	if code, m := call(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 204 || m != nil {
+	if code, m := callHandler(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 204 || m != nil {
 		t.Errorf("DELETE = %d %v; want 204 and no body", code, m)
 	}
-	if code, _ := call(t, h, "DELETE", "/api/v1/chris-jid-2", ""); code != 204 {
+	if code, _ := callHandler(t, h, "DELETE", "/api/v1/chris-jid-2", ""); code != 204 {
 		t.Errorf("DELETE without slash = %d; want 204", code)
 	}
-	if code, _ := call(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 404 {
+	if code, _ := callHandler(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 404 {
 		t.Errorf("DELETE again = %d; want 404", code)
 	}
 	if !slices.Equal(f.removed, []string{"chris-jid-1", "chris-jid-2"}) {
 		t.Errorf("removed %q", f.removed)
 	}
 
-	if code, m := call(t, h, "GET", "/elsewhere", ""); code != 404 || m["message"] == nil {
+	if code, m := callHandler(t, h, "GET", "/elsewhere", ""); code != 404 || m["message"] == nil {
 		t.Errorf("GET /elsewhere = %d %v; want a JSON 404", code, m)
 	}
 }
@@ -542,8 +568,8 @@ func TestAPI(t *testing.T) {
 func TestAPIRemoveJobsNo(t *testing.T) {
 	f := newFakeSched()
 	h := testHandler(&config{RemoveJobs: false}, f)
-	call(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody())))
-	if code, _ := call(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 204 {
+	callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody())))
+	if code, _ := callHandler(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 204 {
 		t.Errorf("DELETE with REMOVE_JOBS=no = %d; want 204", code)
 	}
 	if len(f.removed) != 0 || f.jobs["chris-jid-1"] == nil {
@@ -558,16 +584,16 @@ func TestAPIErrors(t *testing.T) {
 	b := validBody()
 	delete(b, "image")
 	b["type"] = "xs"
-	code, m := call(t, h, "POST", "/api/v1/", string(mustJSON(t, b)))
+	code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, b)))
 	want := map[string]any{"image": missing, "type": `"xs" is not a valid choice (ds, fs, ts)`}
 	if code != 400 || !reflect.DeepEqual(m["message"], want) {
 		t.Errorf("POST bad fields = %d %v; want 400 {message: %v}", code, m, want)
 	}
-	if code, m := call(t, h, "POST", "/api/v1/", "not json"); code != 400 || m["message"] == "" {
+	if code, m := callHandler(t, h, "POST", "/api/v1/", "not json"); code != 400 || m["message"] == "" {
 		t.Errorf("POST not JSON = %d %v; want 400", code, m)
 	}
 	big := `{"jid": "` + strings.Repeat("x", maxBody) + `"}`
-	if code, m := call(t, h, "POST", "/api/v1/", big); code != 413 || m["message"] == "" {
+	if code, m := callHandler(t, h, "POST", "/api/v1/", big); code != 413 || m["message"] == "" {
 		t.Errorf("POST of %d bytes = %d %v; want 413", len(big), code, m)
 	}
 	if len(f.specs) != 0 {
@@ -585,7 +611,7 @@ func TestAPIErrors(t *testing.T) {
 	} {
 		f.err = tt.err
 		for _, r := range [][2]string{{"POST", "/api/v1/"}, {"GET", "/api/v1/x/"}, {"DELETE", "/api/v1/x/"}} {
-			code, m := call(t, h, r[0], r[1], string(mustJSON(t, validBody())))
+			code, m := callHandler(t, h, r[0], r[1], string(mustJSON(t, validBody())))
 			if code != tt.code || !strings.Contains(fmt.Sprint(m["message"]), tt.err.Error()) {
 				t.Errorf("%s %s with %v = %d %v; want %d with its message", r[0], r[1], tt.err, code, m, tt.code)
 			}
@@ -598,7 +624,7 @@ func TestAPIInternalError(t *testing.T) {
 	f.err = errors.New("nil pointer in backend")
 	var buf bytes.Buffer
 	h := newMux(&config{}, f, slog.New(slog.NewJSONHandler(&buf, nil)))
-	code, m := call(t, h, "GET", "/api/v1/x/", "")
+	code, m := callHandler(t, h, "GET", "/api/v1/x/", "")
 	if code != 500 || m["message"] != "internal error" {
 		t.Errorf("GET with a non-apiError = %d %v; want 500 internal error", code, m)
 	}
@@ -632,7 +658,7 @@ func TestRunBadConfig(t *testing.T) {
 func TestRequestLog(t *testing.T) {
 	var buf bytes.Buffer
 	h := newMux(&config{}, newFakeSched(), slog.New(slog.NewJSONHandler(&buf, nil)))
-	call(t, h, "GET", "/api/v1/some-jid/", "")
+	callHandler(t, h, "GET", "/api/v1/some-jid/", "")
 	var line map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("log line %q: %v", buf.String(), err)

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -239,30 +236,6 @@ func swarmJob(jid, image string, script string) map[string]any {
 		"entrypoint": []string{"sh", "-c", script}, "args": []string{},
 		"number_of_workers": 1, "cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0,
 	}
-}
-
-func call(t *testing.T, method, u string, body any) (int, map[string]any) {
-	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, u, r)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatalf("%s %s: %d, body not JSON: %q", method, u, resp.StatusCode, raw)
-		}
-	}
-	return resp.StatusCode, m
 }
 
 func TestSwarmRefusedBeforeEngine(t *testing.T) {
