@@ -1,0 +1,814 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ---- recorded responses -----------------------------------------------------
+
+func recorded(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "cromwell", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func recordedMetadata(t testing.TB, name string) *metadata {
+	t.Helper()
+	var md metadata
+	if err := json.Unmarshal(recorded(t, name), &md); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return &md
+}
+
+// runtimeSection is the text of a WDL's runtime { ... } block.
+func runtimeSection(t testing.TB, wdl string) string {
+	t.Helper()
+	i := strings.Index(wdl, "    runtime {\n")
+	if i < 0 {
+		t.Fatalf("no runtime section in\n%s", wdl)
+	}
+	j := strings.Index(wdl[i:], "\n    }\n")
+	if j < 0 {
+		t.Fatalf("runtime section not closed in\n%s", wdl)
+	}
+	return wdl[i : i+j+len("\n    }\n")]
+}
+
+// commandBody is the text between "command <<<" and ">>>".
+func commandBody(t testing.TB, wdl string) string {
+	t.Helper()
+	i := strings.Index(wdl, "command <<<")
+	if i < 0 {
+		t.Fatalf("no command <<< in\n%s", wdl)
+	}
+	rest := wdl[i+len("command <<<"):]
+	j := strings.Index(rest, ">>>")
+	if j < 0 {
+		t.Fatalf("no >>> in\n%s", wdl)
+	}
+	return rest[:j]
+}
+
+// ---- WDL rendering ----------------------------------------------------------
+
+// TestRenderJobRuntimeMatchesRecorded renders jobs whose values reproduce
+// what the Python pman submitted, and compares the runtime section with the
+// recorded submittedFiles.workflow text byte for byte.
+func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
+	tests := []struct {
+		file string
+		cfg  config
+		spec jobSpec
+	}{
+		{"metadata-notstarted.json",
+			config{StoreBase: "/storebase", TimelimitMinutes: 50},
+			jobSpec{JID: "vitamin-d", Image: "ghcr.io/fnndsc/pl-salute-the-sun:latest", Workers: 1, CPULimit: 2000, MemoryLimit: 5678, GPULimit: 2,
+				Cmd:      []string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", incomingDir, outgoingDir},
+				InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}},
+		{"metadata-queued.json",
+			config{StoreBase: "/storebase", TimelimitMinutes: 70},
+			jobSpec{JID: "fruity-fruit", Image: "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", Workers: 3, CPULimit: 1, MemoryLimit: 789, GPULimit: 0,
+				Cmd: []string{"fruit_machine", outgoingDir}, InputDir: "key-fruity-fruit/incoming", OutputDir: "key-fruity-fruit/outgoing"}},
+		{"metadata-running.json",
+			config{StoreBase: "/mounted/storebase", TimelimitMinutes: 5, SlurmPartition: "my-slurm-partition"},
+			jobSpec{JID: "example-jid-1234", Image: "docker.io/fnndsc/pl-office-convert:0.0.1", Workers: 1, CPULimit: 1500, MemoryLimit: 4000,
+				Cmd: []string{"office_convert", incomingDir, outgoingDir}, InputDir: "example-jid-1234/incoming", OutputDir: "example-jid-1234/outgoing"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c := &cromwell{cfg: &tt.cfg}
+			wdl, err := c.renderJob(&tt.spec)
+			if err != nil {
+				t.Fatalf("renderJob: %v", err)
+			}
+			got := runtimeSection(t, wdl)
+			want := runtimeSection(t, recordedMetadata(t, tt.file).SubmittedFiles.Workflow)
+			if got != want {
+				t.Errorf("runtime section:\n%s\nwant (recorded):\n%s", got, want)
+			}
+			for _, s := range []string{"version 1.0\n", "task plugin_instance {", "workflow ChRISJob {\n    call plugin_instance\n}"} {
+				if !strings.Contains(wdl, s) {
+					t.Errorf("WDL lacks %q:\n%s", s, wdl)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderJobLimits(t *testing.T) {
+	tests := []struct {
+		cpu, mem   int
+		ignore     bool
+		cpuLine    string // "" when the attribute must be absent
+		memoryLine string
+	}{
+		{1, 1, false, "cpu: '1'", "memory: '2M'"},
+		{1000, 1000, false, "cpu: '1'", "memory: '1049M'"},
+		{1001, 4000, false, "cpu: '2'", "memory: '4195M'"},
+		{0, 0, false, "", ""},
+		{4000, 4000, true, "", ""},
+	}
+	for _, tt := range tests {
+		c := &cromwell{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
+		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, CPULimit: tt.cpu, MemoryLimit: tt.mem,
+			Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := runtimeSection(t, wdl)
+		for attr, want := range map[string]string{"cpu:": tt.cpuLine, "memory:": tt.memoryLine} {
+			has := strings.Contains(rt, "\n        "+attr)
+			if want == "" && has || want != "" && !strings.Contains(rt, "\n        "+want+"\n") {
+				t.Errorf("cpu %d, memory %d MiB, IGNORE_LIMITS %v: runtime\n%s\nwant %s line %q", tt.cpu, tt.mem, tt.ignore, rt, attr, want)
+			}
+		}
+	}
+}
+
+// hostileArgs are arguments a plugin must receive exactly as given.
+var hostileArgs = []string{
+	"plain",
+	"two words",
+	"",
+	"it's",
+	`"double"`,
+	"'",
+	"''",
+	"~{x}",
+	"${HOME}",
+	"$HOME",
+	"$(id)",
+	"`id`",
+	"~",
+	"$",
+	"{",
+	"}",
+	"~{",
+	"$~{${",
+	">>>",
+	">>>>>>",
+	"a>>>b",
+	"<<<",
+	"} #ENDCOMMAND",
+	"back\\slash\\n",
+	"tab\there",
+	"line1\nline2",
+	"line1\n        indented\n  less",
+	"\n    >>>\n",
+	"semi;colon && rm -rf / #",
+	"ünïcödé ✓",
+	"*?[a]",
+}
+
+// checkWDLInert fails when a command text holds something WDL would
+// interpolate or that would end the heredoc command.
+func checkWDLInert(t *testing.T, body string) {
+	t.Helper()
+	for _, bad := range []string{"~{", "${", ">>>"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("command text contains %q, which WDL would not pass literally:\n%s", bad, body)
+		}
+	}
+	// Cromwell strips the leading whitespace common to all non-blank lines.
+	common := -1
+	for _, l := range strings.Split(body, "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		n := len(l) - len(strings.TrimLeft(l, " \t"))
+		if common < 0 || n < common {
+			common = n
+		}
+	}
+	if common > 0 {
+		t.Errorf("command lines share %d leading blanks that Cromwell would strip:\n%s", common, body)
+	}
+}
+
+// shellRun runs a command text through a real POSIX shell, then prints
+// the variables named by env, and answers what was printed, split at NULs.
+// Tests make the command itself printf '%s\0' so that its words come back.
+func shellRun(t *testing.T, body string, env ...string) []string {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		needOrSkip(t, "no POSIX sh to check how the shell parses the command")
+	}
+	script := body
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		script += fmt.Sprintf("\nprintf '%%s\\0' \"$%s\"", k)
+	}
+	cmd := exec.Command(sh, "-c", script)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sh -c %q: %v", script, err)
+	}
+	words := strings.Split(string(out), "\x00")
+	return words[:len(words)-1]
+}
+
+func TestRenderWDLHostileArgs(t *testing.T) {
+	for _, arg := range hostileArgs {
+		// printf stands in for the plugin: it prints the words it gets.
+		argv := []string{"printf", `%s\0`, "/usr/local/bin/plugin", "--opt", arg, arg + arg, "/share/outgoing"}
+		env := []string{"WEIRD=" + arg, "HOME=/tmp"}
+		wdl := renderWDL(wdlJob{Image: "fnndsc/pl-x:1.0", ShareDir: "/store/key-j", Env: env, Argv: argv, Workers: 1, Timelimit: 5})
+		body := commandBody(t, wdl)
+		checkWDLInert(t, body)
+
+		got := shellRun(t, body, env...)
+		want := append(append([]string{}, argv[2:]...), arg, "/tmp")
+		if !slices.Equal(got, want) {
+			t.Errorf("arg %q: the shell runs %q; want %q\nWDL:\n%s", arg, got, want, wdl)
+		}
+
+		image, back, err := parseWDL(wdl)
+		if err != nil {
+			t.Errorf("arg %q: parseWDL: %v", arg, err)
+			continue
+		}
+		if image != "fnndsc/pl-x:1.0" || !slices.Equal(back, argv) {
+			t.Errorf("arg %q: parseWDL = %q, %q; want %q, %q", arg, image, back, "fnndsc/pl-x:1.0", argv)
+		}
+	}
+}
+
+func TestShQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a", `'a'`},
+		{"", `''`},
+		{"it's", `'it'"'"'s'`},
+		{"${x}", `'$''{x}'`},
+		{"~{x}", `'~''{x}'`},
+		{">>>>", `'>>''>>'`},
+		{"$'{", `'$'"'"'{'`},
+	}
+	for _, tt := range tests {
+		if got := shQuote(tt.in); got != tt.want {
+			t.Errorf("shQuote(%q) = %s; want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseWDLRecorded(t *testing.T) {
+	tests := []struct {
+		file, image string
+		argv        []string
+	}{
+		{"metadata-notstarted.json", "ghcr.io/fnndsc/pl-salute-the-sun:latest",
+			[]string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", "/share/incoming", "/share/outgoing"}},
+		{"metadata-running.json", "docker.io/fnndsc/pl-office-convert:0.0.1",
+			[]string{"office_convert", "/share/incoming", "/share/outgoing"}},
+		{"metadata-done.json", "ghcr.io/fnndsc/pl-office-convert:0.0.2",
+			[]string{"/usr/local/bin/python", "/usr/local/bin/office_convert", "/share/incoming", "/share/outgoing"}},
+	}
+	for _, tt := range tests {
+		image, argv, err := parseWDL(recordedMetadata(t, tt.file).SubmittedFiles.Workflow)
+		if err != nil || image != tt.image || !slices.Equal(argv, tt.argv) {
+			t.Errorf("parseWDL(%s) = %q, %q, %v; want %q, %q", tt.file, image, argv, err, tt.image, tt.argv)
+		}
+	}
+}
+
+func TestParseWDLBroken(t *testing.T) {
+	for _, wdl := range []string{
+		"",
+		"version 1.0\ntask t {\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'a'\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'unterminated\n    >>>\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'a'\n    >>>\n}",
+	} {
+		if image, argv, err := parseWDL(wdl); err == nil {
+			t.Errorf("parseWDL(%q) = %q, %q, nil; want an error", wdl, image, argv)
+		}
+	}
+}
+
+func TestShareLayout(t *testing.T) {
+	tests := []struct {
+		in, out            string
+		share, inAt, outAt string
+	}{
+		{"key-j/incoming", "key-j/outgoing", "/sb/key-j", "/share/incoming", "/share/outgoing"},
+		{"home/u/feeds/feed_1/pl-a_1/data", "home/u/feeds/feed_1/pl-b_2/data", "/sb/home/u/feeds/feed_1", "/share/pl-a_1/data", "/share/pl-b_2/data"},
+		{"in", "out", "/sb", "/share/in", "/share/out"},
+		{"a/x", "b/y", "/sb", "/share/a/x", "/share/b/y"},
+		{"a/b/c", "a/b/c", "/sb/a/b", "/share/c", "/share/c"},
+		{"a/b", "a/b/c", "/sb/a", "/share/b", "/share/b/c"},
+		{"ab/x", "a/y", "/sb", "/share/ab/x", "/share/a/y"},
+	}
+	for _, tt := range tests {
+		share, in, out := shareLayout("/sb", tt.in, tt.out)
+		if share != tt.share || in != tt.inAt || out != tt.outAt {
+			t.Errorf("shareLayout(/sb, %q, %q) = %q, %q, %q; want %q, %q, %q", tt.in, tt.out, share, in, out, tt.share, tt.inAt, tt.outAt)
+		}
+	}
+}
+
+func TestRemapShare(t *testing.T) {
+	in := []string{"prog", "--dir", "/share/incoming", "/share/incoming/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/outgoing", "/share/outgoing/", "/share"}
+	want := []string{"prog", "--dir", "/share/a/in", "/share/a/in/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/b/out", "/share/b/out/", "/share"}
+	if got := remapShare(in, "/share/a/in", "/share/b/out"); !slices.Equal(got, want) {
+		t.Errorf("remapShare(%q) = %q; want %q", in, got, want)
+	}
+}
+
+func TestRenderJobRefuses(t *testing.T) {
+	base := func() *jobSpec {
+		return &jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"}
+	}
+	tests := []struct {
+		field  string
+		change func(*jobSpec)
+	}{
+		{"image", func(s *jobSpec) { s.Image = "img'; }" }},
+		{"image", func(s *jobSpec) { s.Image = "img ~{x}" }},
+		{"image", func(s *jobSpec) { s.Image = "-flag" }},
+		{"env", func(s *jobSpec) { s.Env = []string{"A-B=1"} }},
+		{"env", func(s *jobSpec) { s.Env = []string{"1A=1"} }},
+		{"env", func(s *jobSpec) { s.Env = []string{"A=\x00"} }},
+		{"args", func(s *jobSpec) { s.Cmd = []string{"x", "a\x00b"} }},
+		{"input_dir", func(s *jobSpec) { s.InputDir = "feed ~{x}/in" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "it's/out" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "a b/out" }},
+	}
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	for _, tt := range tests {
+		s := base()
+		tt.change(s)
+		_, err := c.renderJob(s)
+		ae, ok := err.(*apiError)
+		if !ok || ae.kind != eInvalid || ae.fields[tt.field] == "" {
+			t.Errorf("renderJob(%+v) = %v; want a 400 on field %s", s, err, tt.field)
+		}
+	}
+	if _, err := c.renderJob(base()); err != nil {
+		t.Errorf("renderJob(valid) = %v; want nil", err)
+	}
+}
+
+func TestCheckLabel(t *testing.T) {
+	tests := []struct {
+		key, value string
+		ok         bool
+	}{
+		{jidLabel, "chris-jid-1", true},
+		{jidLabel, strings.Repeat("a", 255), true},
+		{jidLabel, strings.Repeat("a", 256), false},
+		{jidLabel, strings.Repeat("é", 255), true},  // 255 UTF-16 units, 510 bytes
+		{jidLabel, strings.Repeat("😀", 128), false}, // 256 UTF-16 units
+		{"", "v", false},
+		{strings.Repeat("k", 256), "v", false},
+		{"k", "", true},
+	}
+	for _, tt := range tests {
+		if msg := checkLabel(tt.key, tt.value); (msg == "") != tt.ok {
+			t.Errorf("checkLabel(%.20q, %.20q) = %q; want ok=%v", tt.key, tt.value, msg, tt.ok)
+		}
+	}
+}
+
+func TestTailLines(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\n", 2, "b\nc\n"},
+		{"a\nb\nc", 2, "b\nc"},
+		{"a\nb\n", 5, "a\nb\n"},
+		{"a\nb\n", 0, ""},
+		{"", 3, ""},
+	}
+	for _, tt := range tests {
+		if got := tailLines(tt.in, tt.n); got != tt.want {
+			t.Errorf("tailLines(%q, %d) = %q; want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+// ---- status -----------------------------------------------------------------
+
+func TestToJobRecorded(t *testing.T) {
+	tests := []struct {
+		file, status, timestamp, image string
+		msgHas                         []string
+	}{
+		{"metadata-notstarted.json", statusNotStarted, "", "ghcr.io/fnndsc/pl-salute-the-sun:latest", []string{"Submitted", "waiting"}},
+		{"metadata-queued.json", statusStarted, "", "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", []string{"QueuedInCromwell"}},
+		{"metadata-running.json", statusStarted, "", "docker.io/fnndsc/pl-office-convert:0.0.1", []string{"Running", "SLURM job 1866268"}},
+		{"metadata-failed.json", statusError, "2022-01-24T00:19:36.143Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Failed", "exited with return code 1"}},
+		{"metadata-done.json", statusSuccess, "2022-01-24T06:16:53.374Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Succeeded"}},
+	}
+	c := &cromwell{}
+	for _, tt := range tests {
+		md := recordedMetadata(t, tt.file)
+		j := c.toJob("jid", md.ID, md, "")
+		if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
+			t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
+		}
+		for _, s := range append(tt.msgHas, md.ID) {
+			if !strings.Contains(j.Message, s) {
+				t.Errorf("toJob(%s).Message = %q; want it to mention %q", tt.file, j.Message, s)
+			}
+		}
+	}
+}
+
+func TestWorkflowStatus(t *testing.T) {
+	running := &callMetadata{ExecutionStatus: "Running", JobID: "42"}
+	rc := 137
+	killed := &callMetadata{ExecutionStatus: "Failed", ReturnCode: &rc}
+	tests := []struct {
+		status string
+		call   *callMetadata
+		md     *metadata
+		want   string
+		msgHas string
+	}{
+		{"Submitted", nil, nil, statusNotStarted, "waiting for Cromwell to pick it up"},
+		{"Submitted", nil, &metadata{}, statusNotStarted, "waiting"},
+		{"On Hold", nil, &metadata{}, statusNotStarted, "On Hold"},
+		{"Running", nil, &metadata{}, statusNotStarted, "waiting"},
+		{"Running", running, &metadata{}, statusStarted, "SLURM job 42"},
+		{"Succeeded", running, &metadata{}, statusSuccess, "Succeeded"},
+		{"Failed", killed, &metadata{}, statusError, "return code 137"},
+		{"Failed", nil, &metadata{Failures: []failure{{Message: "Workflow input processing failed", CausedBy: []failure{{Message: "bad runtime attribute"}}}}}, statusError, "bad runtime attribute"},
+		{"Aborting", running, &metadata{}, statusError, "being aborted"},
+		{"Aborted", nil, &metadata{}, statusError, "aborted"},
+		{"Exploded", nil, &metadata{}, statusUndefined, "Exploded"},
+	}
+	for _, tt := range tests {
+		got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md)
+		if got != tt.want || !strings.Contains(msg, tt.msgHas) {
+			t.Errorf("workflowStatus(%q, %+v) = %q, %q; want %q with %q", tt.status, tt.call, got, msg, tt.want, tt.msgHas)
+		}
+	}
+}
+
+// ---- a fake Cromwell fed with the recordings ---------------------------------
+
+// request is what the fake received.
+type request struct {
+	method, path, contentType string
+	body                      []byte
+}
+
+func recordingServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, body []byte)) (*httptest.Server, func() []request) {
+	var mu sync.Mutex
+	var got []request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, request{r.Method, r.URL.Path, r.Header.Get("Content-Type"), b})
+		mu.Unlock()
+		h(w, r, b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []request {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+func testCromwell(t *testing.T, url string, cfg *config) *cromwell {
+	t.Helper()
+	if cfg == nil {
+		cfg = &config{}
+	}
+	cfg.CromwellURL = url
+	if cfg.StoreBase == "" {
+		cfg.StoreBase = "/storebase"
+	}
+	if cfg.TimelimitMinutes == 0 {
+		cfg.TimelimitMinutes = 5
+	}
+	s, err := newCromwell(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.(*cromwell)
+	c.visibleWait, c.pollEvery = 200*time.Millisecond, 10*time.Millisecond
+	return c
+}
+
+// multipartParts reads a submit body into its parts.
+func multipartParts(t *testing.T, contentType string, body []byte) map[string]string {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "multipart/form-data" {
+		t.Fatalf("submit Content-Type %q: want multipart/form-data (%v)", contentType, err)
+	}
+	parts := map[string]string{}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("multipart: %v", err)
+		}
+		if p.FileName() == "" {
+			t.Errorf("part %q is not a file part", p.FormName())
+		}
+		b, _ := io.ReadAll(p)
+		parts[p.FormName()] = string(b)
+	}
+	return parts
+}
+
+func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
+	const id = "70d639fc-d99c-4af9-9d90-519f32a3dc9d"
+	queries := 0
+	srv, received := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		switch r.Method + " " + r.URL.Path {
+		case "POST /api/workflows/v1/query":
+			queries++
+			if queries == 1 { // the duplicate check
+				w.Write([]byte(`{"results": [], "totalResultsCount": 0}`))
+				return
+			}
+			w.Write(recorded(t, "query-found.json"))
+		case "POST /api/workflows/v1":
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id": %q, "status": "Submitted"}`, id)
+		case "GET /api/workflows/v1/" + id + "/metadata":
+			w.Write(recorded(t, "metadata-notstarted.json"))
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	c := testCromwell(t, srv.URL+"/", &config{TimelimitMinutes: 50, JobLabels: map[string]string{"site": "bch"}})
+	spec := &jobSpec{JID: "vitamin-d", Image: "ghcr.io/fnndsc/pl-salute-the-sun:latest", Workers: 1, CPULimit: 2000, MemoryLimit: 5678, GPULimit: 2,
+		Cmd: []string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny day", incomingDir, outgoingDir}, InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}
+	j, err := c.create(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if j.Status != statusNotStarted || j.JID != "vitamin-d" || j.Image != spec.Image {
+		t.Errorf("create = %+v; want notstarted vitamin-d with image %s", j, spec.Image)
+	}
+
+	reqs := received()
+	var paths []string
+	for _, r := range reqs {
+		paths = append(paths, r.method+" "+r.path)
+	}
+	want := []string{"POST /api/workflows/v1/query", "POST /api/workflows/v1", "POST /api/workflows/v1/query", "GET /api/workflows/v1/" + id + "/metadata"}
+	if !slices.Equal(paths, want) {
+		t.Fatalf("Cromwell received %q; want %q", paths, want)
+	}
+	var query []map[string]string
+	if err := json.Unmarshal(reqs[0].body, &query); err != nil || !reflect.DeepEqual(query, []map[string]string{{"label": "org.chrisproject.pman.name:vitamin-d"}}) {
+		t.Errorf("query body %s (%v); want [{\"label\": \"org.chrisproject.pman.name:vitamin-d\"}]", reqs[0].body, err)
+	}
+	if reqs[0].contentType != "application/json" {
+		t.Errorf("query Content-Type %q; want application/json", reqs[0].contentType)
+	}
+	parts := multipartParts(t, reqs[1].contentType, reqs[1].body)
+	var labels map[string]string
+	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{jidLabel: "vitamin-d", "site": "bch"}) {
+		t.Errorf("labels part %q (%v); want the jid label and JOB_LABELS", parts["labels"], err)
+	}
+	if len(parts) != 2 {
+		t.Errorf("submit parts %v; want exactly workflowSource and labels", slices.Collect(maps.Keys(parts)))
+	}
+	image, argv, err := parseWDL(parts["workflowSource"])
+	if err != nil || image != spec.Image || !slices.Equal(argv, spec.Cmd) {
+		t.Errorf("submitted WDL reads back as %q, %q (%v); want %q, %q\n%s", image, argv, err, spec.Image, spec.Cmd, parts["workflowSource"])
+	}
+	if got, want := runtimeSection(t, parts["workflowSource"]), runtimeSection(t, recordedMetadata(t, "metadata-notstarted.json").SubmittedFiles.Workflow); got != want {
+		t.Errorf("submitted runtime section:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestCromwellCreateRefusals(t *testing.T) {
+	tests := []struct {
+		name       string
+		query      string // answer to the duplicate check
+		submitCode int
+		wantKind   errKind
+		wantCode   int
+		wantSubmit bool
+	}{
+		{"duplicate jid", string(recorded(t, "query-found.json")), 0, eConflict, 0, false},
+		{"Cromwell's 400", `{"results": []}`, http.StatusBadRequest, eRefused, http.StatusBadRequest, true},
+		{"Cromwell's 500", `{"results": []}`, http.StatusInternalServerError, eUnavailable, 0, true},
+		{"query's 500", "", 0, eUnavailable, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			submitted := false
+			srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+				switch r.URL.Path {
+				case "/api/workflows/v1/query":
+					if tt.query == "" {
+						http.Error(w, `{"status": "error", "message": "database down"}`, http.StatusInternalServerError)
+						return
+					}
+					io.WriteString(w, tt.query)
+				case "/api/workflows/v1":
+					submitted = true
+					w.WriteHeader(tt.submitCode)
+					io.WriteString(w, `{"status": "fail", "message": "Error(s): Workflow input processing failed"}`)
+				default:
+					http.NotFound(w, r)
+				}
+			})
+			c := testCromwell(t, srv.URL, nil)
+			_, err := c.create(context.Background(), &jobSpec{JID: "j", Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+			ae, ok := err.(*apiError)
+			if !ok || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode {
+				t.Fatalf("create = %v; want kind %d code %d", err, tt.wantKind, tt.wantCode)
+			}
+			if !strings.Contains(ae.msg, "Cromwell") && ae.kind != eConflict {
+				t.Errorf("message %q does not name Cromwell", ae.msg)
+			}
+			if submitted != tt.wantSubmit {
+				t.Errorf("submitted = %v; want %v", submitted, tt.wantSubmit)
+			}
+		})
+	}
+}
+
+func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
+	srv, received := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
+	c := testCromwell(t, srv.URL, nil)
+	_, err := c.create(context.Background(), &jobSpec{JID: strings.Repeat("j", 256), Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a/in", OutputDir: "a/out"})
+	if ae, ok := err.(*apiError); !ok || ae.kind != eInvalid || ae.fields["jid"] == "" {
+		t.Errorf("create(256-char jid) = %v; want a 400 on jid", err)
+	}
+	if n := len(received()); n != 0 {
+		t.Errorf("Cromwell received %d requests; want none", n)
+	}
+}
+
+// TestCromwellCreateNotVisible: when Cromwell's query never finds the new
+// workflow within the bound, create still answers, from the submitted WDL.
+func TestCromwellCreateNotVisible(t *testing.T) {
+	queries := 0
+	srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		switch r.URL.Path {
+		case "/api/workflows/v1/query":
+			queries++
+			io.WriteString(w, `{"results": [], "totalResultsCount": 0}`)
+		case "/api/workflows/v1":
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, `{"id": "wf-new", "status": "Submitted"}`)
+		default:
+			http.NotFound(w, r) // metadata of wf-new: Cromwell does not know it yet
+		}
+	})
+	c := testCromwell(t, srv.URL, nil)
+	j, err := c.create(context.Background(), &jobSpec{JID: "j", Image: "img", Workers: 1, Cmd: []string{"prog", "a b", outgoingDir}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != statusNotStarted || j.Image != "img" || j.Cmd != "prog a b /share/outgoing" || !strings.Contains(j.Message, "waiting") {
+		t.Errorf("create = %+v; want notstarted from the submitted WDL, waiting", j)
+	}
+	if queries < 3 {
+		t.Errorf("%d queries; want the duplicate check and several polls", queries)
+	}
+}
+
+func TestCromwellGetAndRemove(t *testing.T) {
+	const id = "69bec3cb-c2bc-46d3-96a7-8eb15fca2755"
+	metadataFile := "metadata-running.json"
+	queryAnswer := string(recorded(t, "query-found.json"))
+	srv, received := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		switch r.Method + " " + r.URL.Path {
+		case "POST /api/workflows/v1/query":
+			io.WriteString(w, queryAnswer)
+		case "GET /api/workflows/v1/" + id + "/metadata":
+			w.Write(recorded(t, metadataFile))
+		case "GET /api/workflows/v1/" + id + "/logs":
+			fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [{"stdout": "/cromwell-executions/x/stdout", "stderr": "/cromwell-executions/x/stderr", "attempt": 1, "shardIndex": -1}]}, "id": %q}`, id)
+		case "POST /api/workflows/v1/" + id + "/abort":
+			fmt.Fprintf(w, `{"id": %q, "status": "Aborting"}`, id)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	c := testCromwell(t, srv.URL, &config{JobLogsTail: 10})
+	j, err := c.get(context.Background(), "example-jid-1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != statusStarted || !strings.Contains(j.Logs, "/cromwell-executions/x/stdout") {
+		t.Errorf("get = %+v; want started, logs naming Cromwell's paths", j)
+	}
+
+	// The recorded query answer says Succeeded: nothing to abort.
+	if err := c.remove(context.Background(), "example-jid-1234"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range received() {
+		if strings.HasSuffix(r.path, "/abort") {
+			t.Errorf("remove of a Succeeded workflow sent %s %s", r.method, r.path)
+		}
+	}
+	queryAnswer = strings.Replace(queryAnswer, `"Succeeded"`, `"Running"`, 1)
+	if err := c.remove(context.Background(), "example-jid-1234"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := received()
+	if last := reqs[len(reqs)-1]; last.method != "POST" || last.path != "/api/workflows/v1/"+id+"/abort" {
+		t.Errorf("remove of a Running workflow ended with %s %s; want POST .../%s/abort", last.method, last.path, id)
+	}
+
+	queryAnswer = `{"results": [], "totalResultsCount": 0}`
+	for name, err := range map[string]error{"get": func() error { _, err := c.get(context.Background(), "nope"); return err }(), "remove": c.remove(context.Background(), "nope")} {
+		if ae, ok := err.(*apiError); !ok || ae.kind != eNotFound {
+			t.Errorf("%s(unknown) = %v; want eNotFound", name, err)
+		}
+	}
+}
+
+func TestCromwellFindNewest(t *testing.T) {
+	srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		io.WriteString(w, `{"results": [
+			{"id": "old", "status": "Failed", "submission": "2022-01-23T22:27:11.839Z"},
+			{"id": "new", "status": "Running", "submission": "2022-01-24T08:00:00.000Z"},
+			{"id": "mid", "status": "Succeeded", "submission": "2022-01-24T07:00:00.000Z"}], "totalResultsCount": 3}`)
+	})
+	c := testCromwell(t, srv.URL, nil)
+	w, err := c.find(context.Background(), "j")
+	if err != nil || w.ID != "new" {
+		t.Errorf("find = %+v, %v; want the newest, \"new\"", w, err)
+	}
+}
+
+func TestCromwellLogsFromStore(t *testing.T) {
+	store := t.TempDir()
+	dir := filepath.Join(store, "cromwell-executions", "ChRISJob", "wf", "call-plugin_instance", "execution")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "stdout"), []byte("out1\nout2\nout3\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "stderr"), []byte("err1\n"), 0o644)
+	stdout, stderr := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [
+			{"stdout": "/elsewhere/stdout", "stderr": "/elsewhere/stderr", "attempt": 1},
+			{"stdout": %q, "stderr": %q, "attempt": 2}]}}`, stdout, stderr)
+	})
+	tests := []struct {
+		tail int
+		want string
+	}{
+		{2, "out3\nerr1\n"},
+		{100, "out1\nout2\nout3\nerr1\n"},
+		{0, ""},
+	}
+	for _, tt := range tests {
+		c := testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: tt.tail})
+		if got := c.logs(context.Background(), "wf"); got != tt.want {
+			t.Errorf("logs with JOB_LOGS_TAIL=%d = %q; want %q", tt.tail, got, tt.want)
+		}
+	}
+	// A path outside STOREBASE is named, never read.
+	c := testCromwell(t, srv.URL, &config{StoreBase: filepath.Join(store, "other"), JobLogsTail: 10})
+	if got := c.logs(context.Background(), "wf"); strings.Contains(got, "out1") || !strings.Contains(got, stdout) {
+		t.Errorf("logs outside STOREBASE = %q; want the paths, not the content", got)
+	}
+}
+
+func TestCromwellUnavailable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	url := srv.URL
+	srv.Close()
+	c := testCromwell(t, url, nil)
+	_, err := c.get(context.Background(), "j")
+	if ae, ok := err.(*apiError); !ok || ae.kind != eUnavailable || !strings.Contains(ae.msg, "Cromwell") || !strings.Contains(ae.msg, "unreachable") {
+		t.Errorf("get with Cromwell down = %v; want eUnavailable naming Cromwell", err)
+	}
+	if err := c.remove(context.Background(), "j"); err == nil || err.(*apiError).kind != eUnavailable {
+		t.Errorf("remove with Cromwell down = %v; want eUnavailable", err)
+	}
+}
