@@ -23,9 +23,9 @@ import (
 	"time"
 )
 
-// ---- recorded responses -----------------------------------------------------
+// ---- recorded responses ---------------------------------------------------
 
-func recorded(t testing.TB, name string) []byte {
+func cwRecorded(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "cromwell", name))
 	if err != nil {
@@ -34,10 +34,10 @@ func recorded(t testing.TB, name string) []byte {
 	return b
 }
 
-func recordedMetadata(t testing.TB, name string) *metadata {
+func cwMetadata(t testing.TB, name string) *metadata {
 	t.Helper()
 	var md metadata
-	if err := json.Unmarshal(recorded(t, name), &md); err != nil {
+	if err := json.Unmarshal(cwRecorded(t, name), &md); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return &md
@@ -105,9 +105,9 @@ func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
 				t.Fatalf("renderJob: %v", err)
 			}
 			got := runtimeSection(t, wdl)
-			want := runtimeSection(t, recordedMetadata(t, tt.file).SubmittedFiles.Workflow)
+			want := runtimeSection(t, cwMetadata(t, tt.file).SubmittedFiles.Workflow)
 			if got != want {
-				t.Errorf("runtime section:\n%s\nwant (recorded):\n%s", got, want)
+				t.Errorf("runtime section:\n%s\nwant (cwRecorded):\n%s", got, want)
 			}
 			for _, s := range []string{"version 1.0\n", "task plugin_instance {", "workflow ChRISJob {\n    call plugin_instance\n}"} {
 				if !strings.Contains(wdl, s) {
@@ -148,8 +148,8 @@ func TestRenderJobLimits(t *testing.T) {
 	}
 }
 
-// hostileArgs are arguments a plugin must receive exactly as given.
-var hostileArgs = []string{
+// wdlHostileArgs are arguments a plugin must receive exactly as given.
+var wdlHostileArgs = []string{
 	"plain",
 	"two words",
 	"",
@@ -233,7 +233,7 @@ func shellRun(t *testing.T, body string, env ...string) []string {
 }
 
 func TestRenderWDLHostileArgs(t *testing.T) {
-	for _, arg := range hostileArgs {
+	for _, arg := range wdlHostileArgs {
 		// printf stands in for the plugin: it prints the words it gets.
 		argv := []string{"printf", `%s\0`, "/usr/local/bin/plugin", "--opt", arg, arg + arg, "/share/outgoing"}
 		env := []string{"WEIRD=" + arg, "HOME=/tmp"}
@@ -288,7 +288,7 @@ func TestParseWDLRecorded(t *testing.T) {
 			[]string{"/usr/local/bin/python", "/usr/local/bin/office_convert", "/share/incoming", "/share/outgoing"}},
 	}
 	for _, tt := range tests {
-		image, argv, err := parseWDL(recordedMetadata(t, tt.file).SubmittedFiles.Workflow)
+		image, argv, err := parseWDL(cwMetadata(t, tt.file).SubmittedFiles.Workflow)
 		if err != nil || image != tt.image || !slices.Equal(argv, tt.argv) {
 			t.Errorf("parseWDL(%s) = %q, %q, %v; want %q, %q", tt.file, image, argv, err, tt.image, tt.argv)
 		}
@@ -427,7 +427,7 @@ func TestToJobRecorded(t *testing.T) {
 	}
 	c := &cromwell{}
 	for _, tt := range tests {
-		md := recordedMetadata(t, tt.file)
+		md := cwMetadata(t, tt.file)
 		j := c.toJob("jid", md.ID, md, "")
 		if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
 			t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
@@ -473,24 +473,24 @@ func TestWorkflowStatus(t *testing.T) {
 
 // ---- a fake Cromwell fed with the recordings ---------------------------------
 
-// request is what the fake received.
-type request struct {
+// cwRequest is what the fake received.
+type cwRequest struct {
 	method, path, contentType string
 	body                      []byte
 }
 
-func recordingServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, body []byte)) (*httptest.Server, func() []request) {
+func cwRecordingServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, body []byte)) (*httptest.Server, func() []cwRequest) {
 	var mu sync.Mutex
-	var got []request
+	var got []cwRequest
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		got = append(got, request{r.Method, r.URL.Path, r.Header.Get("Content-Type"), b})
+		got = append(got, cwRequest{r.Method, r.URL.Path, r.Header.Get("Content-Type"), b})
 		mu.Unlock()
 		h(w, r, b)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, func() []request {
+	return srv, func() []cwRequest {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(got)
@@ -547,7 +547,7 @@ func multipartParts(t *testing.T, contentType string, body []byte) map[string]st
 func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 	const id = "70d639fc-d99c-4af9-9d90-519f32a3dc9d"
 	queries := 0
-	srv, received := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch r.Method + " " + r.URL.Path {
 		case "POST /api/workflows/v1/query":
 			queries++
@@ -555,12 +555,12 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 				w.Write([]byte(`{"results": [], "totalResultsCount": 0}`))
 				return
 			}
-			w.Write(recorded(t, "query-found.json"))
+			w.Write(cwRecorded(t, "query-found.json"))
 		case "POST /api/workflows/v1":
 			w.WriteHeader(http.StatusCreated)
 			fmt.Fprintf(w, `{"id": %q, "status": "Submitted"}`, id)
 		case "GET /api/workflows/v1/" + id + "/metadata":
-			w.Write(recorded(t, "metadata-notstarted.json"))
+			w.Write(cwRecorded(t, "metadata-notstarted.json"))
 		default:
 			http.NotFound(w, r)
 		}
@@ -604,7 +604,7 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 	if err != nil || image != spec.Image || !slices.Equal(argv, spec.Cmd) {
 		t.Errorf("submitted WDL reads back as %q, %q (%v); want %q, %q\n%s", image, argv, err, spec.Image, spec.Cmd, parts["workflowSource"])
 	}
-	if got, want := runtimeSection(t, parts["workflowSource"]), runtimeSection(t, recordedMetadata(t, "metadata-notstarted.json").SubmittedFiles.Workflow); got != want {
+	if got, want := runtimeSection(t, parts["workflowSource"]), runtimeSection(t, cwMetadata(t, "metadata-notstarted.json").SubmittedFiles.Workflow); got != want {
 		t.Errorf("submitted runtime section:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -618,7 +618,7 @@ func TestCromwellCreateRefusals(t *testing.T) {
 		wantCode   int
 		wantSubmit bool
 	}{
-		{"duplicate jid", string(recorded(t, "query-found.json")), 0, eConflict, 0, false},
+		{"duplicate jid", string(cwRecorded(t, "query-found.json")), 0, eConflict, 0, false},
 		{"Cromwell's 400", `{"results": []}`, http.StatusBadRequest, eRefused, http.StatusBadRequest, true},
 		{"Cromwell's 500", `{"results": []}`, http.StatusInternalServerError, eUnavailable, 0, true},
 		{"query's 500", "", 0, eUnavailable, 0, false},
@@ -626,7 +626,7 @@ func TestCromwellCreateRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			submitted := false
-			srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+			srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 				switch r.URL.Path {
 				case "/api/workflows/v1/query":
 					if tt.query == "" {
@@ -659,7 +659,7 @@ func TestCromwellCreateRefusals(t *testing.T) {
 }
 
 func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
-	srv, received := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
 	c := testCromwell(t, srv.URL, nil)
 	_, err := c.create(context.Background(), &jobSpec{JID: strings.Repeat("j", 256), Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a/in", OutputDir: "a/out"})
 	if ae, ok := err.(*apiError); !ok || ae.kind != eInvalid || ae.fields["jid"] == "" {
@@ -674,7 +674,7 @@ func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
 // workflow within the bound, create still answers, from the submitted WDL.
 func TestCromwellCreateNotVisible(t *testing.T) {
 	queries := 0
-	srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch r.URL.Path {
 		case "/api/workflows/v1/query":
 			queries++
@@ -702,13 +702,13 @@ func TestCromwellCreateNotVisible(t *testing.T) {
 func TestCromwellGetAndRemove(t *testing.T) {
 	const id = "69bec3cb-c2bc-46d3-96a7-8eb15fca2755"
 	metadataFile := "metadata-running.json"
-	queryAnswer := string(recorded(t, "query-found.json"))
-	srv, received := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+	queryAnswer := string(cwRecorded(t, "query-found.json"))
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch r.Method + " " + r.URL.Path {
 		case "POST /api/workflows/v1/query":
 			io.WriteString(w, queryAnswer)
 		case "GET /api/workflows/v1/" + id + "/metadata":
-			w.Write(recorded(t, metadataFile))
+			w.Write(cwRecorded(t, metadataFile))
 		case "GET /api/workflows/v1/" + id + "/logs":
 			fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [{"stdout": "/cromwell-executions/x/stdout", "stderr": "/cromwell-executions/x/stderr", "attempt": 1, "shardIndex": -1}]}, "id": %q}`, id)
 		case "POST /api/workflows/v1/" + id + "/abort":
@@ -753,7 +753,7 @@ func TestCromwellGetAndRemove(t *testing.T) {
 }
 
 func TestCromwellFindNewest(t *testing.T) {
-	srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		io.WriteString(w, `{"results": [
 			{"id": "old", "status": "Failed", "submission": "2022-01-23T22:27:11.839Z"},
 			{"id": "new", "status": "Running", "submission": "2022-01-24T08:00:00.000Z"},
@@ -773,7 +773,7 @@ func TestCromwellLogsFromStore(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "stdout"), []byte("out1\nout2\nout3\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "stderr"), []byte("err1\n"), 0o644)
 	stdout, stderr := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
-	srv, _ := recordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [
 			{"stdout": "/elsewhere/stdout", "stderr": "/elsewhere/stderr", "attempt": 1},
 			{"stdout": %q, "stderr": %q, "attempt": 2}]}}`, stdout, stderr)
@@ -810,5 +810,343 @@ func TestCromwellUnavailable(t *testing.T) {
 	}
 	if err := c.remove(context.Background(), "j"); err == nil || err.(*apiError).kind != eUnavailable {
 		t.Errorf("remove with Cromwell down = %v; want eUnavailable", err)
+	}
+}
+
+// ---- a stateful fake Cromwell, end to end through run ------------------------
+
+// fakeCromwell keeps workflows and answers with the recorded responses,
+// patched with each workflow's id, status, WDL and labels.
+type fakeCromwell struct {
+	t     *testing.T
+	store string // where the fake's executions write stdout/stderr
+	srv   *httptest.Server
+
+	mu        sync.Mutex
+	workflows []*fakeWorkflow
+	aborted   []string
+	fail500   bool
+}
+
+type fakeWorkflow struct {
+	id, jid, wdl, status string
+	submission           string
+}
+
+func newFakeCromwell(t *testing.T, store string) *fakeCromwell {
+	f := &fakeCromwell{t: t, store: store}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeCromwell) byJID(jid string) *fakeWorkflow {
+	for i := len(f.workflows) - 1; i >= 0; i-- {
+		if f.workflows[i].jid == jid {
+			return f.workflows[i]
+		}
+	}
+	return nil
+}
+
+// advance moves jid's workflow to status, as Cromwell and SLURM would.
+func (f *fakeCromwell) advance(jid, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.byJID(jid)
+	if w == nil {
+		f.t.Fatalf("fake Cromwell has no workflow for %s", jid)
+	}
+	w.status = status
+}
+
+func (f *fakeCromwell) execDir(id string) string {
+	return filepath.Join(f.store, "cromwell-executions", "ChRISJob", id, "call-plugin_instance", "execution")
+}
+
+func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail500 {
+		http.Error(w, `{"status": "error", "message": "Cromwell database is down"}`, http.StatusInternalServerError)
+		return
+	}
+	reply := func(v any) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+	p := strings.TrimPrefix(r.URL.Path, "/api/workflows/v1")
+	switch {
+	case r.Method == "POST" && p == "":
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			http.Error(w, `{"status": "fail", "message": "not multipart"}`, http.StatusBadRequest)
+			return
+		}
+		src, lab := cwFormFile(r, "workflowSource"), cwFormFile(r, "labels")
+		var labels map[string]string
+		if src == "" || json.Unmarshal([]byte(lab), &labels) != nil || labels[jidLabel] == "" {
+			http.Error(w, `{"status": "fail", "message": "Error(s): no workflowSource or bad labels"}`, http.StatusBadRequest)
+			return
+		}
+		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[jidLabel], wdl: src, status: "Submitted",
+			submission: fmt.Sprintf("2026-01-01T00:00:%02d.000Z", len(f.workflows))}
+		f.workflows = append(f.workflows, wf)
+		w.WriteHeader(http.StatusCreated)
+		reply(map[string]string{"id": wf.id, "status": "Submitted"})
+	case r.Method == "POST" && p == "/query":
+		var q []map[string]string
+		if err := json.NewDecoder(r.Body).Decode(&q); err != nil || len(q) != 1 {
+			http.Error(w, `{"status": "fail", "message": "bad query"}`, http.StatusBadRequest)
+			return
+		}
+		k, v, _ := strings.Cut(q[0]["label"], ":")
+		var ans map[string]any
+		json.Unmarshal(cwRecorded(f.t, "query-found.json"), &ans)
+		template := ans["results"].([]any)[0].(map[string]any)
+		results := []any{}
+		for _, wf := range f.workflows {
+			if k == jidLabel && wf.jid == v {
+				res := maps.Clone(template)
+				res["id"], res["status"], res["submission"] = wf.id, wf.status, wf.submission
+				results = append([]any{res}, results...)
+			}
+		}
+		ans["results"], ans["totalResultsCount"] = results, len(results)
+		reply(ans)
+	default:
+		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+		var wf *fakeWorkflow
+		for _, x := range f.workflows {
+			if len(parts) == 2 && x.id == parts[0] {
+				wf = x
+			}
+		}
+		if wf == nil {
+			http.Error(w, `{"status": "fail", "message": "Unrecognized workflow ID"}`, http.StatusNotFound)
+			return
+		}
+		switch r.Method + " " + parts[1] {
+		case "GET metadata":
+			reply(f.metadataOf(wf))
+		case "GET logs":
+			d := f.execDir(wf.id)
+			reply(map[string]any{"id": wf.id, "calls": map[string]any{cromwellTask: []any{
+				map[string]any{"stdout": filepath.Join(d, "stdout"), "stderr": filepath.Join(d, "stderr"), "attempt": 1, "shardIndex": -1}}}})
+		case "POST abort":
+			if wf.status == "Succeeded" || wf.status == "Failed" || wf.status == "Aborted" {
+				http.Error(w, `{"status": "error", "message": "Couldn't abort because workflow is in terminal state"}`, http.StatusForbidden)
+				return
+			}
+			f.aborted = append(f.aborted, wf.id)
+			wf.status = "Aborted"
+			reply(map[string]string{"id": wf.id, "status": "Aborting"})
+		default:
+			http.NotFound(w, r)
+		}
+	}
+}
+
+func cwFormFile(r *http.Request, name string) string {
+	fh := r.MultipartForm.File[name]
+	if len(fh) != 1 {
+		return ""
+	}
+	fd, err := fh[0].Open()
+	if err != nil {
+		return ""
+	}
+	defer fd.Close()
+	b, _ := io.ReadAll(fd)
+	return string(b)
+}
+
+// metadataOf is the recorded metadata of a workflow in wf's status, with
+// wf's own id, WDL, label and log paths.
+func (f *fakeCromwell) metadataOf(wf *fakeWorkflow) map[string]any {
+	file := map[string]string{
+		"Submitted": "metadata-notstarted.json",
+		"Running":   "metadata-running.json",
+		"Succeeded": "metadata-done.json",
+		"Failed":    "metadata-failed.json",
+		"Aborted":   "metadata-running.json",
+	}[wf.status]
+	var md map[string]any
+	if err := json.Unmarshal(cwRecorded(f.t, file), &md); err != nil {
+		f.t.Fatal(err)
+	}
+	md["id"], md["status"] = wf.id, wf.status
+	md["labels"] = map[string]any{"cromwell-workflow-id": "cromwell-" + wf.id, jidLabel: wf.jid}
+	md["submittedFiles"].(map[string]any)["workflow"] = wf.wdl
+	if wf.status == "Aborted" {
+		md["end"] = "2026-01-01T01:00:00.000Z"
+	}
+	if calls, ok := md["calls"].(map[string]any)[cromwellTask].([]any); ok {
+		d := f.execDir(wf.id)
+		c := calls[0].(map[string]any)
+		c["stdout"], c["stderr"] = filepath.Join(d, "stdout"), filepath.Join(d, "stderr")
+		if wf.status == "Aborted" {
+			c["executionStatus"] = "Aborted"
+		}
+	}
+	return md
+}
+
+func (f *fakeCromwell) abortedIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.aborted)
+}
+
+func (f *fakeCromwell) submissions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.workflows)
+}
+
+// cwCall sends one request to the server and decodes a JSON answer.
+func cwCall(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s %s: answer %q is not JSON: %v", method, url, b, err)
+		}
+	}
+	return resp.StatusCode, m
+}
+
+func cromwellJobBody(jid string) string {
+	b, _ := json.Marshal(map[string]any{
+		"jid": jid, "args": []string{"--greeting", "it's ~{x} ${HOME} >>>"}, "args_path_flags": []string{},
+		"auid": "chris", "number_of_workers": 1, "cpu_limit": "1000", "memory_limit": 200, "gpu_limit": 0,
+		"image": "fnndsc/pl-simplefsapp:2.0", "entrypoint": []string{"python3", "/usr/local/bin/simplefsapp"}, "type": "fs",
+		"input_dir": "home/chris/feeds/feed_7/pl-a_1/data", "output_dir": "home/chris/feeds/feed_7/pl-b_2/data",
+	})
+	return string(b)
+}
+
+func TestCromwellEndToEnd(t *testing.T) {
+	store := t.TempDir()
+	fake := newFakeCromwell(t, store)
+	base := startServer(t, map[string]string{
+		"CONTAINER_ENV": "cromwell", "CROMWELL_URL": fake.srv.URL, "TIMELIMIT_MINUTES": "30",
+		"SLURM_PARTITION": "short", "STOREBASE": store, "JOB_LOGS_TAIL": "2",
+	}) + "/api/v1/"
+
+	code, j := cwCall(t, "POST", base, cromwellJobBody("chris-jid-7"))
+	wantCmd := "python3 /usr/local/bin/simplefsapp --greeting it's ~{x} ${HOME} >>> /share/pl-b_2/data"
+	if code != http.StatusCreated || j["status"] != statusNotStarted || j["cmd"] != wantCmd || j["image"] != "fnndsc/pl-simplefsapp:2.0" || j["logs"] != "" {
+		t.Fatalf("POST = %d %v; want 201 notstarted with cmd %q", code, j, wantCmd)
+	}
+	fake.mu.Lock()
+	wdl := fake.workflows[0].wdl
+	fake.mu.Unlock()
+	rt := runtimeSection(t, wdl)
+	for _, line := range []string{"sharedir: '" + store + "/home/chris/feeds/feed_7'", "timelimit: '30'", "slurm_partition: 'short'", "cpu: '1'", "memory: '210M'"} {
+		if !strings.Contains(rt, "        "+line+"\n") {
+			t.Errorf("submitted runtime lacks %q:\n%s", line, rt)
+		}
+	}
+
+	code, j = cwCall(t, "GET", base+"chris-jid-7/", "")
+	if code != http.StatusOK || j["status"] != statusNotStarted || j["cmd"] != wantCmd {
+		t.Errorf("GET after submit = %d %v; want 200 notstarted", code, j)
+	}
+
+	fake.advance("chris-jid-7", "Running")
+	fake.mu.Lock()
+	d := fake.execDir(fake.workflows[0].id)
+	fake.mu.Unlock()
+	os.MkdirAll(d, 0o755)
+	os.WriteFile(filepath.Join(d, "stdout"), []byte("starting\nworking\n"), 0o644)
+	os.WriteFile(filepath.Join(d, "stderr"), []byte("warning: x\n"), 0o644)
+	code, j = cwCall(t, "GET", base+"chris-jid-7", "")
+	if code != http.StatusOK || j["status"] != statusStarted || j["logs"] != "working\nwarning: x\n" || j["timestamp"] != "" {
+		t.Errorf("GET while Running = %d %v; want started, the last 2 log lines, no timestamp", code, j)
+	}
+
+	fake.advance("chris-jid-7", "Succeeded")
+	code, j = cwCall(t, "GET", base+"chris-jid-7/", "")
+	if code != http.StatusOK || j["status"] != statusSuccess || j["timestamp"] != "2022-01-24T06:16:53.374Z" {
+		t.Errorf("GET when Succeeded = %d %v; want finishedSuccessfully with the workflow's end", code, j)
+	}
+
+	code, j = cwCall(t, "POST", base, cromwellJobBody("chris-jid-7"))
+	if code != http.StatusConflict || fake.submissions() != 1 {
+		t.Errorf("POST of a taken jid = %d %v, %d submissions; want 409 and nothing submitted", code, j, fake.submissions())
+	}
+
+	// A finished job: DELETE answers 204 and aborts nothing.
+	if code, j = cwCall(t, "DELETE", base+"chris-jid-7/", ""); code != http.StatusNoContent || len(fake.abortedIDs()) != 0 {
+		t.Errorf("DELETE of a finished job = %d %v, aborted %v; want 204, no abort", code, j, fake.abortedIDs())
+	}
+
+	// A running job: DELETE aborts its workflow.
+	if code, j = cwCall(t, "POST", base, cromwellJobBody("chris-jid-8")); code != http.StatusCreated {
+		t.Fatalf("POST chris-jid-8 = %d %v", code, j)
+	}
+	fake.advance("chris-jid-8", "Running")
+	code, j = cwCall(t, "DELETE", base+"chris-jid-8/", "")
+	fake.mu.Lock()
+	id8 := fake.byJID("chris-jid-8").id
+	fake.mu.Unlock()
+	if code != http.StatusNoContent || !slices.Equal(fake.abortedIDs(), []string{id8}) {
+		t.Errorf("DELETE of a running job = %d %v, aborted %v; want 204 and %s aborted", code, j, fake.abortedIDs(), id8)
+	}
+	if code, j = cwCall(t, "GET", base+"chris-jid-8/", ""); code != http.StatusOK || j["status"] != statusError {
+		t.Errorf("GET after abort = %d %v; want finishedWithError", code, j)
+	}
+
+	// A failing job.
+	if code, j = cwCall(t, "POST", base, cromwellJobBody("chris-jid-9")); code != http.StatusCreated {
+		t.Fatalf("POST chris-jid-9 = %d %v", code, j)
+	}
+	fake.advance("chris-jid-9", "Failed")
+	code, j = cwCall(t, "GET", base+"chris-jid-9/", "")
+	if msg, _ := j["message"].(string); code != http.StatusOK || j["status"] != statusError || !strings.Contains(msg, "return code 1") {
+		t.Errorf("GET of a failed job = %d %v; want finishedWithError saying why", code, j)
+	}
+
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, j = cwCall(t, method, base+"no-such-jid/", ""); code != http.StatusNotFound {
+			t.Errorf("%s of an unknown jid = %d %v; want 404", method, code, j)
+		}
+	}
+
+	fake.mu.Lock()
+	fake.fail500 = true
+	fake.mu.Unlock()
+	for _, tc := range []struct{ method, url, body string }{{"GET", base + "chris-jid-7/", ""}, {"POST", base, cromwellJobBody("chris-jid-10")}, {"DELETE", base + "chris-jid-9/", ""}} {
+		code, j = cwCall(t, tc.method, tc.url, tc.body)
+		if msg, _ := j["message"].(string); code != http.StatusServiceUnavailable || !strings.Contains(msg, "Cromwell") || !strings.Contains(msg, "500") {
+			t.Errorf("%s with Cromwell answering 500 = %d %v; want 503 naming Cromwell and its 500", tc.method, code, j)
+		}
+	}
+
+	fake.srv.Close()
+	code, j = cwCall(t, "GET", base+"chris-jid-7/", "")
+	if msg, _ := j["message"].(string); code != http.StatusServiceUnavailable || !strings.Contains(msg, "unreachable") {
+		t.Errorf("GET with Cromwell down = %d %v; want 503 saying Cromwell is unreachable", code, j)
+	}
+}
+
+func TestCromwellEndToEndRefused(t *testing.T) {
+	fake := newFakeCromwell(t, t.TempDir())
+	base := startServer(t, map[string]string{
+		"CONTAINER_ENV": "cromwell", "CROMWELL_URL": fake.srv.URL, "TIMELIMIT_MINUTES": "30", "STOREBASE": fake.store,
+	}) + "/api/v1/"
+	body := strings.Replace(cromwellJobBody("bad-image"), "fnndsc/pl-simplefsapp:2.0", "fnndsc/pl-x ~{oops}", 1)
+	code, j := cwCall(t, "POST", base, body)
+	msg, _ := j["message"].(map[string]any)
+	if code != http.StatusBadRequest || msg["image"] == nil || fake.submissions() != 0 {
+		t.Errorf("POST with a bad image = %d %v, %d submissions; want 400 on image and nothing submitted", code, j, fake.submissions())
 	}
 }
