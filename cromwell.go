@@ -50,6 +50,9 @@ type cromwell struct {
 }
 
 func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+	if msg := checkShareDir(cfg.StoreBase); msg != "" {
+		return nil, fmt.Errorf("STOREBASE %s", msg)
+	}
 	for k, v := range cfg.JobLabels {
 		if msg := checkLabel(k, v); msg != "" {
 			return nil, fmt.Errorf("JOB_LABELS: %s (Cromwell label rule)", msg)
@@ -157,9 +160,10 @@ func (c *cromwell) remove(ctx context.Context, jid string) error {
 		return err
 	}
 	switch w.Status {
-	case "Succeeded", "Failed", "Aborted":
-		// Nothing runs any more; Cromwell keeps its history and has no
-		// delete. Aborting would only earn a 403.
+	case "Succeeded", "Failed", "Aborted", "Aborting":
+		// Nothing runs any more, or Cromwell is already stopping it.
+		// Cromwell keeps its history and has no delete; an abort would
+		// only earn a 403.
 		return nil
 	}
 	resp, err := c.do(ctx, "abort workflow "+w.ID, http.MethodPost, "/api/workflows/v1/"+url.PathEscape(w.ID)+"/abort", "", nil)
@@ -426,7 +430,7 @@ func (c *cromwell) logs(ctx context.Context, id string) string {
 		}
 		b, err := c.readStoreFile(p)
 		if err != nil {
-			return fmt.Sprintf("Cromwell keeps the task's logs on the cluster: stdout %s, stderr %s (%v)", last.Stdout, last.Stderr, err)
+			return fmt.Sprintf("Cromwell says the task's logs are at stdout %s, stderr %s on the cluster; pman cannot read them here: %v", last.Stdout, last.Stderr, err)
 		}
 		text = append(text, b...)
 	}
@@ -610,9 +614,6 @@ func (c *cromwell) renderJob(j *jobSpec) (string, error) {
 		if msg := checkShareDir(d.dir); msg != "" {
 			return "", fieldError(d.field, msg)
 		}
-	}
-	if msg := checkShareDir(c.cfg.StoreBase); msg != "" {
-		return "", errorf(eInternal, "STOREBASE %s", msg)
 	}
 	share, in, out := shareLayout(c.cfg.StoreBase, j.InputDir, j.OutputDir)
 	w := wdlJob{

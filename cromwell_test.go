@@ -1150,3 +1150,55 @@ func TestCromwellEndToEndRefused(t *testing.T) {
 		t.Errorf("POST with a bad image = %d %v, %d submissions; want 400 on image and nothing submitted", code, j, fake.submissions())
 	}
 }
+
+func TestCromwellAbortAnswers(t *testing.T) {
+	tests := []struct {
+		code     int
+		wantKind errKind // -1: no error
+		wantCode int
+	}{
+		{http.StatusOK, -1, 0},
+		{http.StatusForbidden, -1, 0}, // finished between our query and the abort
+		{http.StatusNotFound, eRefused, http.StatusNotFound},
+		{http.StatusBadRequest, eRefused, http.StatusBadRequest},
+		{http.StatusInternalServerError, eUnavailable, 0},
+	}
+	for _, tt := range tests {
+		aborts := 0
+		srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+			if strings.HasSuffix(r.URL.Path, "/abort") {
+				aborts++
+				w.WriteHeader(tt.code)
+				io.WriteString(w, `{"status": "error", "message": "some reason"}`)
+				return
+			}
+			io.WriteString(w, `{"results": [{"id": "wf-1", "status": "Running", "submission": "2026-01-01T00:00:00Z"}]}`)
+		})
+		err := testCromwell(t, srv.URL, nil).remove(context.Background(), "j")
+		ae, _ := err.(*apiError)
+		switch {
+		case aborts != 1:
+			t.Errorf("abort answering %d: %d aborts sent; want 1", tt.code, aborts)
+		case tt.wantKind < 0 && err != nil:
+			t.Errorf("remove with abort answering %d = %v; want nil", tt.code, err)
+		case tt.wantKind >= 0 && (ae == nil || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode || !strings.Contains(ae.msg, "some reason")):
+			t.Errorf("remove with abort answering %d = %v; want kind %d code %d with Cromwell's message", tt.code, err, tt.wantKind, tt.wantCode)
+		}
+	}
+}
+
+func TestNewCromwellRefusesConfig(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, cfg := range []*config{
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store base"},
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store/~{x}"},
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": strings.Repeat("v", 256)}},
+	} {
+		if _, err := newCromwell(context.Background(), cfg, log); err == nil {
+			t.Errorf("newCromwell(STOREBASE %q, JOB_LABELS %.20v) = nil error; want a configuration error", cfg.StoreBase, cfg.JobLabels)
+		}
+	}
+	if _, err := newCromwell(context.Background(), &config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
+		t.Errorf("newCromwell(valid) = %v", err)
+	}
+}
