@@ -28,9 +28,10 @@ const (
 	jidLabel     = "org.chrisproject.pman.name"
 	cromwellTask = "ChRISJob.plugin_instance"
 	// maxLabelLen is Cromwell's limit on a label key or value (Label.scala,
-	// MaxLabelLength = 255, counted in Java chars, i.e. UTF-16 units). Since
-	// Cromwell 30 it checks nothing else; the older [a-z0-9-]{0,63} rule would
-	// reject our dotted key, which Cromwell 74 accepts (see the recordings).
+	// MaxLabelLength = 255, counted in Java chars, i.e. UTF-16 units); it
+	// checks nothing else but a non-empty key. Old Cromwells (2017 docs)
+	// demanded [a-z0-9-] and 63 characters: our dotted key would fail
+	// there, and Cromwell 74 accepted it (see the recordings).
 	maxLabelLen = 255
 	// shareMount is where the backend mounts the sharedir runtime attribute
 	// inside the job.
@@ -123,17 +124,16 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 
 	// Cromwell answers the submit before its query index knows the workflow.
 	// Waiting here makes a GET right after our 201 find the job, and lets
-	// the POST answer carry Cromwell's status rather than a guess.
+	// the POST answer carry Cromwell's status rather than a guess. The job
+	// exists from here on: a failure to read it back is logged, not
+	// answered, or pfcon's retry of the POST would meet a 409.
 	if err := c.awaitVisible(ctx, j.JID); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) && ae.kind == eUnavailable {
-			return nil, err
-		}
 		c.log.Warn("Cromwell's query does not find the new workflow yet", "jid", j.JID, "workflow", id, "error", err)
 	}
 	md, err := c.metadata(ctx, id)
 	if err != nil {
-		return nil, err
+		c.log.Warn("cannot read the new workflow's metadata", "jid", j.JID, "workflow", id, "error", err)
+		md = nil
 	}
 	return c.toJob(j.JID, id, md, wdl), nil
 }
@@ -301,8 +301,17 @@ func (c *cromwell) query(ctx context.Context, jid string) ([]queryResult, error)
 		return nil, err
 	}
 	// Cromwell lists newest first, but nothing documents it: sort by
-	// submission time (RFC 3339 in UTC sorts as text), stable for equals.
-	slices.SortStableFunc(ans.Results, func(a, b queryResult) int { return strings.Compare(b.Submission, a.Submission) })
+	// submission time, keeping Cromwell's order where it gives none.
+	// (Java prints whole seconds without a fraction: compare times, not
+	// text.)
+	slices.SortStableFunc(ans.Results, func(a, b queryResult) int {
+		ta, ea := time.Parse(time.RFC3339Nano, a.Submission)
+		tb, eb := time.Parse(time.RFC3339Nano, b.Submission)
+		if ea != nil || eb != nil {
+			return 0
+		}
+		return tb.Compare(ta)
+	})
 	return ans.Results, nil
 }
 
@@ -362,14 +371,15 @@ type metadata struct {
 }
 
 type callMetadata struct {
-	ExecutionStatus   string            `json:"executionStatus"`
-	BackendStatus     string            `json:"backendStatus"`
-	CommandLine       string            `json:"commandLine"`
-	JobID             string            `json:"jobId"`
-	ReturnCode        *int              `json:"returnCode"`
-	DockerImageUsed   string            `json:"dockerImageUsed"`
-	RuntimeAttributes map[string]string `json:"runtimeAttributes"`
-	Failures          []failure         `json:"failures"`
+	ExecutionStatus   string         `json:"executionStatus"`
+	BackendStatus     string         `json:"backendStatus"`
+	CommandLine       string         `json:"commandLine"`
+	JobID             string         `json:"jobId"`
+	ReturnCode        *int           `json:"returnCode"`
+	DockerImageUsed   string         `json:"dockerImageUsed"`
+	// Strings in Cromwell 74; any keeps a number from failing the GET.
+	RuntimeAttributes map[string]any `json:"runtimeAttributes"`
+	Failures          []failure      `json:"failures"`
 }
 
 type failure struct {
@@ -506,7 +516,8 @@ func (c *cromwell) toJob(jid, id string, md *metadata, wdl string) *job {
 		j.Image, j.Cmd = image, strings.Join(argv, " ")
 	} else if call != nil {
 		// Not our WDL (or none): take what Cromwell ran.
-		j.Image, j.Cmd = call.RuntimeAttributes["docker"], call.CommandLine
+		j.Image, _ = call.RuntimeAttributes["docker"].(string)
+		j.Cmd = call.CommandLine
 	}
 	j.Status, j.Message = workflowStatus(id, status, call, md)
 	return j

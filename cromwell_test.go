@@ -756,8 +756,9 @@ func TestCromwellFindNewest(t *testing.T) {
 	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		io.WriteString(w, `{"results": [
 			{"id": "old", "status": "Failed", "submission": "2022-01-23T22:27:11.839Z"},
-			{"id": "new", "status": "Running", "submission": "2022-01-24T08:00:00.000Z"},
-			{"id": "mid", "status": "Succeeded", "submission": "2022-01-24T07:00:00.000Z"}], "totalResultsCount": 3}`)
+			{"id": "new", "status": "Running", "submission": "2022-01-24T08:00:00Z"},
+			{"id": "nearly", "status": "Running", "submission": "2022-01-24T07:59:59.999Z"},
+			{"id": "mid", "status": "Succeeded", "submission": "2022-01-24T07:00:00.000Z"}], "totalResultsCount": 4}`)
 	})
 	c := testCromwell(t, srv.URL, nil)
 	w, err := c.find(context.Background(), "j")
@@ -1200,5 +1201,16 @@ func TestNewCromwellRefusesConfig(t *testing.T) {
 	}
 	if _, err := newCromwell(context.Background(), &config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
 		t.Errorf("newCromwell(valid) = %v", err)
+	}
+}
+
+// TestToJobForeignWDL: a workflow whose WDL is not one we can read back
+// (another tool's) still shows what Cromwell ran.
+func TestToJobForeignWDL(t *testing.T) {
+	md := cwMetadata(t, "metadata-running.json")
+	md.SubmittedFiles.Workflow = "version 1.0\nworkflow W {}\n"
+	j := (&cromwell{}).toJob("jid", md.ID, md, "")
+	if j.Image != "docker.io/fnndsc/pl-office-convert:0.0.1" || j.Cmd != "office_convert /share/incoming /share/outgoing" || j.Status != statusStarted {
+		t.Errorf("toJob(foreign WDL) = %+v; want image and command from the call's runtimeAttributes and commandLine", j)
 	}
 }
