@@ -371,12 +371,10 @@ type metadata struct {
 }
 
 type callMetadata struct {
-	ExecutionStatus   string         `json:"executionStatus"`
-	BackendStatus     string         `json:"backendStatus"`
-	CommandLine       string         `json:"commandLine"`
-	JobID             string         `json:"jobId"`
-	ReturnCode        *int           `json:"returnCode"`
-	DockerImageUsed   string         `json:"dockerImageUsed"`
+	ExecutionStatus string `json:"executionStatus"`
+	CommandLine     string `json:"commandLine"`
+	JobID           string `json:"jobId"`
+	ReturnCode      *int   `json:"returnCode"`
 	// Strings in Cromwell 74; any keeps a number from failing the GET.
 	RuntimeAttributes map[string]any `json:"runtimeAttributes"`
 	Failures          []failure      `json:"failures"`
