@@ -135,7 +135,7 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 		c.log.Warn("cannot read the new workflow's metadata", "jid", j.JID, "workflow", id, "error", err)
 		md = nil
 	}
-	return c.toJob(j.JID, id, md, wdl), nil
+	return c.toJob(j.JID, queryResult{ID: id, Status: "Submitted"}, md, wdl), nil
 }
 
 func (c *cromwell) get(ctx context.Context, jid string) (*job, error) {
@@ -147,7 +147,7 @@ func (c *cromwell) get(ctx context.Context, jid string) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := c.toJob(jid, w.ID, md, "")
+	j := c.toJob(jid, *w, md, "")
 	if md != nil && len(md.Calls[cromwellTask]) > 0 {
 		j.Logs = c.logs(ctx, w.ID)
 	}
@@ -248,6 +248,10 @@ func (c *cromwell) submit(ctx context.Context, wdl string, labels map[string]str
 	for _, p := range []struct{ name, file, content string }{
 		{"workflowSource", "workflow.wdl", wdl},
 		{"labels", "labels.json", string(lj)},
+		// A job must run each time it is submitted: with call caching on
+		// in the server, a plugin run again with the same image, command
+		// and directories would "succeed" at once with the old outputs.
+		{"workflowOptions", "options.json", `{"read_from_cache": false, "write_to_cache": false}`},
 	} {
 		fw, err := mw.CreateFormFile(p.name, p.file)
 		if err != nil {
@@ -281,6 +285,7 @@ type queryResult struct {
 	ID         string `json:"id"`
 	Status     string `json:"status"`
 	Submission string `json:"submission"`
+	End        string `json:"end"`
 }
 
 // query lists the workflows labelled with jid, newest first.
@@ -493,11 +498,17 @@ func tailLines(s string, n int) string {
 // ---- status -----------------------------------------------------------------
 
 // toJob reads a job from its workflow's metadata. md is nil when Cromwell
-// does not know the id yet; wdl is what we submitted, if we have it.
-func (c *cromwell) toJob(jid, id string, md *metadata, wdl string) *job {
-	j := &job{JID: jid}
+// has none: just after a submit, or (Cromwell's metadata archiving) long
+// after the end; status and end then come from the query's w, so that an
+// archived job stays finished. wdl is what we submitted, if we have it.
+func (c *cromwell) toJob(jid string, w queryResult, md *metadata, wdl string) *job {
+	j := &job{JID: jid, Timestamp: w.End}
+	id := w.ID
 	var calls []callMetadata
-	status := "Submitted"
+	status := w.Status
+	if status == "" {
+		status = "Submitted"
+	}
 	if md != nil {
 		if md.SubmittedFiles.Workflow != "" {
 			wdl = md.SubmittedFiles.Workflow

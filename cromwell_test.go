@@ -428,7 +428,7 @@ func TestToJobRecorded(t *testing.T) {
 	c := &cromwell{}
 	for _, tt := range tests {
 		md := cwMetadata(t, tt.file)
-		j := c.toJob("jid", md.ID, md, "")
+		j := c.toJob("jid", queryResult{ID: md.ID, Status: "Submitted"}, md, "")
 		if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
 			t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
 		}
@@ -597,8 +597,12 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{jidLabel: "vitamin-d", "site": "bch"}) {
 		t.Errorf("labels part %q (%v); want the jid label and JOB_LABELS", parts["labels"], err)
 	}
-	if len(parts) != 2 {
-		t.Errorf("submit parts %v; want exactly workflowSource and labels", slices.Collect(maps.Keys(parts)))
+	var options map[string]any
+	if err := json.Unmarshal([]byte(parts["workflowOptions"]), &options); err != nil || !reflect.DeepEqual(options, map[string]any{"read_from_cache": false, "write_to_cache": false}) {
+		t.Errorf("workflowOptions part %q (%v); want call caching off", parts["workflowOptions"], err)
+	}
+	if names := slices.Sorted(maps.Keys(parts)); !slices.Equal(names, []string{"labels", "workflowOptions", "workflowSource"}) {
+		t.Errorf("submit parts %q; want labels, workflowOptions, workflowSource", names)
 	}
 	image, argv, err := parseWDL(parts["workflowSource"])
 	if err != nil || image != spec.Image || !slices.Equal(argv, spec.Cmd) {
@@ -1209,8 +1213,28 @@ func TestNewCromwellRefusesConfig(t *testing.T) {
 func TestToJobForeignWDL(t *testing.T) {
 	md := cwMetadata(t, "metadata-running.json")
 	md.SubmittedFiles.Workflow = "version 1.0\nworkflow W {}\n"
-	j := (&cromwell{}).toJob("jid", md.ID, md, "")
+	j := (&cromwell{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
 	if j.Image != "docker.io/fnndsc/pl-office-convert:0.0.1" || j.Cmd != "office_convert /share/incoming /share/outgoing" || j.Status != statusStarted {
 		t.Errorf("toJob(foreign WDL) = %+v; want image and command from the call's runtimeAttributes and commandLine", j)
+	}
+}
+
+// TestToJobWithoutMetadata: with no metadata (just submitted, or archived
+// by Cromwell) the query's status decides, so a finished job stays finished.
+func TestToJobWithoutMetadata(t *testing.T) {
+	tests := []struct {
+		w               queryResult
+		status, message string
+	}{
+		{queryResult{ID: "wf", Status: "Submitted"}, statusNotStarted, "waiting"},
+		{queryResult{ID: "wf"}, statusNotStarted, "waiting"},
+		{queryResult{ID: "wf", Status: "Succeeded", End: "2026-01-01T00:00:00Z"}, statusSuccess, "Succeeded"},
+		{queryResult{ID: "wf", Status: "Failed", End: "2026-01-01T00:00:00Z"}, statusError, "Failed"},
+	}
+	for _, tt := range tests {
+		j := (&cromwell{}).toJob("jid", tt.w, nil, "")
+		if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
+			t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
+		}
 	}
 }
