@@ -1008,34 +1008,13 @@ func (f *fakeCromwell) submissions() int {
 	return len(f.workflows)
 }
 
-// cwCall sends one request to the server and decodes a JSON answer.
-func cwCall(t *testing.T, method, url, body string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	b, _ := io.ReadAll(resp.Body)
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("%s %s: answer %q is not JSON: %v", method, url, b, err)
-		}
-	}
-	return resp.StatusCode, m
-}
-
-func cromwellJobBody(jid string) string {
-	b, _ := json.Marshal(map[string]any{
+func cromwellJobBody(jid string) map[string]any {
+	return map[string]any{
 		"jid": jid, "args": []string{"--greeting", "it's ~{x} ${HOME} >>>"}, "args_path_flags": []string{},
 		"auid": "chris", "number_of_workers": 1, "cpu_limit": "1000", "memory_limit": 200, "gpu_limit": 0,
 		"image": "fnndsc/pl-simplefsapp:2.0", "entrypoint": []string{"python3", "/usr/local/bin/simplefsapp"}, "type": "fs",
 		"input_dir": "home/chris/feeds/feed_7/pl-a_1/data", "output_dir": "home/chris/feeds/feed_7/pl-b_2/data",
-	})
-	return string(b)
+	}
 }
 
 func TestCromwellEndToEnd(t *testing.T) {
@@ -1046,11 +1025,12 @@ func TestCromwellEndToEnd(t *testing.T) {
 		"SLURM_PARTITION": "short", "STOREBASE": store, "JOB_LOGS_TAIL": "2",
 	}) + "/api/v1/"
 
-	code, j := cwCall(t, "POST", base, cromwellJobBody("chris-jid-7"))
+	code, j := call(t, "POST", base, cromwellJobBody("chris-jid-7"))
 	wantCmd := "python3 /usr/local/bin/simplefsapp --greeting it's ~{x} ${HOME} >>> /share/pl-b_2/data"
 	if code != http.StatusCreated || j["status"] != statusNotStarted || j["cmd"] != wantCmd || j["image"] != "fnndsc/pl-simplefsapp:2.0" || j["logs"] != "" {
 		t.Fatalf("POST = %d %v; want 201 notstarted with cmd %q", code, j, wantCmd)
 	}
+	checkJobShape(t, "POST", j)
 	fake.mu.Lock()
 	wdl := fake.workflows[0].wdl
 	fake.mu.Unlock()
@@ -1061,7 +1041,7 @@ func TestCromwellEndToEnd(t *testing.T) {
 		}
 	}
 
-	code, j = cwCall(t, "GET", base+"chris-jid-7/", "")
+	code, j = call(t, "GET", base+"chris-jid-7/", nil)
 	if code != http.StatusOK || j["status"] != statusNotStarted || j["cmd"] != wantCmd {
 		t.Errorf("GET after submit = %d %v; want 200 notstarted", code, j)
 	}
@@ -1073,55 +1053,56 @@ func TestCromwellEndToEnd(t *testing.T) {
 	os.MkdirAll(d, 0o755)
 	os.WriteFile(filepath.Join(d, "stdout"), []byte("starting\nworking\n"), 0o644)
 	os.WriteFile(filepath.Join(d, "stderr"), []byte("warning: x\n"), 0o644)
-	code, j = cwCall(t, "GET", base+"chris-jid-7", "")
+	code, j = call(t, "GET", base+"chris-jid-7", nil)
 	if code != http.StatusOK || j["status"] != statusStarted || j["logs"] != "working\nwarning: x\n" || j["timestamp"] != "" {
 		t.Errorf("GET while Running = %d %v; want started, the last 2 log lines, no timestamp", code, j)
 	}
+	checkJobShape(t, "GET", j)
 
 	fake.advance("chris-jid-7", "Succeeded")
-	code, j = cwCall(t, "GET", base+"chris-jid-7/", "")
+	code, j = call(t, "GET", base+"chris-jid-7/", nil)
 	if code != http.StatusOK || j["status"] != statusSuccess || j["timestamp"] != "2022-01-24T06:16:53.374Z" {
 		t.Errorf("GET when Succeeded = %d %v; want finishedSuccessfully with the workflow's end", code, j)
 	}
 
-	code, j = cwCall(t, "POST", base, cromwellJobBody("chris-jid-7"))
+	code, j = call(t, "POST", base, cromwellJobBody("chris-jid-7"))
 	if code != http.StatusConflict || fake.submissions() != 1 {
 		t.Errorf("POST of a taken jid = %d %v, %d submissions; want 409 and nothing submitted", code, j, fake.submissions())
 	}
 
 	// A finished job: DELETE answers 204 and aborts nothing.
-	if code, j = cwCall(t, "DELETE", base+"chris-jid-7/", ""); code != http.StatusNoContent || len(fake.abortedIDs()) != 0 {
+	if code, j = call(t, "DELETE", base+"chris-jid-7/", nil); code != http.StatusNoContent || len(fake.abortedIDs()) != 0 {
 		t.Errorf("DELETE of a finished job = %d %v, aborted %v; want 204, no abort", code, j, fake.abortedIDs())
 	}
 
 	// A running job: DELETE aborts its workflow.
-	if code, j = cwCall(t, "POST", base, cromwellJobBody("chris-jid-8")); code != http.StatusCreated {
+	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-8")); code != http.StatusCreated {
 		t.Fatalf("POST chris-jid-8 = %d %v", code, j)
 	}
 	fake.advance("chris-jid-8", "Running")
-	code, j = cwCall(t, "DELETE", base+"chris-jid-8/", "")
+	code, j = call(t, "DELETE", base+"chris-jid-8/", nil)
 	fake.mu.Lock()
 	id8 := fake.byJID("chris-jid-8").id
 	fake.mu.Unlock()
 	if code != http.StatusNoContent || !slices.Equal(fake.abortedIDs(), []string{id8}) {
 		t.Errorf("DELETE of a running job = %d %v, aborted %v; want 204 and %s aborted", code, j, fake.abortedIDs(), id8)
 	}
-	if code, j = cwCall(t, "GET", base+"chris-jid-8/", ""); code != http.StatusOK || j["status"] != statusError {
+	if code, j = call(t, "GET", base+"chris-jid-8/", nil); code != http.StatusOK || j["status"] != statusError {
 		t.Errorf("GET after abort = %d %v; want finishedWithError", code, j)
 	}
 
 	// A failing job.
-	if code, j = cwCall(t, "POST", base, cromwellJobBody("chris-jid-9")); code != http.StatusCreated {
+	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-9")); code != http.StatusCreated {
 		t.Fatalf("POST chris-jid-9 = %d %v", code, j)
 	}
 	fake.advance("chris-jid-9", "Failed")
-	code, j = cwCall(t, "GET", base+"chris-jid-9/", "")
+	code, j = call(t, "GET", base+"chris-jid-9/", nil)
 	if msg, _ := j["message"].(string); code != http.StatusOK || j["status"] != statusError || !strings.Contains(msg, "return code 1") {
 		t.Errorf("GET of a failed job = %d %v; want finishedWithError saying why", code, j)
 	}
 
 	for _, method := range []string{"GET", "DELETE"} {
-		if code, j = cwCall(t, method, base+"no-such-jid/", ""); code != http.StatusNotFound {
+		if code, j = call(t, method, base+"no-such-jid/", nil); code != http.StatusNotFound {
 			t.Errorf("%s of an unknown jid = %d %v; want 404", method, code, j)
 		}
 	}
@@ -1129,15 +1110,18 @@ func TestCromwellEndToEnd(t *testing.T) {
 	fake.mu.Lock()
 	fake.fail500 = true
 	fake.mu.Unlock()
-	for _, tc := range []struct{ method, url, body string }{{"GET", base + "chris-jid-7/", ""}, {"POST", base, cromwellJobBody("chris-jid-10")}, {"DELETE", base + "chris-jid-9/", ""}} {
-		code, j = cwCall(t, tc.method, tc.url, tc.body)
+	for _, tc := range []struct {
+		method, url string
+		body        any
+	}{{"GET", base + "chris-jid-7/", nil}, {"POST", base, cromwellJobBody("chris-jid-10")}, {"DELETE", base + "chris-jid-9/", nil}} {
+		code, j = call(t, tc.method, tc.url, tc.body)
 		if msg, _ := j["message"].(string); code != http.StatusServiceUnavailable || !strings.Contains(msg, "Cromwell") || !strings.Contains(msg, "500") {
 			t.Errorf("%s with Cromwell answering 500 = %d %v; want 503 naming Cromwell and its 500", tc.method, code, j)
 		}
 	}
 
 	fake.srv.Close()
-	code, j = cwCall(t, "GET", base+"chris-jid-7/", "")
+	code, j = call(t, "GET", base+"chris-jid-7/", nil)
 	if msg, _ := j["message"].(string); code != http.StatusServiceUnavailable || !strings.Contains(msg, "unreachable") {
 		t.Errorf("GET with Cromwell down = %d %v; want 503 saying Cromwell is unreachable", code, j)
 	}
@@ -1148,8 +1132,9 @@ func TestCromwellEndToEndRefused(t *testing.T) {
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "cromwell", "CROMWELL_URL": fake.srv.URL, "TIMELIMIT_MINUTES": "30", "STOREBASE": fake.store,
 	}) + "/api/v1/"
-	body := strings.Replace(cromwellJobBody("bad-image"), "fnndsc/pl-simplefsapp:2.0", "fnndsc/pl-x ~{oops}", 1)
-	code, j := cwCall(t, "POST", base, body)
+	body := cromwellJobBody("bad-image")
+	body["image"] = "fnndsc/pl-x ~{oops}"
+	code, j := call(t, "POST", base, body)
 	msg, _ := j["message"].(map[string]any)
 	if code != http.StatusBadRequest || msg["image"] == nil || fake.submissions() != 0 {
 		t.Errorf("POST with a bad image = %d %v, %d submissions; want 400 on image and nothing submitted", code, j, fake.submissions())
