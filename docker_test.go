@@ -4,16 +4,25 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -317,5 +326,538 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 	_, err = d.get(context.Background(), "dk-any")
 	if code, body := errorStatus(err); code != 503 || !strings.Contains(fmt.Sprint(body), "unreachable") {
 		t.Errorf("get with no engine = %d %v; want 503 saying unreachable", code, body)
+	}
+}
+
+// ---- end to end, against the real engine ---------------------------------------
+
+// dockerEnv is a test's server: its base URL, its STOREBASE and the engine.
+type dockerEnv struct {
+	url   string
+	store string
+	cli   *client.Client
+	image string
+}
+
+// startDocker starts the whole server with CONTAINER_ENV=docker (or what
+// extra says) on a fresh STOREBASE that any CONTAINER_USER can write.
+func startDocker(t *testing.T, extra map[string]string) *dockerEnv {
+	t.Helper()
+	cli := needEngine(t)
+	img := needTestImage(t, cli)
+	store := t.TempDir()
+	if err := os.Chmod(store, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": store}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return &dockerEnv{url: startServer(t, env), store: store, cli: cli, image: img}
+}
+
+// newJID is a jid no other test or helper uses; the job's container is
+// removed when the test ends, whatever happened.
+func (e *dockerEnv) newJID(t *testing.T, name string) string {
+	t.Helper()
+	var b [4]byte
+	rand.Read(b[:])
+	jid := fmt.Sprintf("dk-%x-%s", b, name)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		e.cli.ContainerRemove(ctx, jid, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	})
+	return jid
+}
+
+// dir makes a directory in STOREBASE, writable by any user, with files.
+func (e *dockerEnv) dir(t *testing.T, rel string, files map[string]string) {
+	t.Helper()
+	p := filepath.Join(e.store, rel)
+	if err := os.MkdirAll(p, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for q := p; q != e.store; q = filepath.Dir(q) {
+		os.Chmod(q, 0o777)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(p, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// jobBody is a POST body as pfcon of 2023+ sends it; shell runs as sh -c
+// with $1 = /share/incoming for ds jobs, then /share/outgoing.
+func (e *dockerEnv) jobBody(jid, typ, shell string) map[string]any {
+	return map[string]any{
+		"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
+		"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": e.image,
+		"entrypoint": []string{"sh", "-c", shell, "sh"}, "type": typ,
+		"input_dir": jid + "/in", "output_dir": jid + "/out",
+	}
+}
+
+func (e *dockerEnv) do(t *testing.T, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s %s: %d, body not JSON: %q", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, m
+}
+
+// submit POSTs a job and checks the 201 answer has the job object's shape.
+func (e *dockerEnv) submit(t *testing.T, body map[string]any) map[string]any {
+	t.Helper()
+	code, m := e.do(t, "POST", "/api/v1/", body)
+	if code != http.StatusCreated {
+		t.Fatalf("POST %v = %d %v; want 201", body["jid"], code, m)
+	}
+	checkJobShape(t, m)
+	if m["jid"] != body["jid"] || m["image"] != body["image"] || m["logs"] != "" {
+		t.Errorf("POST answer = %v; want jid %v, image %v, empty logs", m, body["jid"], body["image"])
+	}
+	return m
+}
+
+func checkJobShape(t *testing.T, m map[string]any) {
+	t.Helper()
+	keys := []string{"jid", "image", "cmd", "status", "message", "timestamp", "logs"}
+	if len(m) != len(keys) {
+		t.Errorf("job object %v has %d keys; want exactly %v", m, len(m), keys)
+	}
+	for _, k := range keys {
+		if _, ok := m[k].(string); !ok {
+			t.Errorf("job object %v: %q is not a string", m, k)
+		}
+	}
+	switch m["status"] {
+	case statusNotStarted, statusStarted, statusSuccess, statusError, statusUndefined:
+	default:
+		t.Errorf("job object status %q is not one of API.md's", m["status"])
+	}
+}
+
+// wait polls GET until the job is finished (bounded) and answers it.
+func (e *dockerEnv) wait(t *testing.T, jid string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s = %d %v; want 200", jid, code, m)
+		}
+		checkJobShape(t, m)
+		if s := m["status"]; s == statusSuccess || s == statusError {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not finished after 60s: %v", jid, m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// noContainer fails if the engine has a container named jid.
+func (e *dockerEnv) noContainer(t *testing.T, jid string) {
+	t.Helper()
+	c, err := e.cli.ContainerInspect(context.Background(), jid)
+	if err == nil && namedJID(c, jid) {
+		t.Errorf("container %s exists (%s); want none", jid, c.State.Status)
+	} else if err != nil && !cerrdefs.IsNotFound(err) {
+		t.Errorf("inspecting %s: %v", jid, err)
+	}
+}
+
+func TestDockerEndToEnd(t *testing.T) {
+	e := startDocker(t, map[string]string{"JOB_LOGS_TAIL": "3", "JOB_LABELS": "team=fnndsc,purpose=test"})
+
+	t.Run("info", func(t *testing.T) {
+		code, m := e.do(t, "GET", "/api/v1/", nil)
+		if code != 200 || m["container_env"] != "docker" || m["storage_type"] != "host" {
+			t.Errorf("GET /api/v1/ = %d %v; want 200, docker, host", code, m)
+		}
+	})
+
+	t.Run("fs job writes its output into STOREBASE", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "fs")
+		e.dir(t, jid+"/in", nil)
+		e.dir(t, jid+"/out", nil)
+		body := e.jobBody(jid, "fs", `echo made > "$1/out.txt"`)
+		m := e.submit(t, body)
+		if want := `sh -c echo made > "$1/out.txt" sh /share/outgoing`; m["cmd"] != want {
+			t.Errorf("cmd = %q; want %q", m["cmd"], want)
+		}
+		done := e.wait(t, jid)
+		if done["status"] != statusSuccess {
+			t.Fatalf("job = %v; want %s", done, statusSuccess)
+		}
+		if done["timestamp"] == "" || strings.HasPrefix(done["timestamp"].(string), "0001") {
+			t.Errorf("timestamp = %q; want FinishedAt", done["timestamp"])
+		}
+		got, err := os.ReadFile(filepath.Join(e.store, jid, "out", "out.txt"))
+		if err != nil || string(got) != "made\n" {
+			t.Errorf("STOREBASE/%s/out/out.txt = %q, %v; want \"made\\n\"", jid, got, err)
+		}
+		c, err := e.cli.ContainerInspect(context.Background(), jid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Config.Labels["org.chrisproject.pman.jid"] != jid || c.Config.Labels["team"] != "fnndsc" || c.Config.Labels["purpose"] != "test" {
+			t.Errorf("labels = %v; want the jid and JOB_LABELS", c.Config.Labels)
+		}
+		if c.HostConfig.RestartPolicy.Name != "no" || c.HostConfig.NanoCPUs != 1e9 || c.HostConfig.Memory != 64<<20 {
+			t.Errorf("restart, NanoCPUs, Memory = %q, %d, %d; want no, 1e9, 64 MiB", c.HostConfig.RestartPolicy.Name, c.HostConfig.NanoCPUs, c.HostConfig.Memory)
+		}
+	})
+
+	t.Run("ds job reads its input and cannot write to it", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "ds")
+		e.dir(t, jid+"/in", map[string]string{"data.txt": "payload"})
+		e.dir(t, jid+"/out", nil)
+		e.submit(t, e.jobBody(jid, "ds", `cat "$1/data.txt"; echo; cp "$1/data.txt" "$2/copy.txt"
+if touch "$1/intruder" 2>/dev/null; then echo WRITABLE; else echo READONLY; fi`))
+		done := e.wait(t, jid)
+		if done["status"] != statusSuccess {
+			t.Fatalf("job = %v; want %s", done, statusSuccess)
+		}
+		if logs := done["logs"].(string); !strings.Contains(logs, "payload") || !strings.Contains(logs, "READONLY") {
+			t.Errorf("logs = %q; want the input read and READONLY", logs)
+		}
+		if got, err := os.ReadFile(filepath.Join(e.store, jid, "out", "copy.txt")); string(got) != "payload" {
+			t.Errorf("output copy = %q, %v; want payload", got, err)
+		}
+		if _, err := os.Stat(filepath.Join(e.store, jid, "in", "intruder")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the job wrote into its input: %v", err)
+		}
+	})
+
+	t.Run("failing job", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "fail")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "echo failing >&2; exit 3"))
+		done := e.wait(t, jid)
+		if done["status"] != statusError || !strings.Contains(done["message"].(string), "3") {
+			t.Errorf("job = %v; want %s mentioning 3", done, statusError)
+		}
+		if !strings.Contains(done["logs"].(string), "failing") {
+			t.Errorf("logs = %q; want \"failing\" from stderr", done["logs"])
+		}
+	})
+
+	t.Run("image that cannot be had", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "noimage")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		img := "pman-test-no-such-image-" + jid + ":1"
+		body["image"] = img
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		msg := fmt.Sprint(m["message"])
+		if (code < 400 || code > 499) && code != 503 || !strings.Contains(msg, img) {
+			t.Errorf("POST with a missing image = %d %v; want a 4xx or 503 naming %s", code, m, img)
+		}
+		e.noContainer(t, jid)
+		if _, err := e.cli.ImageInspect(context.Background(), img); !cerrdefs.IsNotFound(err) {
+			t.Errorf("image %s: %v; want not found", img, err)
+		}
+	})
+
+	t.Run("missing input directory", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "noinput")
+		code, m := e.do(t, "POST", "/api/v1/", e.jobBody(jid, "ds", "true"))
+		if code < 400 || code > 499 || !strings.Contains(fmt.Sprint(m["message"]), filepath.Join(e.store, jid, "in")) {
+			t.Errorf("POST with no input directory = %d %v; want a 4xx naming the directory", code, m)
+		}
+		e.noContainer(t, jid)
+	})
+
+	t.Run("killed for memory", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "oom")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "dd if=/dev/zero of=/dev/null bs=64M count=1")
+		body["memory_limit"] = "8" // as a string of digits, as pfcon may send
+		e.submit(t, body)
+		done := e.wait(t, jid)
+		if done["status"] != statusError || !strings.Contains(done["message"].(string), "out of memory") {
+			t.Errorf("job = %v; want %s saying out of memory", done, statusError)
+		}
+	})
+
+	t.Run("logs tail", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "tail")
+		e.dir(t, jid+"/in", nil)
+		// stdout only: without a TTY the engine copies stdout and stderr
+		// separately, and a loaded engine logs them out of order.
+		e.submit(t, e.jobBody(jid, "fs", "seq 1 10"))
+		done := e.wait(t, jid)
+		if done["logs"] != "8\n9\n10\n" {
+			t.Errorf("logs with JOB_LOGS_TAIL=3 = %q; want \"8\\n9\\n10\\n\"", done["logs"])
+		}
+	})
+
+	t.Run("DELETE while running, then 404", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "delete")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "sleep 300"))
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			_, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil)
+			if m["status"] == statusStarted {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job never started: %v", m)
+			}
+		}
+		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %v; want 204", code, m)
+		}
+		e.noContainer(t, jid)
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := e.do(t, method, "/api/v1/"+jid, nil); code != http.StatusNotFound || fmt.Sprint(m["message"]) == "" {
+				t.Errorf("%s after DELETE = %d %v; want 404 with a message", method, code, m)
+			}
+		}
+	})
+
+	t.Run("duplicate jid", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "dup")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "sleep 300")
+		e.submit(t, body)
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		if code != http.StatusConflict || !strings.Contains(fmt.Sprint(m["message"]), jid) {
+			t.Errorf("second POST = %d %v; want 409 naming %s", code, m, jid)
+		}
+		// The first job is untouched.
+		if _, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil); m["status"] != statusStarted && m["status"] != statusNotStarted {
+			t.Errorf("first job after the duplicate = %v; want it still running", m)
+		}
+	})
+
+	t.Run("an ID prefix is not a jid", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "prefix")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "sleep 300"))
+		c, err := e.cli.ContainerInspect(context.Background(), jid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := c.ID[:16]
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := e.do(t, method, "/api/v1/"+prefix+"/", nil); code != http.StatusNotFound {
+				t.Errorf("%s /api/v1/<ID prefix of %s>/ = %d %v; want 404", method, jid, code, m)
+			}
+		}
+		if c2, err := e.cli.ContainerInspect(context.Background(), jid); err != nil || c2.State.Status != "running" {
+			t.Errorf("after DELETE of its ID prefix, %s: %v; want still running", jid, err)
+		}
+	})
+
+	t.Run("2022-style request without input_dir", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "pfcon2022")
+		// pfcon of 2022 unpacks the input into key-<jid>/incoming; here the
+		// outgoing directory is left to the engine to create.
+		e.dir(t, "key-"+jid+"/incoming", map[string]string{"in.txt": "old pfcon"})
+		body := e.jobBody(jid, "ds", `cp "$1/in.txt" "$2/out.txt"`)
+		delete(body, "input_dir")
+		delete(body, "output_dir")
+		e.submit(t, body)
+		if done := e.wait(t, jid); done["status"] != statusSuccess {
+			t.Fatalf("job = %v; want %s", done, statusSuccess)
+		}
+		if got, err := os.ReadFile(filepath.Join(e.store, "key-"+jid, "outgoing", "out.txt")); string(got) != "old pfcon" {
+			t.Errorf("key-<jid>/outgoing/out.txt = %q, %v; want \"old pfcon\"", got, err)
+		}
+	})
+
+	t.Run("traversal creates nothing", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "escape")
+		for _, dirs := range [][2]string{{"../../etc", jid + "/out"}, {jid + "/in", "a/../../b"}} {
+			body := e.jobBody(jid, "ds", "cat /share/incoming/passwd")
+			body["input_dir"], body["output_dir"] = dirs[0], dirs[1]
+			code, m := e.do(t, "POST", "/api/v1/", body)
+			if code != http.StatusBadRequest {
+				t.Errorf("POST with dirs %q = %d %v; want 400", dirs, code, m)
+			}
+		}
+		e.noContainer(t, jid)
+		if _, err := os.Stat(filepath.Join(e.store, jid)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("STOREBASE/%s: %v; want nothing created", jid, err)
+		}
+	})
+
+	t.Run("env reaches the job", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "env")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", `echo "greeting=$GREETING"`)
+		body["env"] = []string{"GREETING=hello there"}
+		e.submit(t, body)
+		if done := e.wait(t, jid); !strings.Contains(done["logs"].(string), "greeting=hello there") {
+			t.Errorf("logs = %q; want greeting=hello there", done["logs"])
+		}
+	})
+
+	t.Run("number_of_workers", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "workers")
+		body := e.jobBody(jid, "fs", "true")
+		body["number_of_workers"] = 2
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		if msg, _ := m["message"].(map[string]any); code != http.StatusBadRequest || msg["number_of_workers"] == nil {
+			t.Errorf("POST with 2 workers = %d %v; want 400 naming number_of_workers", code, m)
+		}
+		e.noContainer(t, jid)
+	})
+}
+
+// TestDockerPodmanUser runs the podman alias with CONTAINER_USER and
+// ENABLE_HOME_WORKAROUND.
+func TestDockerPodmanUser(t *testing.T) {
+	e := startDocker(t, map[string]string{"CONTAINER_ENV": "podman", "CONTAINER_USER": "1234:2345-2345", "ENABLE_HOME_WORKAROUND": "yes"})
+	if code, m := e.do(t, "GET", "/api/v1/", nil); code != 200 || m["container_env"] != "podman" {
+		t.Errorf("GET /api/v1/ = %d %v; want container_env podman", code, m)
+	}
+	jid := e.newJID(t, "user")
+	e.dir(t, jid+"/in", nil)
+	e.dir(t, jid+"/out", nil)
+	e.submit(t, e.jobBody(jid, "fs", `echo "uid=$(id -u) gid=$(id -g) home=$HOME"; id -u > "$1/uid"`))
+	done := e.wait(t, jid)
+	if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "uid=1234 gid=2345 home=/tmp") {
+		t.Errorf("job = %v; want success, logs saying uid=1234 gid=2345 home=/tmp", done)
+	}
+	fi, err := os.Stat(filepath.Join(e.store, jid, "out", "uid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 1234 {
+		t.Errorf("output file owner = %+v; want uid 1234", fi.Sys())
+	}
+}
+
+// TestDockerEngineComesBack starts the server against an engine address
+// where nothing listens, then puts the engine there: the server answers 503
+// first and recovers by itself.
+func TestDockerEngineComesBack(t *testing.T) {
+	cli := needEngine(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	t.Setenv("DOCKER_HOST", "tcp://"+addr)
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	e := &dockerEnv{url: startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()}), cli: cli}
+
+	code, m := e.do(t, "GET", "/api/v1/dk-nobody/", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(m["message"]), "unreachable") {
+		t.Errorf("GET with the engine down = %d %v; want 503 saying unreachable", code, m)
+	}
+
+	// The engine "comes back": a TCP proxy to the real one, on that address.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s was taken meanwhile: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go proxyTo(ln, cli.DaemonHost())
+	code, m = e.do(t, "GET", "/api/v1/dk-nobody/", nil)
+	if code != http.StatusNotFound {
+		t.Errorf("GET once the engine is back = %d %v; want 404 from the engine", code, m)
+	}
+}
+
+// proxyTo forwards every connection on ln to the engine at host
+// ("unix:///var/run/docker.sock" or "tcp://h:p").
+func proxyTo(ln net.Listener, host string) {
+	network, address, _ := strings.Cut(host, "://")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			up, err := net.Dial(network, address)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			go io.Copy(up, c)
+			io.Copy(c, up)
+		}()
+	}
+}
+
+// BenchmarkDockerGet measures pfcon's polling path, GET (inspect and
+// logs), through the whole server against the real engine.
+func BenchmarkDockerGet(b *testing.B) {
+	cli := needEngine(b)
+	img := needTestImage(b, cli)
+	store := b.TempDir()
+	url := startServer(b, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": store, "JOB_LOGS_TAIL": "1000"})
+	var rb [4]byte
+	rand.Read(rb[:])
+	jid := fmt.Sprintf("dk-%x-bench", rb)
+	os.MkdirAll(filepath.Join(store, jid, "in"), 0o777)
+	b.Cleanup(func() {
+		cli.ContainerRemove(context.Background(), jid, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	})
+	body, _ := json.Marshal(map[string]any{
+		"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
+		"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": img,
+		"entrypoint": []string{"sh", "-c", "seq 1 1000; sleep 300", "sh"}, "type": "fs",
+		"input_dir": jid + "/in", "output_dir": jid + "/out",
+	})
+	resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		b.Fatalf("POST: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	time.Sleep(time.Second) // let the 1000 lines reach the log
+	b.ResetTimer()
+	for range b.N {
+		resp, err := http.Get(url + "/api/v1/" + jid + "/")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET: %v %v", resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }
