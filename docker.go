@@ -169,7 +169,7 @@ func (d *dockerSched) ensureImage(ctx context.Context, ref string) error {
 	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
 		// An unreachable registry is the engine's 500: a 503, retryable.
-		return engineError(err, fmt.Sprintf("image %q is not on the engine; pulling it", ref))
+		return engineError(err, fmt.Sprintf("pulling image %q (not on the engine)", ref))
 	}
 	return drainPull(rc, ref)
 }

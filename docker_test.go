@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 )
 
@@ -859,5 +860,71 @@ func BenchmarkDockerGet(b *testing.B) {
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+func TestDockerDrainPull(t *testing.T) {
+	tests := []struct {
+		name   string
+		stream string
+		code   int // 0: no error
+		msg    string
+	}{
+		{"complete", `{"status":"Pulling from library/busybox","id":"latest"}
+{"status":"Downloading","progressDetail":{"current":1,"total":2},"id":"abc"}
+{"status":"Status: Downloaded newer image for busybox:latest"}
+`, 0, ""},
+		{"empty", "", 0, ""},
+		{"failed midway", `{"status":"Pulling fs layer","id":"abc"}
+{"errorDetail":{"message":"read: connection reset by peer"},"error":"read: connection reset by peer"}
+`, 503, "connection reset"},
+		{"refused with a code", `{"errorDetail":{"code":404,"message":"manifest unknown"},"error":"manifest unknown"}
+`, 404, "manifest unknown"},
+		{"old engine, error only", `{"error":"no space left on device"}
+`, 503, "no space left"},
+		{"garbage", `{"status":`, 503, "reading"},
+	}
+	for _, tt := range tests {
+		err := drainPull(io.NopCloser(strings.NewReader(tt.stream)), "img:1")
+		if tt.code == 0 {
+			if err != nil {
+				t.Errorf("%s: drainPull = %v; want nil", tt.name, err)
+			}
+			continue
+		}
+		code, body := errorStatus(err)
+		if msg := fmt.Sprint(body); code != tt.code || !strings.Contains(msg, tt.msg) || !strings.Contains(msg, "img:1") {
+			t.Errorf("%s: drainPull = %d %v; want %d naming img:1 and saying %q", tt.name, code, body, tt.code, tt.msg)
+		}
+	}
+}
+
+// TestDockerLocalVolume runs a job with STORAGE_TYPE=docker_local_volume:
+// the job's directories are found inside the named volume on the engine.
+func TestDockerLocalVolume(t *testing.T) {
+	cli := needEngine(t)
+	img := needTestImage(t, cli)
+	var b [4]byte
+	rand.Read(b[:])
+	vol := fmt.Sprintf("dk-%x-store", b)
+	v, err := cli.VolumeCreate(context.Background(), volume.CreateOptions{Name: vol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last: after the job's container is gone.
+	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
+	if _, err := os.Stat(v.Mountpoint); err != nil {
+		t.Skipf("the volume's mountpoint is not on this machine (remote engine?): %v", err)
+	}
+	e := &dockerEnv{store: v.Mountpoint, cli: cli, image: img}
+	e.url = startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "docker_local_volume", "VOLUME_NAME": vol})
+	jid := e.newJID(t, "volume")
+	e.dir(t, jid+"/in", map[string]string{"data.txt": "in a volume"})
+	e.submit(t, e.jobBody(jid, "ds", `cp "$1/data.txt" "$2/copy.txt"`))
+	if done := e.wait(t, jid); done["status"] != statusSuccess {
+		t.Fatalf("job = %v; want %s", done, statusSuccess)
+	}
+	if got, err := os.ReadFile(filepath.Join(v.Mountpoint, jid, "out", "copy.txt")); string(got) != "in a volume" {
+		t.Errorf("volume %s: %s/out/copy.txt = %q, %v; want \"in a volume\"", vol, jid, got, err)
 	}
 }
