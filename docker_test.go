@@ -600,6 +600,22 @@ if touch "$1/intruder" 2>/dev/null; then echo WRITABLE; else echo READONLY; fi`)
 		e.noContainer(t, jid)
 	})
 
+	t.Run("a job that cannot start leaves nothing", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "gpu")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["gpu_limit"] = 1
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		if code == http.StatusCreated {
+			t.Skip("this engine has GPUs: the start-failure path needs one without")
+		}
+		if msg := fmt.Sprint(m["message"]); code < 400 || !strings.Contains(msg, "gpu") || !strings.Contains(msg, jid) {
+			t.Errorf("POST asking a GPU of an engine without = %d %v; want an error naming the job and the GPU", code, m)
+		}
+		e.noContainer(t, jid)
+	})
+
 	t.Run("killed for memory", func(t *testing.T) {
 		t.Parallel()
 		jid := e.newJID(t, "oom")
