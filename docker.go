@@ -222,6 +222,11 @@ func pickUser(r *idRange) string {
 //     creates key-<jid>/outgoing itself, but a pfcon that names output_dir
 //     may leave it to the engine, and a Mount would then fail every job.
 //     safeRel keeps ':' and ',' out of the path, so the entry parses.
+//
+// No TTY, as pman 6's Docker backend: stdout and stderr stay two streams.
+// The engine copies them separately, so under load their lines can reach
+// the log out of order, and a program that buffers stdout when it is not
+// a terminal (Python) shows its output late. Swarm jobs have a TTY.
 func containerConfig(cfg *config, j *jobSpec, base, user string) (*container.Config, *container.HostConfig) {
 	c := &container.Config{
 		Image:  j.Image,
