@@ -134,7 +134,13 @@ func (d *dockerSched) remove(ctx context.Context, jid string) error {
 // inspect answers the container named jid. The engine also resolves an ID
 // or a unique ID prefix; a container found that way is some other
 // container, not the job, and must never be answered or removed.
+//
+// A jid that no container can be named is not looked up at all: the client
+// puts it into the request path unescaped.
 func (d *dockerSched) inspect(ctx context.Context, jid string) (container.InspectResponse, error) {
+	if !containerName.MatchString(jid) {
+		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)
+	}
 	c, err := d.cli.ContainerInspect(ctx, jid)
 	if cerrdefs.IsNotFound(err) || (err == nil && !namedJID(c, jid)) {
 		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)

@@ -323,6 +323,18 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 			t.Errorf("%s: create = %d %v; want 400 naming %s", tt.name, code, body, tt.field)
 		}
 	}
+	// A jid no container can have is not looked up: the client would put
+	// it into the request path as it is.
+	for _, jid := range []string{"x/../../images/busybox", "a", "dk w", "x?all=1"} {
+		for name, call := range map[string]func() error{
+			"get":    func() error { _, err := d.get(context.Background(), jid); return err },
+			"remove": func() error { return d.remove(context.Background(), jid) },
+		} {
+			if code, body := errorStatus(call()); code != 404 {
+				t.Errorf("%s(%q) with no engine = %d %v; want 404 without asking the engine", name, jid, code, body)
+			}
+		}
+	}
 	// And the engine being down is a 503 that says so.
 	_, err = d.get(context.Background(), "dk-any")
 	if code, body := errorStatus(err); code != 503 || !strings.Contains(fmt.Sprint(body), "unreachable") {
