@@ -304,14 +304,20 @@ func containerStatus(s container.State, memory int64) (status, message string) {
 		limit = fmt.Sprintf("its memory limit of %d MiB", memory>>20)
 	}
 	switch {
-	// OOMKilled is checked first: a process killed for memory inside a
-	// shell that still exits 0 is a job that did not do its work.
+	// A running job stays started even when one of its processes was
+	// killed for memory (the engine sets OOMKilled at once): pfcon stops
+	// polling a finished job and collects its output.
+	case s.Status == container.StateRunning, s.Status == container.StatePaused, s.Status == container.StateRestarting:
+		if s.OOMKilled {
+			return statusStarted, s.Status + "; a process was killed for exceeding " + limit
+		}
+		return statusStarted, s.Status
+	// Once it ended, OOMKilled comes first: a process killed for memory
+	// inside a shell that still exits 0 is a job that did not do its work.
 	case s.OOMKilled:
 		return withError("out of memory: killed for exceeding %s (exit code %d)", limit, s.ExitCode)
 	case s.Dead || s.Status == container.StateDead:
 		return withError("dead: the engine could not stop or remove the container (exit code %d)", s.ExitCode)
-	case s.Status == container.StateRunning, s.Status == container.StatePaused, s.Status == container.StateRestarting:
-		return statusStarted, s.Status
 	case s.Status == container.StateCreated:
 		return statusNotStarted, "created, not started"
 	case s.Status == container.StateExited && s.ExitCode == 0:

@@ -225,6 +225,7 @@ func TestDockerContainerStatus(t *testing.T) {
 		{"exited 3", container.State{Status: "exited", ExitCode: 3}, 0, statusError, []string{"exited with code 3"}},
 		{"exited 127 with error", container.State{Status: "exited", ExitCode: 127, Error: "exec: \"nope\": not found"}, 0, statusError, []string{"127", "not found"}},
 		{"OOM-killed", container.State{Status: "exited", ExitCode: 137, OOMKilled: true}, 8 << 20, statusError, []string{"out of memory", "8 MiB"}},
+		{"running after a child was OOM-killed", container.State{Status: "running", Running: true, OOMKilled: true}, 8 << 20, statusStarted, []string{"running", "memory"}},
 		{"OOM in a shell that exited 0", container.State{Status: "exited", ExitCode: 0, OOMKilled: true}, 8 << 20, statusError, []string{"out of memory"}},
 		{"137 under a limit", container.State{Status: "exited", ExitCode: 137}, 16 << 20, statusError, []string{"137", "out of memory"}},
 		{"137 without a limit", container.State{Status: "exited", ExitCode: 137}, 0, statusError, []string{"exited with code 137"}},
