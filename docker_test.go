@@ -3,8 +3,10 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +14,11 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +29,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -956,4 +961,125 @@ func TestDockerLocalVolume(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(v.Mountpoint, jid, "out", "copy.txt")); string(got) != "in a volume" {
 		t.Errorf("volume %s: %s/out/copy.txt = %q, %v; want \"in a volume\"", vol, jid, got, err)
 	}
+}
+
+// fakeRegistry serves one image, repo:1, over the registry HTTP API: FROM
+// scratch with busybox as sh and echo. The engine pulls from 127.0.0.1 over
+// plain HTTP without configuration. With brokenLayer the layer's bytes do
+// not match its digest, so the pull fails midway, inside the stream.
+func fakeRegistry(t *testing.T, repo string, brokenLayer bool) string {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		needOrSkip(t, "no static busybox for the registry's image: "+err.Error())
+	}
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0)})
+	tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb)), ModTime: time.Unix(0, 0)})
+	tw.Write(bb)
+	for _, a := range []string{"sh", "echo"} {
+		tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: time.Unix(0, 0)})
+	}
+	tw.Close()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(layer.Bytes())
+	zw.Close()
+	digest := func(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
+	config, _ := json.Marshal(map[string]any{
+		"architecture": runtime.GOARCH, "os": "linux", "config": map[string]any{},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digest(layer.Bytes())}},
+	})
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.docker.distribution.manifest.v2+json",
+		"config":        map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": digest(config)},
+		"layers":        []any{map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": gz.Len(), "digest": digest(gz.Bytes())}},
+	})
+	blobs := map[string][]byte{digest(config): config, digest(gz.Bytes()): gz.Bytes()}
+	if brokenLayer {
+		bad := bytes.Clone(gz.Bytes())
+		bad[len(bad)/2] ^= 0xff
+		blobs[digest(gz.Bytes())] = bad
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/{$}", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /v2/"+repo+"/manifests/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		if ref := r.PathValue("ref"); ref != "1" && ref != digest(manifest) {
+			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+		w.Header().Set("Docker-Content-Digest", digest(manifest))
+		w.Write(manifest)
+	})
+	mux.HandleFunc("GET /v2/"+repo+"/blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		b, ok := blobs[r.PathValue("digest")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(b)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestDockerPull submits jobs whose image the engine does not have: it is
+// pulled as `docker run` would, or the job is refused naming the image,
+// and nothing is left behind.
+func TestDockerPull(t *testing.T) {
+	e := startDocker(t, nil)
+	var b [4]byte
+	rand.Read(b[:])
+	repo := fmt.Sprintf("dk-%x/pulled", b)
+
+	t.Run("pulled", func(t *testing.T) {
+		img := fakeRegistry(t, repo, false) + "/" + repo + ":1"
+		t.Cleanup(func() { e.cli.ImageRemove(context.Background(), img, image.RemoveOptions{Force: true}) })
+		jid := e.newJID(t, "pulled")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "echo pulled and ran")
+		body["image"] = img
+		e.submit(t, body)
+		if done := e.wait(t, jid); done["status"] != statusSuccess || done["logs"] != "pulled and ran\n" || done["image"] != img {
+			t.Errorf("job = %v; want %s, image %s, logs \"pulled and ran\"", done, statusSuccess, img)
+		}
+	})
+
+	t.Run("no such tag", func(t *testing.T) {
+		img := fakeRegistry(t, repo, false) + "/" + repo + ":2"
+		jid := e.newJID(t, "notag")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = img
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		// Engine 20.10 answers the registry's "manifest unknown" with a
+		// 500 (so 503 here), newer ones with a 404.
+		if msg := fmt.Sprint(m["message"]); code != http.StatusNotFound && code != http.StatusServiceUnavailable ||
+			!strings.Contains(msg, img) || !strings.Contains(msg, "manifest unknown") {
+			t.Errorf("POST with a tag the registry has not = %d %v; want 404 or 503 naming %s, saying manifest unknown", code, m, img)
+		}
+		e.noContainer(t, jid)
+	})
+
+	t.Run("layer corrupt", func(t *testing.T) {
+		img := fakeRegistry(t, repo, true) + "/" + repo + ":1"
+		t.Cleanup(func() { e.cli.ImageRemove(context.Background(), img, image.RemoveOptions{Force: true}) })
+		jid := e.newJID(t, "badlayer")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = img
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		t.Logf("POST with a corrupt layer: %d %v", code, m)
+		if code == http.StatusCreated || !strings.Contains(fmt.Sprint(m["message"]), img) {
+			t.Errorf("POST with a corrupt layer = %d %v; want an error naming %s", code, m, img)
+		}
+		e.noContainer(t, jid)
+		if _, err := e.cli.ImageInspect(context.Background(), img); !cerrdefs.IsNotFound(err) {
+			t.Errorf("image %s after a failed pull: %v; want not found", img, err)
+		}
+	})
 }
