@@ -1,11 +1,485 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
+// dockerSched runs each job as one container on a Docker engine (or
+// Podman's Docker-compatible API), named by the jid. It keeps nothing but
+// the client: every answer comes from the engine.
+type dockerSched struct {
+	cfg  *config
+	cli  *client.Client
+	base *storeBase
+	log  *slog.Logger
+}
+
 func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
-	return nil, errors.New("not supported yet")
+	cli, err := newEngineClient()
+	if err != nil {
+		return nil, err
+	}
+	return &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}, log: log}, nil
+}
+
+// containerName is the engine's rule for container names (it refuses
+// others with a 400 only at create, after a pull).
+var containerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
+	if j.Workers != 1 {
+		return nil, fieldError("number_of_workers", fmt.Sprintf("must be 1 with CONTAINER_ENV=%s (one container per job), not %d", d.cfg.ContainerEnv, j.Workers))
+	}
+	if !containerName.MatchString(j.JID) {
+		return nil, fieldError("jid", fmt.Sprintf("%q is not a Docker container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)", j.JID))
+	}
+	// A taken jid is answered before a pull that may take minutes.
+	if _, err := d.inspect(ctx, j.JID); err == nil {
+		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
+	} else if !isKind(err, eNotFound) {
+		return nil, err
+	}
+	base, err := d.base.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.ensureImage(ctx, j.Image); err != nil {
+		return nil, err
+	}
+	config, hostConfig := containerConfig(d.cfg, j, base, pickUser(d.cfg.ContainerUser))
+	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
+	if cerrdefs.IsConflict(err) {
+		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
+	}
+	if err != nil {
+		return nil, engineError(err, "creating container "+j.JID)
+	}
+	if err := d.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		// A container that cannot start is removed, so the jid can be
+		// submitted again; the removal must happen even if the request
+		// was cancelled.
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if rmErr := d.cli.ContainerRemove(rmCtx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
+			d.log.Warn("removing a container that did not start", "jid", j.JID, "error", rmErr)
+		}
+		return nil, engineError(err, "starting container "+j.JID)
+	}
+	c, err := d.inspect(ctx, j.JID)
+	if err != nil {
+		// The job runs; only its first state is unknown. pfcon's next
+		// GET will tell.
+		d.log.Warn("inspecting a container just started", "jid", j.JID, "error", err)
+		return &job{JID: j.JID, Image: j.Image, Cmd: strings.Join(j.Cmd, " "), Status: statusStarted, Message: "started"}, nil
+	}
+	return containerJob(j.JID, c), nil
+}
+
+func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
+	c, err := d.inspect(ctx, jid)
+	if err != nil {
+		return nil, err
+	}
+	jb := containerJob(jid, c)
+	if d.cfg.JobLogsTail == 0 {
+		return jb, nil
+	}
+	rc, err := d.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{
+		ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(d.cfg.JobLogsTail),
+	})
+	if err != nil {
+		return nil, engineError(err, "reading the logs of container "+jid)
+	}
+	tty := c.Config != nil && c.Config.Tty
+	if jb.Logs, err = readLogs(rc, tty); err != nil {
+		return nil, engineError(err, "reading the logs of container "+jid)
+	}
+	return jb, nil
+}
+
+func (d *dockerSched) remove(ctx context.Context, jid string) error {
+	c, err := d.inspect(ctx, jid)
+	if err != nil {
+		return err
+	}
+	// By ID: the name may be reused by a new job between the two calls.
+	err = d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if cerrdefs.IsNotFound(err) {
+		return errorf(eNotFound, "no job %q", jid)
+	}
+	return engineError(err, "removing container "+jid)
+}
+
+// inspect answers the container named jid. The engine also resolves an ID
+// or a unique ID prefix; a container found that way is some other
+// container, not the job, and must never be answered or removed.
+//
+// A jid that no container can be named is not looked up at all: the client
+// puts it into the request path unescaped.
+func (d *dockerSched) inspect(ctx context.Context, jid string) (container.InspectResponse, error) {
+	if !containerName.MatchString(jid) {
+		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)
+	}
+	c, err := d.cli.ContainerInspect(ctx, jid)
+	if cerrdefs.IsNotFound(err) || (err == nil && !namedJID(c, jid)) {
+		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)
+	}
+	if err != nil {
+		return container.InspectResponse{}, engineError(err, "inspecting container "+jid)
+	}
+	return c, nil
+}
+
+func namedJID(c container.InspectResponse, jid string) bool {
+	return c.ContainerJSONBase != nil && strings.TrimPrefix(c.Name, "/") == jid
+}
+
+func isKind(err error, kind errKind) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.kind == kind
+}
+
+// ensureImage pulls an image the engine does not have, as `docker run`
+// does: ContainerCreate itself never pulls.
+func (d *dockerSched) ensureImage(ctx context.Context, ref string) error {
+	_, err := d.cli.ImageInspect(ctx, ref)
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsInvalidArgument(err):
+		return fieldError("image", fmt.Sprintf("%q: %v", ref, err))
+	case !cerrdefs.IsNotFound(err):
+		return engineError(err, fmt.Sprintf("inspecting image %q", ref))
+	}
+	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		// An unreachable registry is the engine's 500: a 503, retryable.
+		return engineError(err, fmt.Sprintf("pulling image %q (not on the engine)", ref))
+	}
+	return drainPull(rc, ref)
+}
+
+// drainPull reads a pull's progress stream to its end: the pull is done
+// only then, and a failure midway is reported only inside the stream.
+func drainPull(rc io.ReadCloser, ref string) error {
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var m jsonmessage.JSONMessage
+		if err := dec.Decode(&m); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return errorf(eUnavailable, "pulling image %q: reading the engine's answer: %v", ref, err)
+		}
+		if m.Error != nil || m.ErrorMessage != "" {
+			msg, code := m.ErrorMessage, 0
+			if m.Error != nil {
+				msg, code = m.Error.Message, m.Error.Code
+			}
+			if code >= 400 && code < 500 {
+				return refused(code, "pulling image %q: %s", ref, msg)
+			}
+			return errorf(eUnavailable, "pulling image %q: %s", ref, msg)
+		}
+	}
+}
+
+// pickUser is CONTAINER_USER drawn for one job as "uid:gid", or "" for the
+// image's own user.
+func pickUser(r *idRange) string {
+	if r == nil {
+		return ""
+	}
+	uid, gid := r.pick()
+	return fmt.Sprintf("%d:%d", uid, gid)
+}
+
+// containerConfig is what ContainerCreate gets for a job; base is STOREBASE
+// on the engine's host, user "uid:gid" or "".
+//
+// Input and output are mounted differently, on purpose:
+//   - the input is a bind Mount: the engine refuses to create the container
+//     when its source is missing. Every pfcon fills the input directory
+//     before it submits the job, so a missing one is an error worth
+//     answering, not an empty directory to run the plugin on.
+//   - the output is a Binds entry: the engine creates a missing source
+//     (owned by root), as `docker run -v` and pman 6 did. pfcon of 2022
+//     creates key-<jid>/outgoing itself, but a pfcon that names output_dir
+//     may leave it to the engine, and a Mount would then fail every job.
+//     safeRel keeps ':' and ',' out of the path, so the entry parses.
+//
+// No TTY, as pman 6's Docker backend: stdout and stderr stay two streams.
+// The engine copies them separately, so under load their lines can reach
+// the log out of order, and a program that buffers stdout when it is not
+// a terminal (Python) shows its output late. Swarm jobs have a TTY.
+func containerConfig(cfg *config, j *jobSpec, base, user string) (*container.Config, *container.HostConfig) {
+	c := &container.Config{
+		Image:  j.Image,
+		Cmd:    j.Cmd,
+		Env:    j.Env,
+		Labels: jobLabels(cfg, j.JID),
+		User:   user,
+	}
+	h := &container.HostConfig{
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		Mounts: []mount.Mount{{
+			Type:     mount.TypeBind,
+			Source:   hostPath(base, j.InputDir),
+			Target:   incomingDir,
+			ReadOnly: true,
+		}},
+		Binds: []string{hostPath(base, j.OutputDir) + ":" + outgoingDir + ":rw"},
+	}
+	if !cfg.IgnoreLimits {
+		h.NanoCPUs = int64(j.CPULimit) * 1_000_000
+		if j.MemoryLimit > 0 {
+			// Memory and swap together: a job over its limit is killed,
+			// it does not swap.
+			h.Memory = int64(j.MemoryLimit) << 20
+			h.MemorySwap = h.Memory
+		}
+	}
+	if j.GPULimit > 0 {
+		h.DeviceRequests = []container.DeviceRequest{{Count: j.GPULimit, Capabilities: [][]string{{"gpu"}}}}
+	}
+	if cfg.ShmSizeMiB > 0 {
+		h.ShmSize = int64(cfg.ShmSizeMiB) << 20
+	}
+	return c, h
+}
+
+// containerJob is the job object for an inspected container, logs aside.
+func containerJob(jid string, c container.InspectResponse) *job {
+	j := &job{JID: jid}
+	if c.Config != nil {
+		j.Image = c.Config.Image
+		j.Cmd = strings.Join(c.Config.Cmd, " ")
+	}
+	var memory int64
+	if c.ContainerJSONBase != nil && c.HostConfig != nil {
+		memory = c.HostConfig.Memory
+	}
+	var s container.State
+	if c.ContainerJSONBase != nil && c.State != nil {
+		s = *c.State
+		j.Timestamp = lastChange(c.Created, s.StartedAt, s.FinishedAt)
+	}
+	j.Status, j.Message = containerStatus(s, memory)
+	return j
+}
+
+// containerStatus maps a container's state to a job status and message;
+// memory is the container's limit in bytes (0: none).
+func containerStatus(s container.State, memory int64) (status, message string) {
+	withError := func(format string, a ...any) (string, string) {
+		msg := fmt.Sprintf(format, a...)
+		if s.Error != "" {
+			msg += ": " + s.Error
+		}
+		return statusError, msg
+	}
+	limit := "its memory limit"
+	if memory > 0 {
+		limit = fmt.Sprintf("its memory limit of %d MiB", memory>>20)
+	}
+	switch {
+	// A running job stays started even when one of its processes was
+	// killed for memory (the engine sets OOMKilled at once): pfcon stops
+	// polling a finished job and collects its output.
+	case s.Status == container.StateRunning, s.Status == container.StatePaused, s.Status == container.StateRestarting:
+		if s.OOMKilled {
+			return statusStarted, s.Status + "; a process was killed for exceeding " + limit
+		}
+		return statusStarted, s.Status
+	// Once it ended, OOMKilled comes first: a process killed for memory
+	// inside a shell that still exits 0 is a job that did not do its work.
+	case s.OOMKilled:
+		return withError("out of memory: killed for exceeding %s (exit code %d)", limit, s.ExitCode)
+	case s.Dead || s.Status == container.StateDead:
+		return withError("dead: the engine could not stop or remove the container (exit code %d)", s.ExitCode)
+	case s.Status == container.StateCreated:
+		return statusNotStarted, "created, not started"
+	case s.Status == container.StateExited && s.ExitCode == 0:
+		return statusSuccess, "exited with code 0"
+	case s.Status == container.StateExited && s.ExitCode == 137 && memory > 0:
+		// The kernel's OOM killer sometimes leaves OOMKilled false when
+		// it picked a child; SIGKILL under a memory limit is most likely it.
+		return withError("exited with code 137 (killed; likely out of memory, over %s)", limit)
+	case s.Status == container.StateExited:
+		return withError("exited with code %d", s.ExitCode)
+	case s.Status == container.StateRemoving:
+		return statusUndefined, "being removed"
+	}
+	return statusUndefined, fmt.Sprintf("unknown container state %q", s.Status)
+}
+
+// lastChange is the latest of the container's times, skipping the zero
+// time the engine reports for what has not happened yet
+// ("0001-01-01T00:00:00Z"). While a job runs that is StartedAt, once it
+// ended FinishedAt, before it started its creation.
+func lastChange(times ...string) string {
+	var best string
+	var bestT time.Time
+	for _, s := range times {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || t.Year() <= 1 {
+			continue
+		}
+		if best == "" || t.After(bestT) {
+			best, bestT = s, t
+		}
+	}
+	return best
+}
+
+// ---- shared by the Docker and Swarm backends --------------------------------
+
+// newEngineClient reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+// and negotiates the API version on first use (Debian's engine speaks 1.41;
+// the client library defaults to a newer one the engine would refuse).
+// It does not contact the engine: pman starts, and recovers, while the
+// engine is down.
+func newEngineClient() (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): %w", err)
+	}
+	return cli, nil
+}
+
+// engineError turns a Docker client error into an apiError; what says what
+// pman was doing ("creating service chris-jid-1").
+func engineError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return err
+	}
+	msg := fmt.Sprintf("%s: %v", what, err)
+	switch {
+	case client.IsErrConnectionFailed(err):
+		return errorf(eUnavailable, "%s: Docker engine unreachable: %v", what, err)
+	case cerrdefs.IsNotFound(err):
+		return errorf(eNotFound, "%s", msg)
+	case cerrdefs.IsConflict(err), cerrdefs.IsAlreadyExists(err):
+		return errorf(eConflict, "%s", msg)
+	case cerrdefs.IsUnauthorized(err):
+		return refused(http.StatusUnauthorized, "%s", msg)
+	case cerrdefs.IsPermissionDenied(err):
+		return refused(http.StatusForbidden, "%s", msg)
+	case cerrdefs.IsInvalidArgument(err):
+		return refused(http.StatusBadRequest, "%s", msg)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return errorf(eUnavailable, "%s: Docker engine did not answer in time: %v", what, err)
+	}
+	return errorf(eUnavailable, "%s: Docker engine failed: %v", what, err)
+}
+
+// readLogs reads a log stream to its end. Without a TTY the engine
+// multiplexes stdout and stderr in frames; with one it sends raw bytes.
+// A TTY ends lines with \r\n: they become \n.
+func readLogs(rc io.ReadCloser, tty bool) (string, error) {
+	defer rc.Close()
+	var buf bytes.Buffer
+	var err error
+	if tty {
+		_, err = io.Copy(&buf, rc)
+	} else {
+		_, err = stdcopy.StdCopy(&buf, &buf, rc)
+	}
+	return strings.ReplaceAll(buf.String(), "\r\n", "\n"), err
+}
+
+// storeBase is where STOREBASE lies on the engine's hosts. For
+// docker_local_volume it is found on the engine once, on first use, so pman
+// can start before the engine (and before pfcon) is up.
+type storeBase struct {
+	cfg *config
+	cli *client.Client
+
+	mu   sync.Mutex
+	path string
+}
+
+func (s *storeBase) get(ctx context.Context) (string, error) {
+	if s.cfg.StorageType != "docker_local_volume" {
+		return s.cfg.StoreBase, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path != "" {
+		return s.path, nil
+	}
+	p, err := findVolumePath(ctx, s.cli, s.cfg)
+	if err != nil {
+		return "", err
+	}
+	s.path = p
+	return p, nil
+}
+
+// pfconStoreBase is where pfcon's container mounts the store.
+const pfconStoreBase = "/var/local/storeBase"
+
+// findVolumePath answers the host path of the Docker volume VOLUME_NAME, or
+// else of the volume that the container labelled PFCON_SELECTOR mounts at
+// /var/local/storeBase.
+func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (string, error) {
+	if cfg.VolumeName != "" {
+		v, err := cli.VolumeInspect(ctx, cfg.VolumeName)
+		if cerrdefs.IsNotFound(err) {
+			return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no Docker volume VOLUME_NAME=%q", cfg.VolumeName)
+		}
+		if err != nil {
+			return "", engineError(err, "inspecting volume "+cfg.VolumeName)
+		}
+		return v.Mountpoint, nil
+	}
+	list, err := cli.ContainerList(ctx, container.ListOptions{
+		Filters: filters.NewArgs(filters.Arg("label", cfg.PfconSelector)),
+	})
+	if err != nil {
+		return "", engineError(err, "finding the pfcon container ("+cfg.PfconSelector+")")
+	}
+	for _, c := range list {
+		for _, m := range c.Mounts {
+			if m.Destination == pfconStoreBase && m.Type == "volume" {
+				return m.Source, nil
+			}
+		}
+	}
+	return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no running container labelled %s mounts a volume at %s, and VOLUME_NAME is not set", cfg.PfconSelector, pfconStoreBase)
+}
+
+// jobLabels are the labels every job carries: JOB_LABELS, and the jid so an
+// operator can find pman's objects.
+func jobLabels(cfg *config, jid string) map[string]string {
+	l := map[string]string{"org.chrisproject.pman.jid": jid}
+	for k, v := range cfg.JobLabels {
+		l[k] = v
+	}
+	return l
 }

@@ -238,7 +238,8 @@ func fieldError(field, problem string) *apiError {
 func errorStatus(err error) (int, any) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		return http.StatusInternalServerError, map[string]string{"message": "internal error: " + err.Error()}
+		// The detail goes to the log (writeError), not to the client.
+		return http.StatusInternalServerError, map[string]string{"message": "internal error"}
 	}
 	code := kindStatus[ae.kind]
 	if ae.kind == eRefused && ae.code >= 400 && ae.code < 500 {

@@ -2,10 +2,322 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
 )
 
+// swarmSched runs each job as a Docker Swarm service named by its jid, as
+// pman did (CONTAINER_ENV=swarm).
+type swarmSched struct {
+	cfg  *config
+	log  *slog.Logger
+	cli  *client.Client
+	base *storeBase
+}
+
 func newSwarm(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
-	return nil, errors.New("not supported yet")
+	cli, err := newEngineClient()
+	if err != nil {
+		return nil, err
+	}
+	return &swarmSched{cfg: cfg, log: log, cli: cli, base: &storeBase{cfg: cfg, cli: cli}}, nil
+}
+
+// gpuResource is the generic resource a Swarm node advertises for its
+// NVIDIA GPUs (daemon.json "node-generic-resources": ["NVIDIA-GPU=..."]),
+// the name Docker's documentation and nvidia-container-runtime use.
+const gpuResource = "NVIDIA-GPU"
+
+// serviceName is Swarm's rule for service names (swarmkit's
+// validateAnnotations): a DNS label of at most 63 characters, '-' and '_'
+// only between letters and digits.
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`)
+
+func checkServiceName(jid string) *apiError {
+	if len(jid) > 63 || !serviceName.MatchString(jid) {
+		return fieldError("jid", fmt.Sprintf("%q cannot name a Swarm service: letters, digits, '-' and '_' (not first or last), at most 63 characters", jid))
+	}
+	return nil
+}
+
+// serviceSpec is the service a job runs as. base is STOREBASE on the nodes.
+func serviceSpec(cfg *config, j *jobSpec, base string) swarm.ServiceSpec {
+	labels := jobLabels(cfg, j.JID)
+	cs := &swarm.ContainerSpec{
+		Image:   j.Image,
+		Labels:  labels,
+		Command: j.Cmd,
+		Env:     j.Env,
+		// pman gave jobs a TTY: a plugin's stdout is then line-buffered, so
+		// its logs show while it runs instead of when it exits.
+		TTY: true,
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: hostPath(base, j.InputDir), Target: incomingDir, ReadOnly: true},
+			{Type: mount.TypeBind, Source: hostPath(base, j.OutputDir), Target: outgoingDir},
+		},
+	}
+	if cfg.ContainerUser != nil {
+		uid, gid := cfg.ContainerUser.pick()
+		cs.User = fmt.Sprintf("%d:%d", uid, gid)
+	}
+	if cfg.ShmSizeMiB > 0 {
+		// A service has no ShmSize; the engine leaves out its own /dev/shm
+		// when a mount targets it, so a sized tmpfs takes its place.
+		cs.Mounts = append(cs.Mounts, mount.Mount{
+			Type: mount.TypeTmpfs, Target: "/dev/shm",
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: int64(cfg.ShmSizeMiB) << 20},
+		})
+	}
+	res := &swarm.ResourceRequirements{}
+	if !cfg.IgnoreLimits {
+		res.Limits = &swarm.Limit{
+			NanoCPUs:    int64(j.CPULimit) * 1e6,
+			MemoryBytes: int64(j.MemoryLimit) << 20,
+		}
+	}
+	if j.GPULimit > 0 {
+		// Swarm has no device requests; a service asks for GPUs by reserving
+		// the generic resource the nodes advertise. On a cluster whose nodes
+		// advertise none the task stays pending with "no suitable node",
+		// which get reports as finishedWithError with that text: the job
+		// fails visibly instead of running without the GPUs it asked for.
+		res.Reservations = &swarm.Resources{GenericResources: []swarm.GenericResource{{
+			DiscreteResourceSpec: &swarm.DiscreteGenericResource{Kind: gpuResource, Value: int64(j.GPULimit)},
+		}}}
+	}
+	one := uint64(1)
+	return swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: j.JID, Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: cs,
+			Resources:     res,
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+		},
+		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+	}
+}
+
+func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
+	if j.Workers != 1 {
+		return nil, fieldError("number_of_workers", fmt.Sprintf("must be 1 with CONTAINER_ENV=swarm (one service task per job), not %d", j.Workers))
+	}
+	if err := checkServiceName(j.JID); err != nil {
+		return nil, err
+	}
+	base, err := s.base.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec := serviceSpec(s.cfg, j, base)
+	// No registry may be reachable (an air-gapped cluster, or images built
+	// on the node): asking one for the image's digest would only add a
+	// delay and a warning. Each node then uses its own copy or pulls it.
+	resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false})
+	if err != nil {
+		return nil, engineError(err, "creating service "+j.JID)
+	}
+	out := &job{
+		JID:       j.JID,
+		Image:     spec.TaskTemplate.ContainerSpec.Image,
+		Cmd:       strings.Join(j.Cmd, " "),
+		Status:    statusNotStarted,
+		Message:   "task not available yet",
+		Timestamp: time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	// The service exists now: failing the POST would make pfcon retry into
+	// a 409. A task list that fails only leaves the first answer vaguer.
+	tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", resp.ID))})
+	if err != nil {
+		s.log.Warn("listing tasks after create", "jid", j.JID, "error", err)
+	} else if t := newestTask(tasks); t != nil {
+		out.Status, out.Message = taskStatus(t, spec.TaskTemplate.Resources, nil)
+		out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
+	}
+	return out, nil
+}
+
+// inspect finds the service named jid. The engine also matches a service
+// by ID or ID prefix; a jid that happens to be the prefix of another
+// service's ID must not reach it.
+func (s *swarmSched) inspect(ctx context.Context, jid string) (*swarm.Service, error) {
+	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, jid, swarm.ServiceInspectOptions{})
+	if err == nil && svc.Spec.Name != jid {
+		return nil, errorf(eNotFound, "no job %q", jid)
+	}
+	if cerrdefs.IsNotFound(err) {
+		return nil, errorf(eNotFound, "no job %q", jid)
+	}
+	if err != nil {
+		return nil, engineError(err, "inspecting service "+jid)
+	}
+	return &svc, nil
+}
+
+func (s *swarmSched) get(ctx context.Context, jid string) (*job, error) {
+	svc, err := s.inspect(ctx, jid)
+	if err != nil {
+		return nil, err
+	}
+	cs := svc.Spec.TaskTemplate.ContainerSpec
+	if cs == nil {
+		return nil, errorf(eNotFound, "service %q is not a job: it runs no container", jid)
+	}
+	tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", svc.ID))})
+	if err != nil {
+		return nil, engineError(err, "listing the tasks of service "+jid)
+	}
+	out := &job{
+		JID:       jid,
+		Image:     cs.Image,
+		Cmd:       strings.Join(cs.Command, " "),
+		Status:    statusNotStarted,
+		Message:   "task not available yet",
+		Timestamp: svc.UpdatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	t := newestTask(tasks)
+	if t == nil {
+		return out, nil
+	}
+	out.Status, out.Message = taskStatus(t, svc.Spec.TaskTemplate.Resources, s.oomKilled(ctx, t, svc.Spec.TaskTemplate.Resources))
+	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
+	// A task that never got a container (pending, rejected) has no logs:
+	// asking would cost a call for nothing.
+	if cst := t.Status.ContainerStatus; cst != nil && cst.ContainerID != "" {
+		out.Logs = s.logs(ctx, svc.ID, jid, cs.TTY)
+	}
+	return out, nil
+}
+
+// oomKilled asks the engine whether the task's container was killed for
+// memory, only when that is in question (exit 137 under a memory limit).
+// nil means unknown: the container ran on another node or is gone.
+func (s *swarmSched) oomKilled(ctx context.Context, t *swarm.Task, res *swarm.ResourceRequirements) *bool {
+	cst := t.Status.ContainerStatus
+	if cst == nil || cst.ExitCode != 137 || cst.ContainerID == "" || memLimit(res) == 0 {
+		return nil
+	}
+	c, err := s.cli.ContainerInspect(ctx, cst.ContainerID)
+	if err != nil || c.State == nil {
+		return nil
+	}
+	return &c.State.OOMKilled
+}
+
+// logs answers the tail of the job's logs. The status is what pfcon polls
+// for, so a log read that fails (a task that never made a container, a
+// node that is down) answers no logs rather than failing the GET.
+func (s *swarmSched) logs(ctx context.Context, id, jid string, tty bool) string {
+	// A log read may wait on a node that does not answer; the status must
+	// not wait with it.
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	rc, err := s.cli.ServiceLogs(ctx, id, container.LogsOptions{
+		ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(s.cfg.JobLogsTail),
+	})
+	if err != nil {
+		s.log.Warn("reading service logs", "jid", jid, "error", err)
+		return ""
+	}
+	logs, err := readLogs(rc, tty)
+	if err != nil {
+		s.log.Warn("reading service logs", "jid", jid, "error", err)
+	}
+	return logs
+}
+
+func (s *swarmSched) remove(ctx context.Context, jid string) error {
+	svc, err := s.inspect(ctx, jid)
+	if err != nil {
+		return err
+	}
+	// Removing the service makes the engine stop and remove its tasks'
+	// containers.
+	err = s.cli.ServiceRemove(ctx, svc.ID)
+	if cerrdefs.IsNotFound(err) {
+		return errorf(eNotFound, "no job %q", jid)
+	}
+	return engineError(err, "removing service "+jid)
+}
+
+// newestTask is the task that says how the job is doing. With restart
+// condition none there is one; should the engine have made more (a node
+// lost and the task rescheduled), the last one created is current.
+func newestTask(tasks []swarm.Task) *swarm.Task {
+	var newest *swarm.Task
+	for i := range tasks {
+		t := &tasks[i]
+		if newest == nil || t.CreatedAt.After(newest.CreatedAt) ||
+			(t.CreatedAt.Equal(newest.CreatedAt) && t.Version.Index > newest.Version.Index) {
+			newest = t
+		}
+	}
+	return newest
+}
+
+func memLimit(res *swarm.ResourceRequirements) int64 {
+	if res == nil || res.Limits == nil {
+		return 0
+	}
+	return res.Limits.MemoryBytes
+}
+
+// taskStatus maps a task to the job's status and message, as pman 6 did,
+// with corrections: pman answered undefined for a task the engine rejected,
+// shut down or orphaned, and notstarted forever for one no node could take;
+// pfcon polls until finished*, so those are errors here, with the engine's
+// own words. oomKilled is what the task's container says, nil if unknown.
+func taskStatus(t *swarm.Task, res *swarm.ResourceRequirements, oomKilled *bool) (status, message string) {
+	st := t.Status
+	message = st.Message
+	if st.Err != "" {
+		if message == "" {
+			message = st.Err
+		} else {
+			message += ": " + st.Err
+		}
+	}
+	switch st.State {
+	case swarm.TaskStateNew, swarm.TaskStateAllocated, swarm.TaskStatePending,
+		swarm.TaskStateAssigned, swarm.TaskStateAccepted, swarm.TaskStatePreparing,
+		swarm.TaskStateReady, swarm.TaskStateStarting:
+		// The scheduler keeps a task pending, with Err saying why ("no
+		// suitable node (insufficient resources on 1 node)"), for as long
+		// as no node fits: it would never finish.
+		if st.State == swarm.TaskStatePending && st.Err != "" {
+			return statusError, "cannot be scheduled: " + message
+		}
+		return statusNotStarted, message
+	case swarm.TaskStateRunning:
+		return statusStarted, message
+	case swarm.TaskStateComplete:
+		return statusSuccess, message
+	case swarm.TaskStateFailed:
+		if lim := memLimit(res); lim > 0 && st.ContainerStatus != nil && st.ContainerStatus.ExitCode == 137 {
+			// The engine reports only "non-zero exit (137)"; the container
+			// knows whether the kernel's OOM killer sent the SIGKILL.
+			switch {
+			case oomKilled == nil:
+				return statusError, fmt.Sprintf("killed (exit 137), most likely out of memory: the job's memory limit is %d MiB (%s)", lim>>20, message)
+			case *oomKilled:
+				return statusError, fmt.Sprintf("out of memory: killed for exceeding the job's memory limit of %d MiB (%s)", lim>>20, message)
+			}
+		}
+		return statusError, message
+	case swarm.TaskStateRejected:
+		return statusError, "rejected by the engine: " + message
+	case swarm.TaskStateShutdown, swarm.TaskStateRemove, swarm.TaskStateOrphaned:
+		return statusError, fmt.Sprintf("task %s before finishing: %s", st.State, message)
+	}
+	return statusUndefined, fmt.Sprintf("unknown task state %q: %s", st.State, message)
 }

@@ -1,0 +1,1225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ---- recorded responses ---------------------------------------------------
+
+func cwRecorded(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "cromwell", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func cwMetadata(t testing.TB, name string) *metadata {
+	t.Helper()
+	var md metadata
+	if err := json.Unmarshal(cwRecorded(t, name), &md); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return &md
+}
+
+// runtimeSection is the text of a WDL's runtime { ... } block.
+func runtimeSection(t testing.TB, wdl string) string {
+	t.Helper()
+	i := strings.Index(wdl, "    runtime {\n")
+	if i < 0 {
+		t.Fatalf("no runtime section in\n%s", wdl)
+	}
+	j := strings.Index(wdl[i:], "\n    }\n")
+	if j < 0 {
+		t.Fatalf("runtime section not closed in\n%s", wdl)
+	}
+	return wdl[i : i+j+len("\n    }\n")]
+}
+
+// commandBody is the text between "command <<<" and ">>>".
+func commandBody(t testing.TB, wdl string) string {
+	t.Helper()
+	i := strings.Index(wdl, "command <<<")
+	if i < 0 {
+		t.Fatalf("no command <<< in\n%s", wdl)
+	}
+	rest := wdl[i+len("command <<<"):]
+	j := strings.Index(rest, ">>>")
+	if j < 0 {
+		t.Fatalf("no >>> in\n%s", wdl)
+	}
+	return rest[:j]
+}
+
+// ---- WDL rendering ----------------------------------------------------------
+
+// TestRenderJobRuntimeMatchesRecorded renders jobs whose values reproduce
+// what the Python pman submitted, and compares the runtime section with the
+// recorded submittedFiles.workflow text byte for byte.
+func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
+	tests := []struct {
+		file string
+		cfg  config
+		spec jobSpec
+	}{
+		{"metadata-notstarted.json",
+			config{StoreBase: "/storebase", TimelimitMinutes: 50},
+			jobSpec{JID: "vitamin-d", Image: "ghcr.io/fnndsc/pl-salute-the-sun:latest", Workers: 1, CPULimit: 2000, MemoryLimit: 5678, GPULimit: 2,
+				Cmd:      []string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", incomingDir, outgoingDir},
+				InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}},
+		{"metadata-queued.json",
+			config{StoreBase: "/storebase", TimelimitMinutes: 70},
+			jobSpec{JID: "fruity-fruit", Image: "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", Workers: 3, CPULimit: 1, MemoryLimit: 789, GPULimit: 0,
+				Cmd: []string{"fruit_machine", outgoingDir}, InputDir: "key-fruity-fruit/incoming", OutputDir: "key-fruity-fruit/outgoing"}},
+		{"metadata-running.json",
+			config{StoreBase: "/mounted/storebase", TimelimitMinutes: 5, SlurmPartition: "my-slurm-partition"},
+			jobSpec{JID: "example-jid-1234", Image: "docker.io/fnndsc/pl-office-convert:0.0.1", Workers: 1, CPULimit: 1500, MemoryLimit: 4000,
+				Cmd: []string{"office_convert", incomingDir, outgoingDir}, InputDir: "example-jid-1234/incoming", OutputDir: "example-jid-1234/outgoing"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c := &cromwell{cfg: &tt.cfg}
+			wdl, err := c.renderJob(&tt.spec)
+			if err != nil {
+				t.Fatalf("renderJob: %v", err)
+			}
+			got := runtimeSection(t, wdl)
+			want := runtimeSection(t, cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+			if got != want {
+				t.Errorf("runtime section:\n%s\nwant (cwRecorded):\n%s", got, want)
+			}
+			for _, s := range []string{"version 1.0\n", "task plugin_instance {", "workflow ChRISJob {\n    call plugin_instance\n}"} {
+				if !strings.Contains(wdl, s) {
+					t.Errorf("WDL lacks %q:\n%s", s, wdl)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderJobLimits(t *testing.T) {
+	tests := []struct {
+		cpu, mem   int
+		ignore     bool
+		cpuLine    string // "" when the attribute must be absent
+		memoryLine string
+	}{
+		{1, 1, false, "cpu: '1'", "memory: '2M'"},
+		{1000, 1000, false, "cpu: '1'", "memory: '1049M'"},
+		{1001, 4000, false, "cpu: '2'", "memory: '4195M'"},
+		{0, 0, false, "", ""},
+		{4000, 4000, true, "", ""},
+	}
+	for _, tt := range tests {
+		c := &cromwell{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
+		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, CPULimit: tt.cpu, MemoryLimit: tt.mem,
+			Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := runtimeSection(t, wdl)
+		for attr, want := range map[string]string{"cpu:": tt.cpuLine, "memory:": tt.memoryLine} {
+			has := strings.Contains(rt, "\n        "+attr)
+			if want == "" && has || want != "" && !strings.Contains(rt, "\n        "+want+"\n") {
+				t.Errorf("cpu %d, memory %d MiB, IGNORE_LIMITS %v: runtime\n%s\nwant %s line %q", tt.cpu, tt.mem, tt.ignore, rt, attr, want)
+			}
+		}
+	}
+}
+
+// wdlHostileArgs are arguments a plugin must receive exactly as given.
+var wdlHostileArgs = []string{
+	"plain",
+	"two words",
+	"",
+	"it's",
+	`"double"`,
+	"'",
+	"''",
+	"~{x}",
+	"${HOME}",
+	"$HOME",
+	"$(id)",
+	"`id`",
+	"~",
+	"$",
+	"{",
+	"}",
+	"~{",
+	"$~{${",
+	">>>",
+	">>>>>>",
+	"a>>>b",
+	"<<<",
+	"} #ENDCOMMAND",
+	"back\\slash\\n",
+	"tab\there",
+	"line1\nline2",
+	"line1\n        indented\n  less",
+	"\n    >>>\n",
+	"semi;colon && rm -rf / #",
+	"ünïcödé ✓",
+	"*?[a]",
+}
+
+// checkWDLInert fails when a command text holds something WDL would
+// interpolate or that would end the heredoc command.
+func checkWDLInert(t *testing.T, body string) {
+	t.Helper()
+	for _, bad := range []string{"~{", "${", ">>>"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("command text contains %q, which WDL would not pass literally:\n%s", bad, body)
+		}
+	}
+	// Cromwell strips the leading whitespace common to all non-blank lines.
+	common := -1
+	for _, l := range strings.Split(body, "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		n := len(l) - len(strings.TrimLeft(l, " \t"))
+		if common < 0 || n < common {
+			common = n
+		}
+	}
+	if common > 0 {
+		t.Errorf("command lines share %d leading blanks that Cromwell would strip:\n%s", common, body)
+	}
+}
+
+// shellRun runs a command text through a real POSIX shell, then prints
+// the variables named by env, and answers what was printed, split at NULs.
+// Tests make the command itself printf '%s\0' so that its words come back.
+func shellRun(t *testing.T, body string, env ...string) []string {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		needOrSkip(t, "no POSIX sh to check how the shell parses the command")
+	}
+	script := body
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		script += fmt.Sprintf("\nprintf '%%s\\0' \"$%s\"", k)
+	}
+	cmd := exec.Command(sh, "-c", script)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sh -c %q: %v", script, err)
+	}
+	words := strings.Split(string(out), "\x00")
+	return words[:len(words)-1]
+}
+
+func TestRenderWDLHostileArgs(t *testing.T) {
+	for _, arg := range wdlHostileArgs {
+		// printf stands in for the plugin: it prints the words it gets.
+		argv := []string{"printf", `%s\0`, "/usr/local/bin/plugin", "--opt", arg, arg + arg, "/share/outgoing"}
+		env := []string{"WEIRD=" + arg, "HOME=/tmp"}
+		wdl := renderWDL(wdlJob{Image: "fnndsc/pl-x:1.0", ShareDir: "/store/key-j", Env: env, Argv: argv, Workers: 1, Timelimit: 5})
+		body := commandBody(t, wdl)
+		checkWDLInert(t, body)
+
+		got := shellRun(t, body, env...)
+		want := append(append([]string{}, argv[2:]...), arg, "/tmp")
+		if !slices.Equal(got, want) {
+			t.Errorf("arg %q: the shell runs %q; want %q\nWDL:\n%s", arg, got, want, wdl)
+		}
+
+		image, back, err := parseWDL(wdl)
+		if err != nil {
+			t.Errorf("arg %q: parseWDL: %v", arg, err)
+			continue
+		}
+		if image != "fnndsc/pl-x:1.0" || !slices.Equal(back, argv) {
+			t.Errorf("arg %q: parseWDL = %q, %q; want %q, %q", arg, image, back, "fnndsc/pl-x:1.0", argv)
+		}
+	}
+}
+
+func TestShQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a", `'a'`},
+		{"", `''`},
+		{"it's", `'it'"'"'s'`},
+		{"${x}", `'$''{x}'`},
+		{"~{x}", `'~''{x}'`},
+		{">>>>", `'>>''>>'`},
+		{"$'{", `'$'"'"'{'`},
+	}
+	for _, tt := range tests {
+		if got := shQuote(tt.in); got != tt.want {
+			t.Errorf("shQuote(%q) = %s; want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseWDLRecorded(t *testing.T) {
+	tests := []struct {
+		file, image string
+		argv        []string
+	}{
+		{"metadata-notstarted.json", "ghcr.io/fnndsc/pl-salute-the-sun:latest",
+			[]string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", "/share/incoming", "/share/outgoing"}},
+		{"metadata-running.json", "docker.io/fnndsc/pl-office-convert:0.0.1",
+			[]string{"office_convert", "/share/incoming", "/share/outgoing"}},
+		{"metadata-done.json", "ghcr.io/fnndsc/pl-office-convert:0.0.2",
+			[]string{"/usr/local/bin/python", "/usr/local/bin/office_convert", "/share/incoming", "/share/outgoing"}},
+	}
+	for _, tt := range tests {
+		image, argv, err := parseWDL(cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+		if err != nil || image != tt.image || !slices.Equal(argv, tt.argv) {
+			t.Errorf("parseWDL(%s) = %q, %q, %v; want %q, %q", tt.file, image, argv, err, tt.image, tt.argv)
+		}
+	}
+}
+
+func TestParseWDLBroken(t *testing.T) {
+	for _, wdl := range []string{
+		"",
+		"version 1.0\ntask t {\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'a'\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'unterminated\n    >>>\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'a'\n    >>>\n}",
+	} {
+		if image, argv, err := parseWDL(wdl); err == nil {
+			t.Errorf("parseWDL(%q) = %q, %q, nil; want an error", wdl, image, argv)
+		}
+	}
+}
+
+func TestShareLayout(t *testing.T) {
+	tests := []struct {
+		in, out            string
+		share, inAt, outAt string
+	}{
+		{"key-j/incoming", "key-j/outgoing", "/sb/key-j", "/share/incoming", "/share/outgoing"},
+		{"home/u/feeds/feed_1/pl-a_1/data", "home/u/feeds/feed_1/pl-b_2/data", "/sb/home/u/feeds/feed_1", "/share/pl-a_1/data", "/share/pl-b_2/data"},
+		{"in", "out", "/sb", "/share/in", "/share/out"},
+		{"a/x", "b/y", "/sb", "/share/a/x", "/share/b/y"},
+		{"a/b/c", "a/b/c", "/sb/a/b", "/share/c", "/share/c"},
+		{"a/b", "a/b/c", "/sb/a", "/share/b", "/share/b/c"},
+		{"ab/x", "a/y", "/sb", "/share/ab/x", "/share/a/y"},
+	}
+	for _, tt := range tests {
+		share, in, out := shareLayout("/sb", tt.in, tt.out)
+		if share != tt.share || in != tt.inAt || out != tt.outAt {
+			t.Errorf("shareLayout(/sb, %q, %q) = %q, %q, %q; want %q, %q, %q", tt.in, tt.out, share, in, out, tt.share, tt.inAt, tt.outAt)
+		}
+	}
+}
+
+func TestRemapShare(t *testing.T) {
+	in := []string{"prog", "--dir", "/share/incoming", "/share/incoming/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/outgoing", "/share/outgoing/", "/share"}
+	want := []string{"prog", "--dir", "/share/a/in", "/share/a/in/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/b/out", "/share/b/out/", "/share"}
+	if got := remapShare(in, "/share/a/in", "/share/b/out"); !slices.Equal(got, want) {
+		t.Errorf("remapShare(%q) = %q; want %q", in, got, want)
+	}
+}
+
+func TestRenderJobRefuses(t *testing.T) {
+	base := func() *jobSpec {
+		return &jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"}
+	}
+	tests := []struct {
+		field  string
+		change func(*jobSpec)
+	}{
+		{"image", func(s *jobSpec) { s.Image = "img'; }" }},
+		{"image", func(s *jobSpec) { s.Image = "img ~{x}" }},
+		{"image", func(s *jobSpec) { s.Image = "-flag" }},
+		{"env", func(s *jobSpec) { s.Env = []string{"A-B=1"} }},
+		{"env", func(s *jobSpec) { s.Env = []string{"1A=1"} }},
+		{"env", func(s *jobSpec) { s.Env = []string{"A=\x00"} }},
+		{"args", func(s *jobSpec) { s.Cmd = []string{"x", "a\x00b"} }},
+		{"input_dir", func(s *jobSpec) { s.InputDir = "feed ~{x}/in" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "it's/out" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "a b/out" }},
+	}
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	for _, tt := range tests {
+		s := base()
+		tt.change(s)
+		_, err := c.renderJob(s)
+		ae, ok := err.(*apiError)
+		if !ok || ae.kind != eInvalid || ae.fields[tt.field] == "" {
+			t.Errorf("renderJob(%+v) = %v; want a 400 on field %s", s, err, tt.field)
+		}
+	}
+	if _, err := c.renderJob(base()); err != nil {
+		t.Errorf("renderJob(valid) = %v; want nil", err)
+	}
+}
+
+func TestCheckLabel(t *testing.T) {
+	tests := []struct {
+		key, value string
+		ok         bool
+	}{
+		{jidLabel, "chris-jid-1", true},
+		{jidLabel, strings.Repeat("a", 255), true},
+		{jidLabel, strings.Repeat("a", 256), false},
+		{jidLabel, strings.Repeat("é", 255), true},  // 255 UTF-16 units, 510 bytes
+		{jidLabel, strings.Repeat("😀", 128), false}, // 256 UTF-16 units
+		{"", "v", false},
+		{strings.Repeat("k", 256), "v", false},
+		{"k", "", true},
+	}
+	for _, tt := range tests {
+		if msg := checkLabel(tt.key, tt.value); (msg == "") != tt.ok {
+			t.Errorf("checkLabel(%.20q, %.20q) = %q; want ok=%v", tt.key, tt.value, msg, tt.ok)
+		}
+	}
+}
+
+func TestTailLines(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\n", 2, "b\nc\n"},
+		{"a\nb\nc", 2, "b\nc"},
+		{"a\nb\n", 5, "a\nb\n"},
+		{"a\nb\n", 0, ""},
+		{"", 3, ""},
+	}
+	for _, tt := range tests {
+		if got := tailLines(tt.in, tt.n); got != tt.want {
+			t.Errorf("tailLines(%q, %d) = %q; want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+// ---- status -----------------------------------------------------------------
+
+func TestToJobRecorded(t *testing.T) {
+	tests := []struct {
+		file, status, timestamp, image string
+		msgHas                         []string
+	}{
+		{"metadata-notstarted.json", statusNotStarted, "", "ghcr.io/fnndsc/pl-salute-the-sun:latest", []string{"Submitted", "waiting"}},
+		{"metadata-queued.json", statusStarted, "", "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", []string{"QueuedInCromwell"}},
+		{"metadata-running.json", statusStarted, "", "docker.io/fnndsc/pl-office-convert:0.0.1", []string{"Running", "SLURM job 1866268"}},
+		{"metadata-failed.json", statusError, "2022-01-24T00:19:36.143Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Failed", "exited with return code 1"}},
+		{"metadata-done.json", statusSuccess, "2022-01-24T06:16:53.374Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Succeeded"}},
+	}
+	c := &cromwell{}
+	for _, tt := range tests {
+		md := cwMetadata(t, tt.file)
+		j := c.toJob("jid", queryResult{ID: md.ID, Status: "Submitted"}, md, "")
+		if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
+			t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
+		}
+		for _, s := range append(tt.msgHas, md.ID) {
+			if !strings.Contains(j.Message, s) {
+				t.Errorf("toJob(%s).Message = %q; want it to mention %q", tt.file, j.Message, s)
+			}
+		}
+	}
+}
+
+func TestWorkflowStatus(t *testing.T) {
+	running := &callMetadata{ExecutionStatus: "Running", JobID: "42"}
+	rc := 137
+	killed := &callMetadata{ExecutionStatus: "Failed", ReturnCode: &rc}
+	tests := []struct {
+		status string
+		call   *callMetadata
+		md     *metadata
+		want   string
+		msgHas string
+	}{
+		{"Submitted", nil, nil, statusNotStarted, "waiting for Cromwell to pick it up"},
+		{"Submitted", nil, &metadata{}, statusNotStarted, "waiting"},
+		{"On Hold", nil, &metadata{}, statusNotStarted, "On Hold"},
+		{"Running", nil, &metadata{}, statusNotStarted, "waiting"},
+		{"Running", running, &metadata{}, statusStarted, "SLURM job 42"},
+		{"Succeeded", running, &metadata{}, statusSuccess, "Succeeded"},
+		{"Failed", killed, &metadata{}, statusError, "return code 137"},
+		{"Failed", nil, &metadata{Failures: []failure{{Message: "Workflow input processing failed", CausedBy: []failure{{Message: "bad runtime attribute"}}}}}, statusError, "bad runtime attribute"},
+		{"Aborting", running, &metadata{}, statusError, "being aborted"},
+		{"Aborted", nil, &metadata{}, statusError, "aborted"},
+		{"Exploded", nil, &metadata{}, statusUndefined, "Exploded"},
+	}
+	for _, tt := range tests {
+		got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md)
+		if got != tt.want || !strings.Contains(msg, tt.msgHas) {
+			t.Errorf("workflowStatus(%q, %+v) = %q, %q; want %q with %q", tt.status, tt.call, got, msg, tt.want, tt.msgHas)
+		}
+	}
+}
+
+// ---- a fake Cromwell fed with the recordings ---------------------------------
+
+// cwRequest is what the fake received.
+type cwRequest struct {
+	method, path, contentType string
+	body                      []byte
+}
+
+func cwRecordingServer(t *testing.T, h func(w http.ResponseWriter, r *http.Request, body []byte)) (*httptest.Server, func() []cwRequest) {
+	var mu sync.Mutex
+	var got []cwRequest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, cwRequest{r.Method, r.URL.Path, r.Header.Get("Content-Type"), b})
+		mu.Unlock()
+		h(w, r, b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []cwRequest {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+func testCromwell(t *testing.T, url string, cfg *config) *cromwell {
+	t.Helper()
+	if cfg == nil {
+		cfg = &config{}
+	}
+	cfg.CromwellURL = url
+	if cfg.StoreBase == "" {
+		cfg.StoreBase = "/storebase"
+	}
+	if cfg.TimelimitMinutes == 0 {
+		cfg.TimelimitMinutes = 5
+	}
+	s, err := newCromwell(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.(*cromwell)
+	c.visibleWait, c.pollEvery = 200*time.Millisecond, 10*time.Millisecond
+	return c
+}
+
+// multipartParts reads a submit body into its parts.
+func multipartParts(t *testing.T, contentType string, body []byte) map[string]string {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "multipart/form-data" {
+		t.Fatalf("submit Content-Type %q: want multipart/form-data (%v)", contentType, err)
+	}
+	parts := map[string]string{}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("multipart: %v", err)
+		}
+		if p.FileName() == "" {
+			t.Errorf("part %q is not a file part", p.FormName())
+		}
+		b, _ := io.ReadAll(p)
+		parts[p.FormName()] = string(b)
+	}
+	return parts
+}
+
+func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
+	const id = "70d639fc-d99c-4af9-9d90-519f32a3dc9d"
+	queries := 0
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		switch r.Method + " " + r.URL.Path {
+		case "POST /api/workflows/v1/query":
+			queries++
+			if queries == 1 { // the duplicate check
+				w.Write([]byte(`{"results": [], "totalResultsCount": 0}`))
+				return
+			}
+			w.Write(cwRecorded(t, "query-found.json"))
+		case "POST /api/workflows/v1":
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id": %q, "status": "Submitted"}`, id)
+		case "GET /api/workflows/v1/" + id + "/metadata":
+			w.Write(cwRecorded(t, "metadata-notstarted.json"))
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	c := testCromwell(t, srv.URL+"/", &config{TimelimitMinutes: 50, JobLabels: map[string]string{"site": "bch"}})
+	spec := &jobSpec{JID: "vitamin-d", Image: "ghcr.io/fnndsc/pl-salute-the-sun:latest", Workers: 1, CPULimit: 2000, MemoryLimit: 5678, GPULimit: 2,
+		Cmd: []string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny day", incomingDir, outgoingDir}, InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}
+	j, err := c.create(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if j.Status != statusNotStarted || j.JID != "vitamin-d" || j.Image != spec.Image {
+		t.Errorf("create = %+v; want notstarted vitamin-d with image %s", j, spec.Image)
+	}
+
+	reqs := received()
+	var paths []string
+	for _, r := range reqs {
+		paths = append(paths, r.method+" "+r.path)
+	}
+	want := []string{"POST /api/workflows/v1/query", "POST /api/workflows/v1", "POST /api/workflows/v1/query", "GET /api/workflows/v1/" + id + "/metadata"}
+	if !slices.Equal(paths, want) {
+		t.Fatalf("Cromwell received %q; want %q", paths, want)
+	}
+	var query []map[string]string
+	if err := json.Unmarshal(reqs[0].body, &query); err != nil || !reflect.DeepEqual(query, []map[string]string{{"label": "org.chrisproject.pman.name:vitamin-d"}}) {
+		t.Errorf("query body %s (%v); want [{\"label\": \"org.chrisproject.pman.name:vitamin-d\"}]", reqs[0].body, err)
+	}
+	if reqs[0].contentType != "application/json" {
+		t.Errorf("query Content-Type %q; want application/json", reqs[0].contentType)
+	}
+	parts := multipartParts(t, reqs[1].contentType, reqs[1].body)
+	var labels map[string]string
+	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{jidLabel: "vitamin-d", "site": "bch"}) {
+		t.Errorf("labels part %q (%v); want the jid label and JOB_LABELS", parts["labels"], err)
+	}
+	var options map[string]any
+	if err := json.Unmarshal([]byte(parts["workflowOptions"]), &options); err != nil || !reflect.DeepEqual(options, map[string]any{"read_from_cache": false, "write_to_cache": false}) {
+		t.Errorf("workflowOptions part %q (%v); want call caching off", parts["workflowOptions"], err)
+	}
+	if names := slices.Sorted(maps.Keys(parts)); !slices.Equal(names, []string{"labels", "workflowOptions", "workflowSource"}) {
+		t.Errorf("submit parts %q; want labels, workflowOptions, workflowSource", names)
+	}
+	image, argv, err := parseWDL(parts["workflowSource"])
+	if err != nil || image != spec.Image || !slices.Equal(argv, spec.Cmd) {
+		t.Errorf("submitted WDL reads back as %q, %q (%v); want %q, %q\n%s", image, argv, err, spec.Image, spec.Cmd, parts["workflowSource"])
+	}
+	if got, want := runtimeSection(t, parts["workflowSource"]), runtimeSection(t, cwMetadata(t, "metadata-notstarted.json").SubmittedFiles.Workflow); got != want {
+		t.Errorf("submitted runtime section:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestCromwellCreateRefusals(t *testing.T) {
+	tests := []struct {
+		name       string
+		query      string // answer to the duplicate check
+		submitCode int
+		wantKind   errKind
+		wantCode   int
+		wantSubmit bool
+	}{
+		{"duplicate jid", string(cwRecorded(t, "query-found.json")), 0, eConflict, 0, false},
+		{"Cromwell's 400", `{"results": []}`, http.StatusBadRequest, eRefused, http.StatusBadRequest, true},
+		{"Cromwell's 500", `{"results": []}`, http.StatusInternalServerError, eUnavailable, 0, true},
+		{"query's 500", "", 0, eUnavailable, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			submitted := false
+			srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+				switch r.URL.Path {
+				case "/api/workflows/v1/query":
+					if tt.query == "" {
+						http.Error(w, `{"status": "error", "message": "database down"}`, http.StatusInternalServerError)
+						return
+					}
+					io.WriteString(w, tt.query)
+				case "/api/workflows/v1":
+					submitted = true
+					w.WriteHeader(tt.submitCode)
+					io.WriteString(w, `{"status": "fail", "message": "Error(s): Workflow input processing failed"}`)
+				default:
+					http.NotFound(w, r)
+				}
+			})
+			c := testCromwell(t, srv.URL, nil)
+			_, err := c.create(context.Background(), &jobSpec{JID: "j", Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+			ae, ok := err.(*apiError)
+			if !ok || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode {
+				t.Fatalf("create = %v; want kind %d code %d", err, tt.wantKind, tt.wantCode)
+			}
+			if !strings.Contains(ae.msg, "Cromwell") && ae.kind != eConflict {
+				t.Errorf("message %q does not name Cromwell", ae.msg)
+			}
+			if submitted != tt.wantSubmit {
+				t.Errorf("submitted = %v; want %v", submitted, tt.wantSubmit)
+			}
+		})
+	}
+}
+
+func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
+	c := testCromwell(t, srv.URL, nil)
+	_, err := c.create(context.Background(), &jobSpec{JID: strings.Repeat("j", 256), Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a/in", OutputDir: "a/out"})
+	if ae, ok := err.(*apiError); !ok || ae.kind != eInvalid || ae.fields["jid"] == "" {
+		t.Errorf("create(256-char jid) = %v; want a 400 on jid", err)
+	}
+	if n := len(received()); n != 0 {
+		t.Errorf("Cromwell received %d requests; want none", n)
+	}
+}
+
+// TestCromwellCreateNotVisible: when Cromwell's query never finds the new
+// workflow within the bound, create still answers, from the submitted WDL.
+func TestCromwellCreateNotVisible(t *testing.T) {
+	queries := 0
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		switch r.URL.Path {
+		case "/api/workflows/v1/query":
+			queries++
+			io.WriteString(w, `{"results": [], "totalResultsCount": 0}`)
+		case "/api/workflows/v1":
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, `{"id": "wf-new", "status": "Submitted"}`)
+		default:
+			http.NotFound(w, r) // metadata of wf-new: Cromwell does not know it yet
+		}
+	})
+	c := testCromwell(t, srv.URL, nil)
+	j, err := c.create(context.Background(), &jobSpec{JID: "j", Image: "img", Workers: 1, Cmd: []string{"prog", "a b", outgoingDir}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != statusNotStarted || j.Image != "img" || j.Cmd != "prog a b /share/outgoing" || !strings.Contains(j.Message, "waiting") {
+		t.Errorf("create = %+v; want notstarted from the submitted WDL, waiting", j)
+	}
+	if queries < 3 {
+		t.Errorf("%d queries; want the duplicate check and several polls", queries)
+	}
+}
+
+func TestCromwellGetAndRemove(t *testing.T) {
+	const id = "69bec3cb-c2bc-46d3-96a7-8eb15fca2755"
+	metadataFile := "metadata-running.json"
+	queryAnswer := string(cwRecorded(t, "query-found.json"))
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		switch r.Method + " " + r.URL.Path {
+		case "POST /api/workflows/v1/query":
+			io.WriteString(w, queryAnswer)
+		case "GET /api/workflows/v1/" + id + "/metadata":
+			w.Write(cwRecorded(t, metadataFile))
+		case "GET /api/workflows/v1/" + id + "/logs":
+			fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [{"stdout": "/cromwell-executions/x/stdout", "stderr": "/cromwell-executions/x/stderr", "attempt": 1, "shardIndex": -1}]}, "id": %q}`, id)
+		case "POST /api/workflows/v1/" + id + "/abort":
+			fmt.Fprintf(w, `{"id": %q, "status": "Aborting"}`, id)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	c := testCromwell(t, srv.URL, &config{JobLogsTail: 10})
+	j, err := c.get(context.Background(), "example-jid-1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != statusStarted || !strings.Contains(j.Logs, "/cromwell-executions/x/stdout") {
+		t.Errorf("get = %+v; want started, logs naming Cromwell's paths", j)
+	}
+
+	// The recorded query answer says Succeeded: nothing to abort.
+	if err := c.remove(context.Background(), "example-jid-1234"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range received() {
+		if strings.HasSuffix(r.path, "/abort") {
+			t.Errorf("remove of a Succeeded workflow sent %s %s", r.method, r.path)
+		}
+	}
+	queryAnswer = strings.Replace(queryAnswer, `"Succeeded"`, `"Running"`, 1)
+	if err := c.remove(context.Background(), "example-jid-1234"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := received()
+	if last := reqs[len(reqs)-1]; last.method != "POST" || last.path != "/api/workflows/v1/"+id+"/abort" {
+		t.Errorf("remove of a Running workflow ended with %s %s; want POST .../%s/abort", last.method, last.path, id)
+	}
+
+	queryAnswer = `{"results": [], "totalResultsCount": 0}`
+	for name, err := range map[string]error{"get": func() error { _, err := c.get(context.Background(), "nope"); return err }(), "remove": c.remove(context.Background(), "nope")} {
+		if ae, ok := err.(*apiError); !ok || ae.kind != eNotFound {
+			t.Errorf("%s(unknown) = %v; want eNotFound", name, err)
+		}
+	}
+}
+
+func TestCromwellFindNewest(t *testing.T) {
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		io.WriteString(w, `{"results": [
+			{"id": "old", "status": "Failed", "submission": "2022-01-23T22:27:11.839Z"},
+			{"id": "new", "status": "Running", "submission": "2022-01-24T08:00:00Z"},
+			{"id": "nearly", "status": "Running", "submission": "2022-01-24T07:59:59.999Z"},
+			{"id": "mid", "status": "Succeeded", "submission": "2022-01-24T07:00:00.000Z"}], "totalResultsCount": 4}`)
+	})
+	c := testCromwell(t, srv.URL, nil)
+	w, err := c.find(context.Background(), "j")
+	if err != nil || w.ID != "new" {
+		t.Errorf("find = %+v, %v; want the newest, \"new\"", w, err)
+	}
+}
+
+func TestCromwellLogsFromStore(t *testing.T) {
+	store := t.TempDir()
+	dir := filepath.Join(store, "cromwell-executions", "ChRISJob", "wf", "call-plugin_instance", "execution")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "stdout"), []byte("out1\nout2\nout3\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "stderr"), []byte("err1\n"), 0o644)
+	stdout, stderr := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [
+			{"stdout": "/elsewhere/stdout", "stderr": "/elsewhere/stderr", "attempt": 1},
+			{"stdout": %q, "stderr": %q, "attempt": 2}]}}`, stdout, stderr)
+	})
+	tests := []struct {
+		tail int
+		want string
+	}{
+		{2, "out3\nerr1\n"},
+		{100, "out1\nout2\nout3\nerr1\n"},
+		{0, ""},
+	}
+	for _, tt := range tests {
+		c := testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: tt.tail})
+		if got := c.logs(context.Background(), "wf"); got != tt.want {
+			t.Errorf("logs with JOB_LOGS_TAIL=%d = %q; want %q", tt.tail, got, tt.want)
+		}
+	}
+	// A path outside STOREBASE is named, never read.
+	c := testCromwell(t, srv.URL, &config{StoreBase: filepath.Join(store, "other"), JobLogsTail: 10})
+	if got := c.logs(context.Background(), "wf"); strings.Contains(got, "out1") || !strings.Contains(got, stdout) {
+		t.Errorf("logs outside STOREBASE = %q; want the paths, not the content", got)
+	}
+}
+
+func TestCromwellUnavailable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	url := srv.URL
+	srv.Close()
+	c := testCromwell(t, url, nil)
+	_, err := c.get(context.Background(), "j")
+	if ae, ok := err.(*apiError); !ok || ae.kind != eUnavailable || !strings.Contains(ae.msg, "Cromwell") || !strings.Contains(ae.msg, "unreachable") {
+		t.Errorf("get with Cromwell down = %v; want eUnavailable naming Cromwell", err)
+	}
+	if err := c.remove(context.Background(), "j"); err == nil || err.(*apiError).kind != eUnavailable {
+		t.Errorf("remove with Cromwell down = %v; want eUnavailable", err)
+	}
+}
+
+// ---- a stateful fake Cromwell, end to end through run ------------------------
+
+// fakeCromwell keeps workflows and answers with the recorded responses,
+// patched with each workflow's id, status, WDL and labels.
+type fakeCromwell struct {
+	t     *testing.T
+	store string // where the fake's executions write stdout/stderr
+	srv   *httptest.Server
+
+	mu        sync.Mutex
+	workflows []*fakeWorkflow
+	aborted   []string
+	fail500   bool
+}
+
+type fakeWorkflow struct {
+	id, jid, wdl, status string
+	submission           string
+}
+
+func newFakeCromwell(t *testing.T, store string) *fakeCromwell {
+	f := &fakeCromwell{t: t, store: store}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeCromwell) byJID(jid string) *fakeWorkflow {
+	for i := len(f.workflows) - 1; i >= 0; i-- {
+		if f.workflows[i].jid == jid {
+			return f.workflows[i]
+		}
+	}
+	return nil
+}
+
+// advance moves jid's workflow to status, as Cromwell and SLURM would.
+func (f *fakeCromwell) advance(jid, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.byJID(jid)
+	if w == nil {
+		f.t.Fatalf("fake Cromwell has no workflow for %s", jid)
+	}
+	w.status = status
+}
+
+func (f *fakeCromwell) execDir(id string) string {
+	return filepath.Join(f.store, "cromwell-executions", "ChRISJob", id, "call-plugin_instance", "execution")
+}
+
+func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail500 {
+		http.Error(w, `{"status": "error", "message": "Cromwell database is down"}`, http.StatusInternalServerError)
+		return
+	}
+	reply := func(v any) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+	p := strings.TrimPrefix(r.URL.Path, "/api/workflows/v1")
+	switch {
+	case r.Method == "POST" && p == "":
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			http.Error(w, `{"status": "fail", "message": "not multipart"}`, http.StatusBadRequest)
+			return
+		}
+		src, lab := cwFormFile(r, "workflowSource"), cwFormFile(r, "labels")
+		var labels map[string]string
+		if src == "" || json.Unmarshal([]byte(lab), &labels) != nil || labels[jidLabel] == "" {
+			http.Error(w, `{"status": "fail", "message": "Error(s): no workflowSource or bad labels"}`, http.StatusBadRequest)
+			return
+		}
+		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[jidLabel], wdl: src, status: "Submitted",
+			submission: fmt.Sprintf("2026-01-01T00:00:%02d.000Z", len(f.workflows))}
+		f.workflows = append(f.workflows, wf)
+		w.WriteHeader(http.StatusCreated)
+		reply(map[string]string{"id": wf.id, "status": "Submitted"})
+	case r.Method == "POST" && p == "/query":
+		var q []map[string]string
+		if err := json.NewDecoder(r.Body).Decode(&q); err != nil || len(q) != 1 {
+			http.Error(w, `{"status": "fail", "message": "bad query"}`, http.StatusBadRequest)
+			return
+		}
+		k, v, _ := strings.Cut(q[0]["label"], ":")
+		var ans map[string]any
+		json.Unmarshal(cwRecorded(f.t, "query-found.json"), &ans)
+		template := ans["results"].([]any)[0].(map[string]any)
+		results := []any{}
+		for _, wf := range f.workflows {
+			if k == jidLabel && wf.jid == v {
+				res := maps.Clone(template)
+				res["id"], res["status"], res["submission"] = wf.id, wf.status, wf.submission
+				results = append([]any{res}, results...)
+			}
+		}
+		ans["results"], ans["totalResultsCount"] = results, len(results)
+		reply(ans)
+	default:
+		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+		var wf *fakeWorkflow
+		for _, x := range f.workflows {
+			if len(parts) == 2 && x.id == parts[0] {
+				wf = x
+			}
+		}
+		if wf == nil {
+			http.Error(w, `{"status": "fail", "message": "Unrecognized workflow ID"}`, http.StatusNotFound)
+			return
+		}
+		switch r.Method + " " + parts[1] {
+		case "GET metadata":
+			reply(f.metadataOf(wf))
+		case "GET logs":
+			d := f.execDir(wf.id)
+			reply(map[string]any{"id": wf.id, "calls": map[string]any{cromwellTask: []any{
+				map[string]any{"stdout": filepath.Join(d, "stdout"), "stderr": filepath.Join(d, "stderr"), "attempt": 1, "shardIndex": -1}}}})
+		case "POST abort":
+			if wf.status == "Succeeded" || wf.status == "Failed" || wf.status == "Aborted" {
+				http.Error(w, `{"status": "error", "message": "Couldn't abort because workflow is in terminal state"}`, http.StatusForbidden)
+				return
+			}
+			f.aborted = append(f.aborted, wf.id)
+			wf.status = "Aborted"
+			reply(map[string]string{"id": wf.id, "status": "Aborting"})
+		default:
+			http.NotFound(w, r)
+		}
+	}
+}
+
+func cwFormFile(r *http.Request, name string) string {
+	fh := r.MultipartForm.File[name]
+	if len(fh) != 1 {
+		return ""
+	}
+	fd, err := fh[0].Open()
+	if err != nil {
+		return ""
+	}
+	defer fd.Close()
+	b, _ := io.ReadAll(fd)
+	return string(b)
+}
+
+// metadataOf is the recorded metadata of a workflow in wf's status, with
+// wf's own id, WDL, label and log paths.
+func (f *fakeCromwell) metadataOf(wf *fakeWorkflow) map[string]any {
+	file := map[string]string{
+		"Submitted": "metadata-notstarted.json",
+		"Running":   "metadata-running.json",
+		"Succeeded": "metadata-done.json",
+		"Failed":    "metadata-failed.json",
+		"Aborted":   "metadata-running.json",
+	}[wf.status]
+	var md map[string]any
+	if err := json.Unmarshal(cwRecorded(f.t, file), &md); err != nil {
+		f.t.Fatal(err)
+	}
+	md["id"], md["status"] = wf.id, wf.status
+	md["labels"] = map[string]any{"cromwell-workflow-id": "cromwell-" + wf.id, jidLabel: wf.jid}
+	md["submittedFiles"].(map[string]any)["workflow"] = wf.wdl
+	if wf.status == "Aborted" {
+		md["end"] = "2026-01-01T01:00:00.000Z"
+	}
+	if calls, ok := md["calls"].(map[string]any)[cromwellTask].([]any); ok {
+		d := f.execDir(wf.id)
+		c := calls[0].(map[string]any)
+		c["stdout"], c["stderr"] = filepath.Join(d, "stdout"), filepath.Join(d, "stderr")
+		if wf.status == "Aborted" {
+			c["executionStatus"] = "Aborted"
+		}
+	}
+	return md
+}
+
+func (f *fakeCromwell) abortedIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.aborted)
+}
+
+func (f *fakeCromwell) submissions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.workflows)
+}
+
+func cromwellJobBody(jid string) map[string]any {
+	return map[string]any{
+		"jid": jid, "args": []string{"--greeting", "it's ~{x} ${HOME} >>>"}, "args_path_flags": []string{},
+		"auid": "chris", "number_of_workers": 1, "cpu_limit": "1000", "memory_limit": 200, "gpu_limit": 0,
+		"image": "fnndsc/pl-simplefsapp:2.0", "entrypoint": []string{"python3", "/usr/local/bin/simplefsapp"}, "type": "fs",
+		"input_dir": "home/chris/feeds/feed_7/pl-a_1/data", "output_dir": "home/chris/feeds/feed_7/pl-b_2/data",
+	}
+}
+
+func TestCromwellEndToEnd(t *testing.T) {
+	store := t.TempDir()
+	fake := newFakeCromwell(t, store)
+	base := startServer(t, map[string]string{
+		"CONTAINER_ENV": "cromwell", "CROMWELL_URL": fake.srv.URL, "TIMELIMIT_MINUTES": "30",
+		"SLURM_PARTITION": "short", "STOREBASE": store, "JOB_LOGS_TAIL": "2",
+	}) + "/api/v1/"
+
+	code, j := call(t, "POST", base, cromwellJobBody("chris-jid-7"))
+	wantCmd := "python3 /usr/local/bin/simplefsapp --greeting it's ~{x} ${HOME} >>> /share/pl-b_2/data"
+	if code != http.StatusCreated || j["status"] != statusNotStarted || j["cmd"] != wantCmd || j["image"] != "fnndsc/pl-simplefsapp:2.0" || j["logs"] != "" {
+		t.Fatalf("POST = %d %v; want 201 notstarted with cmd %q", code, j, wantCmd)
+	}
+	checkJobShape(t, "POST", j)
+	fake.mu.Lock()
+	wdl := fake.workflows[0].wdl
+	fake.mu.Unlock()
+	rt := runtimeSection(t, wdl)
+	for _, line := range []string{"sharedir: '" + store + "/home/chris/feeds/feed_7'", "timelimit: '30'", "slurm_partition: 'short'", "cpu: '1'", "memory: '210M'"} {
+		if !strings.Contains(rt, "        "+line+"\n") {
+			t.Errorf("submitted runtime lacks %q:\n%s", line, rt)
+		}
+	}
+
+	code, j = call(t, "GET", base+"chris-jid-7/", nil)
+	if code != http.StatusOK || j["status"] != statusNotStarted || j["cmd"] != wantCmd {
+		t.Errorf("GET after submit = %d %v; want 200 notstarted", code, j)
+	}
+
+	fake.advance("chris-jid-7", "Running")
+	fake.mu.Lock()
+	d := fake.execDir(fake.workflows[0].id)
+	fake.mu.Unlock()
+	os.MkdirAll(d, 0o755)
+	os.WriteFile(filepath.Join(d, "stdout"), []byte("starting\nworking\n"), 0o644)
+	os.WriteFile(filepath.Join(d, "stderr"), []byte("warning: x\n"), 0o644)
+	code, j = call(t, "GET", base+"chris-jid-7", nil)
+	if code != http.StatusOK || j["status"] != statusStarted || j["logs"] != "working\nwarning: x\n" || j["timestamp"] != "" {
+		t.Errorf("GET while Running = %d %v; want started, the last 2 log lines, no timestamp", code, j)
+	}
+	checkJobShape(t, "GET", j)
+
+	fake.advance("chris-jid-7", "Succeeded")
+	code, j = call(t, "GET", base+"chris-jid-7/", nil)
+	if code != http.StatusOK || j["status"] != statusSuccess || j["timestamp"] != "2022-01-24T06:16:53.374Z" {
+		t.Errorf("GET when Succeeded = %d %v; want finishedSuccessfully with the workflow's end", code, j)
+	}
+
+	code, j = call(t, "POST", base, cromwellJobBody("chris-jid-7"))
+	if code != http.StatusConflict || fake.submissions() != 1 {
+		t.Errorf("POST of a taken jid = %d %v, %d submissions; want 409 and nothing submitted", code, j, fake.submissions())
+	}
+
+	// A finished job: DELETE answers 204 and aborts nothing.
+	if code, j = call(t, "DELETE", base+"chris-jid-7/", nil); code != http.StatusNoContent || len(fake.abortedIDs()) != 0 {
+		t.Errorf("DELETE of a finished job = %d %v, aborted %v; want 204, no abort", code, j, fake.abortedIDs())
+	}
+
+	// A running job: DELETE aborts its workflow.
+	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-8")); code != http.StatusCreated {
+		t.Fatalf("POST chris-jid-8 = %d %v", code, j)
+	}
+	fake.advance("chris-jid-8", "Running")
+	code, j = call(t, "DELETE", base+"chris-jid-8/", nil)
+	fake.mu.Lock()
+	id8 := fake.byJID("chris-jid-8").id
+	fake.mu.Unlock()
+	if code != http.StatusNoContent || !slices.Equal(fake.abortedIDs(), []string{id8}) {
+		t.Errorf("DELETE of a running job = %d %v, aborted %v; want 204 and %s aborted", code, j, fake.abortedIDs(), id8)
+	}
+	if code, j = call(t, "GET", base+"chris-jid-8/", nil); code != http.StatusOK || j["status"] != statusError {
+		t.Errorf("GET after abort = %d %v; want finishedWithError", code, j)
+	}
+
+	// A failing job.
+	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-9")); code != http.StatusCreated {
+		t.Fatalf("POST chris-jid-9 = %d %v", code, j)
+	}
+	fake.advance("chris-jid-9", "Failed")
+	code, j = call(t, "GET", base+"chris-jid-9/", nil)
+	if msg, _ := j["message"].(string); code != http.StatusOK || j["status"] != statusError || !strings.Contains(msg, "return code 1") {
+		t.Errorf("GET of a failed job = %d %v; want finishedWithError saying why", code, j)
+	}
+
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, j = call(t, method, base+"no-such-jid/", nil); code != http.StatusNotFound {
+			t.Errorf("%s of an unknown jid = %d %v; want 404", method, code, j)
+		}
+	}
+
+	fake.mu.Lock()
+	fake.fail500 = true
+	fake.mu.Unlock()
+	for _, tc := range []struct {
+		method, url string
+		body        any
+	}{{"GET", base + "chris-jid-7/", nil}, {"POST", base, cromwellJobBody("chris-jid-10")}, {"DELETE", base + "chris-jid-9/", nil}} {
+		code, j = call(t, tc.method, tc.url, tc.body)
+		if msg, _ := j["message"].(string); code != http.StatusServiceUnavailable || !strings.Contains(msg, "Cromwell") || !strings.Contains(msg, "500") {
+			t.Errorf("%s with Cromwell answering 500 = %d %v; want 503 naming Cromwell and its 500", tc.method, code, j)
+		}
+	}
+
+	fake.srv.Close()
+	code, j = call(t, "GET", base+"chris-jid-7/", nil)
+	if msg, _ := j["message"].(string); code != http.StatusServiceUnavailable || !strings.Contains(msg, "unreachable") {
+		t.Errorf("GET with Cromwell down = %d %v; want 503 saying Cromwell is unreachable", code, j)
+	}
+}
+
+func TestCromwellEndToEndRefused(t *testing.T) {
+	fake := newFakeCromwell(t, t.TempDir())
+	base := startServer(t, map[string]string{
+		"CONTAINER_ENV": "cromwell", "CROMWELL_URL": fake.srv.URL, "TIMELIMIT_MINUTES": "30", "STOREBASE": fake.store,
+	}) + "/api/v1/"
+	body := cromwellJobBody("bad-image")
+	body["image"] = "fnndsc/pl-x ~{oops}"
+	code, j := call(t, "POST", base, body)
+	msg, _ := j["message"].(map[string]any)
+	if code != http.StatusBadRequest || msg["image"] == nil || fake.submissions() != 0 {
+		t.Errorf("POST with a bad image = %d %v, %d submissions; want 400 on image and nothing submitted", code, j, fake.submissions())
+	}
+}
+
+func TestCromwellAbortAnswers(t *testing.T) {
+	tests := []struct {
+		code     int
+		wantKind errKind // -1: no error
+		wantCode int
+	}{
+		{http.StatusOK, -1, 0},
+		{http.StatusForbidden, -1, 0}, // finished between our query and the abort
+		{http.StatusNotFound, eRefused, http.StatusNotFound},
+		{http.StatusBadRequest, eRefused, http.StatusBadRequest},
+		{http.StatusInternalServerError, eUnavailable, 0},
+	}
+	for _, tt := range tests {
+		aborts := 0
+		srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+			if strings.HasSuffix(r.URL.Path, "/abort") {
+				aborts++
+				w.WriteHeader(tt.code)
+				io.WriteString(w, `{"status": "error", "message": "some reason"}`)
+				return
+			}
+			io.WriteString(w, `{"results": [{"id": "wf-1", "status": "Running", "submission": "2026-01-01T00:00:00Z"}]}`)
+		})
+		err := testCromwell(t, srv.URL, nil).remove(context.Background(), "j")
+		ae, _ := err.(*apiError)
+		switch {
+		case aborts != 1:
+			t.Errorf("abort answering %d: %d aborts sent; want 1", tt.code, aborts)
+		case tt.wantKind < 0 && err != nil:
+			t.Errorf("remove with abort answering %d = %v; want nil", tt.code, err)
+		case tt.wantKind >= 0 && (ae == nil || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode || !strings.Contains(ae.msg, "some reason")):
+			t.Errorf("remove with abort answering %d = %v; want kind %d code %d with Cromwell's message", tt.code, err, tt.wantKind, tt.wantCode)
+		}
+	}
+}
+
+func TestNewCromwellRefusesConfig(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, cfg := range []*config{
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store base"},
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store/~{x}"},
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": strings.Repeat("v", 256)}},
+	} {
+		if _, err := newCromwell(context.Background(), cfg, log); err == nil {
+			t.Errorf("newCromwell(STOREBASE %q, JOB_LABELS %.20v) = nil error; want a configuration error", cfg.StoreBase, cfg.JobLabels)
+		}
+	}
+	if _, err := newCromwell(context.Background(), &config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
+		t.Errorf("newCromwell(valid) = %v", err)
+	}
+}
+
+// TestToJobForeignWDL: a workflow whose WDL is not one we can read back
+// (another tool's) still shows what Cromwell ran.
+func TestToJobForeignWDL(t *testing.T) {
+	md := cwMetadata(t, "metadata-running.json")
+	md.SubmittedFiles.Workflow = "version 1.0\nworkflow W {}\n"
+	j := (&cromwell{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
+	if j.Image != "docker.io/fnndsc/pl-office-convert:0.0.1" || j.Cmd != "office_convert /share/incoming /share/outgoing" || j.Status != statusStarted {
+		t.Errorf("toJob(foreign WDL) = %+v; want image and command from the call's runtimeAttributes and commandLine", j)
+	}
+}
+
+// TestToJobWithoutMetadata: with no metadata (just submitted, or archived
+// by Cromwell) the query's status decides, so a finished job stays finished.
+func TestToJobWithoutMetadata(t *testing.T) {
+	tests := []struct {
+		w               queryResult
+		status, message string
+	}{
+		{queryResult{ID: "wf", Status: "Submitted"}, statusNotStarted, "waiting"},
+		{queryResult{ID: "wf"}, statusNotStarted, "waiting"},
+		{queryResult{ID: "wf", Status: "Succeeded", End: "2026-01-01T00:00:00Z"}, statusSuccess, "Succeeded"},
+		{queryResult{ID: "wf", Status: "Failed", End: "2026-01-01T00:00:00Z"}, statusError, "Failed"},
+	}
+	for _, tt := range tests {
+		j := (&cromwell{}).toJob("jid", tt.w, nil, "")
+		if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
+			t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
+		}
+	}
+}

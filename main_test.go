@@ -1,0 +1,770 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startServer runs the whole server through run, on port 0, with exactly
+// the environment given, and answers its base URL ("http://127.0.0.1:N").
+// The server stops when the test ends; a start error fails the test.
+func startServer(t testing.TB, env map[string]string) string {
+	t.Helper()
+	env["PORT"] = "0"
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, getenv, pw)
+		pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		sent := false
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if !sent && json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				addr <- line.Addr
+				sent = true
+			}
+			if testing.Verbose() {
+				os.Stderr.Write(append(sc.Bytes(), '\n'))
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case a := <-addr:
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+		_, port, _ := net.SplitHostPort(a)
+		return "http://127.0.0.1:" + port
+	case err := <-done:
+		cancel()
+		t.Fatalf("run did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("run did not log \"listening\" within 60s")
+	}
+	return ""
+}
+
+// call sends one request to a running server and decodes its JSON answer
+// (nil for an empty body).
+func call(t *testing.T, method, u string, body any) (int, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, u, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s %s: %d, body not JSON: %q", method, u, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, m
+}
+
+// ciMode is true under CI, where a missing engine or control plane is a
+// failure, not a reason to skip.
+var ciMode = strings.EqualFold(os.Getenv("CI"), "true") || os.Getenv("CI") == "1"
+
+// needOrSkip skips the test with why on a developer's machine and fails it
+// under CI, so CI can never pass by skipping.
+func needOrSkip(t testing.TB, why string) {
+	t.Helper()
+	if ciMode {
+		t.Fatalf("CI=true and %s", why)
+	}
+	t.Skip(why)
+}
+
+func TestLocalize(t *testing.T) {
+	tests := []struct {
+		args, flags, want []string
+	}{
+		{nil, nil, []string{}},
+		{[]string{"--x", "1"}, nil, []string{"--x", "1"}},
+		{[]string{"--dir", "/home/u/x", "--n", "2"}, []string{"--dir"}, []string{"--dir", incomingDir, "--n", "2"}},
+		{[]string{"--a", "p", "--b", "q"}, []string{"--a", "--b"}, []string{"--a", incomingDir, "--b", incomingDir}},
+		// A flag as the last argument has nothing after it to replace.
+		{[]string{"--n", "2", "--dir"}, []string{"--dir"}, []string{"--n", "2", "--dir"}},
+		// The replaced value is not itself read as a flag.
+		{[]string{"--dir", "--dir", "x"}, []string{"--dir"}, []string{"--dir", incomingDir, "x"}},
+	}
+	for _, tt := range tests {
+		got := localize(tt.args, tt.flags)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("localize(%q, %q) = %q; want %q", tt.args, tt.flags, got, tt.want)
+		}
+	}
+}
+
+func TestBuildCmd(t *testing.T) {
+	ep := []string{"python3", "/usr/local/bin/app"}
+	tests := []struct {
+		typ  string
+		want []string
+	}{
+		{"fs", []string{"python3", "/usr/local/bin/app", "--dir", incomingDir, outgoingDir}},
+		{"ds", []string{"python3", "/usr/local/bin/app", "--dir", incomingDir, incomingDir, outgoingDir}},
+		{"ts", []string{"python3", "/usr/local/bin/app", "--dir", incomingDir, outgoingDir}},
+	}
+	for _, tt := range tests {
+		got := buildCmd(ep, []string{"--dir", "x"}, []string{"--dir"}, tt.typ)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("buildCmd(type %s) = %q; want %q", tt.typ, got, tt.want)
+		}
+	}
+	if ep[1] != "/usr/local/bin/app" || len(ep) != 2 {
+		t.Errorf("buildCmd changed its entrypoint argument: %q", ep)
+	}
+}
+
+// validBody is a pfcon 2023+ POST body; tests change one field at a time.
+func validBody() map[string]any {
+	return map[string]any{
+		"jid": "chris-jid-1", "args": []string{"--saveinputmeta", "--dir", "/x"},
+		"args_path_flags": []string{"--dir"}, "auid": "cube", "number_of_workers": 1,
+		"cpu_limit": 1000, "memory_limit": 300, "gpu_limit": 0,
+		"image": "fnndsc/pl-simplefsapp", "entrypoint": []string{"simplefsapp"},
+		"type": "fs", "env": []string{"A=1"},
+		"input_dir": "/home/u/feed_1/incoming/", "output_dir": "home/u/feed_1/outgoing",
+		"unknown_field": map[string]any{"ignored": true},
+	}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDecodeJob(t *testing.T) {
+	s, err := decodeJob(mustJSON(t, validBody()), &config{})
+	if err != nil {
+		t.Fatalf("decodeJob(valid) error: %v", err)
+	}
+	want := &jobSpec{
+		JID: "chris-jid-1", Image: "fnndsc/pl-simplefsapp", Type: "fs", Auid: "cube",
+		Workers: 1, CPULimit: 1000, MemoryLimit: 300, GPULimit: 0, Env: []string{"A=1"},
+		Cmd:      []string{"simplefsapp", "--saveinputmeta", "--dir", incomingDir, outgoingDir},
+		InputDir: "home/u/feed_1/incoming", OutputDir: "home/u/feed_1/outgoing",
+	}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("decodeJob(valid) = %+v; want %+v", s, want)
+	}
+}
+
+func TestDecodeJobForms(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(b map[string]any)
+		check func(s *jobSpec) bool
+	}{
+		{"digit strings", func(b map[string]any) {
+			b["number_of_workers"], b["cpu_limit"], b["memory_limit"], b["gpu_limit"] = "2", " 1500", "+64", "0"
+		}, func(s *jobSpec) bool { return s.Workers == 2 && s.CPULimit == 1500 && s.MemoryLimit == 64 }},
+		{"leading slash of jid", func(b map[string]any) { b["jid"] = "/chris-jid-1" },
+			func(s *jobSpec) bool { return s.JID == "chris-jid-1" }},
+		{"2022 request without dirs", func(b map[string]any) { delete(b, "input_dir"); delete(b, "output_dir") },
+			func(s *jobSpec) bool {
+				return s.InputDir == "key-chris-jid-1/incoming" && s.OutputDir == "key-chris-jid-1/outgoing"
+			}},
+		{"no env, no path flags", func(b map[string]any) { delete(b, "env"); delete(b, "args_path_flags") },
+			func(s *jobSpec) bool { return len(s.Env) == 0 && s.Cmd[2] == "--dir" && s.Cmd[3] == "/x" }},
+		{"null optional", func(b map[string]any) { b["env"] = nil },
+			func(s *jobSpec) bool { return len(s.Env) == 0 }},
+		{"empty args", func(b map[string]any) { b["args"] = []string{} },
+			func(s *jobSpec) bool { return slices.Equal(s.Cmd, []string{"simplefsapp", outgoingDir}) }},
+		{"ds", func(b map[string]any) { b["type"] = "ds" },
+			func(s *jobSpec) bool { return s.Cmd[len(s.Cmd)-2] == incomingDir }},
+		{"env value with =", func(b map[string]any) { b["env"] = []string{"A=b=c", "EMPTY="} },
+			func(s *jobSpec) bool { return slices.Equal(s.Env, []string{"A=b=c", "EMPTY="}) }},
+	}
+	for _, tt := range tests {
+		b := validBody()
+		tt.edit(b)
+		s, err := decodeJob(mustJSON(t, b), &config{})
+		if err != nil {
+			t.Errorf("%s: decodeJob error: %v", tt.name, err)
+			continue
+		}
+		if !tt.check(s) {
+			t.Errorf("%s: decodeJob = %+v", tt.name, s)
+		}
+	}
+	s, err := decodeJob(mustJSON(t, validBody()), &config{HomeWorkaround: true})
+	if err != nil || !slices.Equal(s.Env, []string{"A=1", "HOME=/tmp"}) {
+		t.Errorf("ENABLE_HOME_WORKAROUND: env = %q, %v; want [A=1 HOME=/tmp]", s.Env, err)
+	}
+}
+
+func TestDecodeJobErrors(t *testing.T) {
+	tests := []struct {
+		field string
+		value any // deleteField: the field is absent
+		want  string
+	}{
+		{"jid", deleteField, missing},
+		{"jid", nil, missing},
+		{"jid", "", "must not be empty"},
+		{"jid", 12, "must be a string"},
+		{"jid", "a/b", "must not contain"},
+		{"jid", "..", "is not a name"},
+		{"jid", "a\nb", "control characters"},
+		{"args", deleteField, missing},
+		{"args", "--x", "must be a list of strings"},
+		{"args", []any{"a", 1}, "must be a list of strings"},
+		{"args_path_flags", "--dir", "must be a list of strings"},
+		{"auid", deleteField, missing},
+		{"number_of_workers", deleteField, missing},
+		{"number_of_workers", 0, "must be >= 1"},
+		{"number_of_workers", "two", "invalid literal for int()"},
+		{"number_of_workers", 1.5, "invalid literal for int()"},
+		{"cpu_limit", -1, "must be >= 0"},
+		{"cpu_limit", true, "must be an integer"},
+		{"memory_limit", []int{1}, "must be an integer"},
+		{"gpu_limit", deleteField, missing},
+		{"image", deleteField, missing},
+		{"image", " ", "must not be empty"},
+		{"entrypoint", deleteField, missing},
+		{"entrypoint", []string{}, "must not be empty"},
+		{"entrypoint", "python3", "must be a list of strings"},
+		{"type", deleteField, missing},
+		{"type", "xs", "is not a valid choice"},
+		{"env", []string{"NOEQUALS"}, "is not KEY=value"},
+		{"env", []string{"=v"}, "is not KEY=value"},
+		{"input_dir", "../../etc", "must stay inside STOREBASE"},
+		{"input_dir", "a/../../b", "must stay inside STOREBASE"},
+		{"output_dir", "/", "is STOREBASE itself"},
+		{"output_dir", deleteField, missing},
+		{"output_dir", "a:b", "must not contain"},
+	}
+	for _, tt := range tests {
+		b := validBody()
+		if tt.value == deleteField {
+			delete(b, tt.field)
+		} else {
+			b[tt.field] = tt.value
+		}
+		_, err := decodeJob(mustJSON(t, b), &config{})
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.kind != eInvalid {
+			t.Errorf("%s=%v: error %v; want an eInvalid apiError", tt.field, tt.value, err)
+			continue
+		}
+		if len(ae.fields) != 1 || !strings.Contains(ae.fields[tt.field], tt.want) {
+			t.Errorf("%s=%v: problems %q; want only %s: ...%q...", tt.field, tt.value, ae.fields, tt.field, tt.want)
+		}
+	}
+	for _, body := range []string{"", "[]", "{", `"x"`, "null"} {
+		_, err := decodeJob([]byte(body), &config{})
+		if code, _ := errorStatus(err); code != 400 {
+			t.Errorf("decodeJob(%q): status %d; want 400", body, code)
+		}
+	}
+	// Every bad field is reported at once.
+	_, err := decodeJob([]byte(`{"jid": "x"}`), &config{})
+	var ae *apiError
+	if !errors.As(err, &ae) || len(ae.fields) != 9 {
+		t.Errorf("decodeJob({jid}) problems = %v; want the 9 missing required fields", err)
+	}
+}
+
+const deleteField = "\x00delete"
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfig(t *testing.T) {
+	c, err := loadConfig(env("STOREBASE", "/var/store"))
+	if err != nil {
+		t.Fatalf("loadConfig(defaults): %v", err)
+	}
+	want := &config{Port: "5010", ContainerEnv: "docker", StorageType: "host", StoreBase: "/var/store",
+		PfconSelector: "org.chrisproject.role=pfcon", JobLogsTail: 1000, RemoveJobs: true, JobNamespace: "default"}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("loadConfig(defaults) = %+v; want %+v", c, want)
+	}
+
+	c, err = loadConfig(env("CONTAINER_ENV", "kubernetes", "STORAGE_TYPE", "kubernetes_pvc", "VOLUME_NAME", "pvc1",
+		"REMOVE_JOBS", "no", "IGNORE_LIMITS", "true", "ENABLE_HOME_WORKAROUND", "1", "SHM_SIZE", "64",
+		"JOB_LABELS", "a=1, b=2", "NODE_SELECTOR", "gpu=yes", "IMAGE_PULL_SECRETS", "s1, s2,",
+		"CONTAINER_USER", "1000-1010:100", "JOB_LOGS_TAIL", "50", "PORT", "8080", "JOB_NAMESPACE", "chris",
+		"SECURITYCONTEXT_RUN_AS_USER", "1001", "SECURITYCONTEXT_RUN_AS_GROUP", "0"))
+	if err != nil {
+		t.Fatalf("loadConfig(kubernetes): %v", err)
+	}
+	want = &config{Port: "8080", ContainerEnv: "kubernetes", StorageType: "kubernetes_pvc", VolumeName: "pvc1",
+		PfconSelector: "org.chrisproject.role=pfcon", JobLogsTail: 50, RemoveJobs: false, IgnoreLimits: true,
+		HomeWorkaround: true, ShmSizeMiB: 64, JobLabels: map[string]string{"a": "1", "b": "2"},
+		ContainerUser: &idRange{1000, 1010, 100, 100}, JobNamespace: "chris",
+		NodeSelector: map[string]string{"gpu": "yes"}, ImagePullSecrets: []string{"s1", "s2"},
+		RunAsUser: "1001", RunAsGroup: "0"}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("loadConfig(kubernetes) = %+v; want %+v", c, want)
+	}
+
+	c, err = loadConfig(env("CONTAINER_ENV", "swarm", "VOLUME_NAME", "chris-store"))
+	if err != nil || c.StorageType != "docker_local_volume" {
+		t.Errorf("swarm with VOLUME_NAME: storage %v, %v; want docker_local_volume", c, err)
+	}
+	c, err = loadConfig(env("CONTAINER_ENV", "cromwell", "STOREBASE", "/s", "CROMWELL_URL", "http://c:8000", "TIMELIMIT_MINUTES", "30"))
+	if err != nil || c.TimelimitMinutes != 30 || c.CromwellURL != "http://c:8000" {
+		t.Errorf("loadConfig(cromwell) = %+v, %v", c, err)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"CONTAINER_ENV", "openshift", "STOREBASE", "/s"}, "CONTAINER_ENV"},
+		{[]string{}, "STOREBASE: required"},
+		{[]string{"STOREBASE", "relative/path"}, "STOREBASE"},
+		{[]string{"STOREBASE", "/s", "STORAGE_TYPE", "kubernetes_pvc"}, "STORAGE_TYPE"},
+		{[]string{"STOREBASE", "/s", "STORAGE_TYPE", "s3"}, "STORAGE_TYPE"},
+		{[]string{"CONTAINER_ENV", "kubernetes", "STORAGE_TYPE", "kubernetes_pvc"}, "VOLUME_NAME"},
+		{[]string{"CONTAINER_ENV", "kubernetes", "STORAGE_TYPE", "nfs", "STOREBASE", "/s"}, "NFS_SERVER"},
+		{[]string{"STOREBASE", "/s", "JOB_LOGS_TAIL", "many"}, "JOB_LOGS_TAIL"},
+		{[]string{"STOREBASE", "/s", "JOB_LOGS_TAIL", "-1"}, "JOB_LOGS_TAIL"},
+		{[]string{"STOREBASE", "/s", "REMOVE_JOBS", "maybe"}, "REMOVE_JOBS"},
+		{[]string{"STOREBASE", "/s", "IGNORE_LIMITS", "2"}, "IGNORE_LIMITS"},
+		{[]string{"STOREBASE", "/s", "SHM_SIZE", "1g"}, "SHM_SIZE"},
+		{[]string{"STOREBASE", "/s", "JOB_LABELS", "a"}, "JOB_LABELS"},
+		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "1000"}, "CONTAINER_USER"},
+		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "10-1:0"}, "CONTAINER_USER"},
+		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "a:b"}, "CONTAINER_USER"},
+		{[]string{"STOREBASE", "/s", "PORT", "http"}, "PORT"},
+		{[]string{"STOREBASE", "/s", "PFCON_SELECTOR", "nolabel"}, "PFCON_SELECTOR"},
+		{[]string{"STOREBASE", "/s", "SECURITYCONTEXT_RUN_AS_USER", "root"}, "SECURITYCONTEXT_RUN_AS_USER"},
+		{[]string{"CONTAINER_ENV", "cromwell", "STOREBASE", "/s", "TIMELIMIT_MINUTES", "5"}, "CROMWELL_URL"},
+		{[]string{"CONTAINER_ENV", "cromwell", "STOREBASE", "/s", "TIMELIMIT_MINUTES", "5", "CROMWELL_URL", "c:8000"}, "CROMWELL_URL"},
+		{[]string{"CONTAINER_ENV", "cromwell", "STOREBASE", "/s", "CROMWELL_URL", "http://c"}, "TIMELIMIT_MINUTES"},
+	}
+	for _, tt := range tests {
+		_, err := loadConfig(env(tt.env...))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("loadConfig(%q) error = %v; want one naming %s", tt.env, err, tt.want)
+		}
+	}
+	// Several bad values are all reported.
+	_, err := loadConfig(env("STOREBASE", "/s", "REMOVE_JOBS", "x", "SHM_SIZE", "y"))
+	if err == nil || !strings.Contains(err.Error(), "REMOVE_JOBS") || !strings.Contains(err.Error(), "SHM_SIZE") {
+		t.Errorf("loadConfig with two bad values: %v; want both named", err)
+	}
+}
+
+func TestIDRangePick(t *testing.T) {
+	r, err := parseIDRange("1000-1002:50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for range 300 {
+		uid, gid := r.pick()
+		if uid < 1000 || uid > 1002 || gid != 50 {
+			t.Fatalf("pick() = %d, %d; want uid in [1000,1002], gid 50", uid, gid)
+		}
+		seen[uid] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("300 picks from 1000-1002 gave only %v", seen)
+	}
+}
+
+// fakeSched is a scheduler in memory, for testing the HTTP layer alone.
+type fakeSched struct {
+	jobs    map[string]*job
+	specs   map[string]*jobSpec
+	err     error // answered by every call when set
+	removed []string
+}
+
+func newFakeSched() *fakeSched {
+	return &fakeSched{jobs: map[string]*job{}, specs: map[string]*jobSpec{}}
+}
+
+func (f *fakeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if _, ok := f.jobs[s.JID]; ok {
+		return nil, errorf(eConflict, "job %s exists", s.JID)
+	}
+	f.specs[s.JID] = s
+	f.jobs[s.JID] = &job{JID: s.JID, Image: s.Image, Cmd: strings.Join(s.Cmd, " "), Status: statusNotStarted,
+		Message: "created", Timestamp: "2024-03-01T12:00:00Z", Logs: "should not be answered"}
+	return f.jobs[s.JID], nil
+}
+
+func (f *fakeSched) get(ctx context.Context, jid string) (*job, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	j, ok := f.jobs[jid]
+	if !ok {
+		return nil, errorf(eNotFound, "no job %s", jid)
+	}
+	c := *j
+	c.Logs = "line 1\nline 2\n"
+	return &c, nil
+}
+
+func (f *fakeSched) remove(ctx context.Context, jid string) error {
+	if f.err != nil {
+		return f.err
+	}
+	if _, ok := f.jobs[jid]; !ok {
+		return errorf(eNotFound, "no job %s", jid)
+	}
+	delete(f.jobs, jid)
+	f.removed = append(f.removed, jid)
+	return nil
+}
+
+// callHandler sends a request to h and decodes the JSON answer (nil for none).
+func callHandler(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+	if rec.Body.Len() == 0 {
+		return rec.Code, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("%s %s: answer is not a JSON object: %q", method, path, rec.Body.String())
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type %q; want application/json", method, path, ct)
+	}
+	return rec.Code, m
+}
+
+func testHandler(cfg *config, s scheduler) http.Handler {
+	return newMux(cfg, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+var jobKeys = []string{"cmd", "image", "jid", "logs", "message", "status", "timestamp"}
+
+func checkJobShape(t *testing.T, what string, m map[string]any) {
+	t.Helper()
+	keys := slices.Sorted(maps.Keys(m))
+	if !slices.Equal(keys, jobKeys) {
+		t.Errorf("%s: keys %q; want %q", what, keys, jobKeys)
+	}
+	for k, v := range m {
+		if _, ok := v.(string); !ok {
+			t.Errorf("%s: %s = %#v; want a string", what, k, v)
+		}
+	}
+}
+
+func TestAPI(t *testing.T) {
+	cfg := &config{ContainerEnv: "swarm", StorageType: "host", RemoveJobs: true}
+	f := newFakeSched()
+	h := testHandler(cfg, f)
+
+	for _, p := range []string{"/api/v1/", "/api/v1"} {
+		code, m := callHandler(t, h, "GET", p, "")
+		want := map[string]any{"server_version": version, "container_env": "swarm", "storage_type": "host"}
+		if code != 200 || !reflect.DeepEqual(m, want) {
+			t.Errorf("GET %s = %d %v; want 200 %v", p, code, m, want)
+		}
+	}
+
+	code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody())))
+	if code != 201 {
+		t.Fatalf("POST = %d %v; want 201", code, m)
+	}
+	checkJobShape(t, "POST", m)
+	if m["jid"] != "chris-jid-1" || m["logs"] != "" || m["status"] != statusNotStarted ||
+		m["cmd"] != "simplefsapp --saveinputmeta --dir /share/incoming /share/outgoing" {
+		t.Errorf("POST answer = %v", m)
+	}
+
+	b := validBody()
+	b["jid"] = "chris-jid-2"
+	if code, m := callHandler(t, h, "POST", "/api/v1", string(mustJSON(t, b))); code != 201 {
+		t.Errorf("POST without trailing slash = %d %v; want 201", code, m)
+	}
+	if code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody()))); code != 409 || m["message"] == "" {
+		t.Errorf("POST duplicate = %d %v; want 409 with a message", code, m)
+	}
+
+	for _, p := range []string{"/api/v1/chris-jid-1/", "/api/v1/chris-jid-1"} {
+		code, m := callHandler(t, h, "GET", p, "")
+		if code != 200 || m["logs"] != "line 1\nline 2\n" || m["jid"] != "chris-jid-1" {
+			t.Errorf("GET %s = %d %v", p, code, m)
+		}
+		checkJobShape(t, "GET", m)
+	}
+	if code, m := callHandler(t, h, "GET", "/api/v1/nope/", ""); code != 404 || m["message"] != "no job nope" {
+		t.Errorf("GET unknown = %d %v; want 404 no job nope", code, m)
+	}
+
+	if code, m := callHandler(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 204 || m != nil {
+		t.Errorf("DELETE = %d %v; want 204 and no body", code, m)
+	}
+	if code, _ := callHandler(t, h, "DELETE", "/api/v1/chris-jid-2", ""); code != 204 {
+		t.Errorf("DELETE without slash = %d; want 204", code)
+	}
+	if code, _ := callHandler(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 404 {
+		t.Errorf("DELETE again = %d; want 404", code)
+	}
+	if !slices.Equal(f.removed, []string{"chris-jid-1", "chris-jid-2"}) {
+		t.Errorf("removed %q", f.removed)
+	}
+
+	if code, m := callHandler(t, h, "GET", "/elsewhere", ""); code != 404 || m["message"] == nil {
+		t.Errorf("GET /elsewhere = %d %v; want a JSON 404", code, m)
+	}
+}
+
+func TestAPIRemoveJobsNo(t *testing.T) {
+	f := newFakeSched()
+	h := testHandler(&config{RemoveJobs: false}, f)
+	callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, validBody())))
+	if code, _ := callHandler(t, h, "DELETE", "/api/v1/chris-jid-1/", ""); code != 204 {
+		t.Errorf("DELETE with REMOVE_JOBS=no = %d; want 204", code)
+	}
+	if len(f.removed) != 0 || f.jobs["chris-jid-1"] == nil {
+		t.Errorf("REMOVE_JOBS=no removed %q", f.removed)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	f := newFakeSched()
+	h := testHandler(&config{RemoveJobs: true}, f)
+
+	b := validBody()
+	delete(b, "image")
+	b["type"] = "xs"
+	code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, b)))
+	want := map[string]any{"image": missing, "type": `"xs" is not a valid choice (ds, fs, ts)`}
+	if code != 400 || !reflect.DeepEqual(m["message"], want) {
+		t.Errorf("POST bad fields = %d %v; want 400 {message: %v}", code, m, want)
+	}
+	if code, m := callHandler(t, h, "POST", "/api/v1/", "not json"); code != 400 || m["message"] == "" {
+		t.Errorf("POST not JSON = %d %v; want 400", code, m)
+	}
+	big := `{"jid": "` + strings.Repeat("x", maxBody) + `"}`
+	if code, m := callHandler(t, h, "POST", "/api/v1/", big); code != 413 || m["message"] == "" {
+		t.Errorf("POST of %d bytes = %d %v; want 413", len(big), code, m)
+	}
+	if len(f.specs) != 0 {
+		t.Errorf("bad requests reached the scheduler: %v", f.specs)
+	}
+
+	for _, tt := range []struct {
+		err  error
+		code int
+	}{
+		{errorf(eUnavailable, "engine down"), 503},
+		{refused(403, "forbidden by the engine"), 403},
+		{refused(0, "refused without a code"), 400},
+		{refused(502, "not a 4xx"), 400},
+	} {
+		f.err = tt.err
+		for _, r := range [][2]string{{"POST", "/api/v1/"}, {"GET", "/api/v1/x/"}, {"DELETE", "/api/v1/x/"}} {
+			code, m := callHandler(t, h, r[0], r[1], string(mustJSON(t, validBody())))
+			if code != tt.code || !strings.Contains(fmt.Sprint(m["message"]), tt.err.Error()) {
+				t.Errorf("%s %s with %v = %d %v; want %d with its message", r[0], r[1], tt.err, code, m, tt.code)
+			}
+		}
+	}
+}
+
+func TestAPIInternalError(t *testing.T) {
+	f := newFakeSched()
+	f.err = errors.New("nil pointer in backend")
+	var buf bytes.Buffer
+	h := newMux(&config{}, f, slog.New(slog.NewJSONHandler(&buf, nil)))
+	code, m := callHandler(t, h, "GET", "/api/v1/x/", "")
+	if code != 500 || m["message"] != "internal error" {
+		t.Errorf("GET with a non-apiError = %d %v; want 500 internal error", code, m)
+	}
+	if !strings.Contains(buf.String(), "nil pointer in backend") {
+		t.Errorf("the log does not carry the error's detail: %s", buf.String())
+	}
+}
+
+// TestRun starts the real server through run, as a deployment would.
+func TestRun(t *testing.T) {
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STOREBASE": t.TempDir()})
+	resp, err := http.Get(base + "/api/v1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 || m["container_env"] != "docker" {
+		t.Errorf("GET /api/v1/ through run = %d %v %v", resp.StatusCode, m, err)
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	err := run(context.Background(), env("CONTAINER_ENV", "nomad"), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "CONTAINER_ENV") {
+		t.Errorf("run with CONTAINER_ENV=nomad: %v; want an error naming CONTAINER_ENV", err)
+	}
+}
+
+// TestRequestLog checks the one structured line per request.
+func TestRequestLog(t *testing.T) {
+	var buf bytes.Buffer
+	h := newMux(&config{}, newFakeSched(), slog.New(slog.NewJSONHandler(&buf, nil)))
+	callHandler(t, h, "GET", "/api/v1/some-jid/", "")
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("log line %q: %v", buf.String(), err)
+	}
+	for k, want := range map[string]any{"msg": "request", "method": "GET", "path": "/api/v1/some-jid/", "jid": "some-jid", "status": 404.0} {
+		if line[k] != want {
+			t.Errorf("log %s = %v; want %v (line %s)", k, line[k], want, buf.String())
+		}
+	}
+	if _, ok := line["duration"]; !ok {
+		t.Errorf("log line has no duration: %s", buf.String())
+	}
+}
+
+func BenchmarkDecodeJob(b *testing.B) {
+	body := mustJSON(b, validBody())
+	cfg := &config{}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeJob(body, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatusHandler measures pman's own share of pfcon's polling path:
+// routing, logging and encoding around a scheduler that answers at once.
+func BenchmarkStatusHandler(b *testing.B) {
+	f := newFakeSched()
+	spec, _ := decodeJob(mustJSON(b, validBody()), &config{})
+	f.create(context.Background(), spec)
+	h := newMux(&config{}, f, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	req := httptest.NewRequest("GET", "/api/v1/chris-jid-1/", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+	}
+}
+
+// TestGracefulShutdown stops the server while a request is in flight: the
+// request must still be answered, and run must return nil (exit 0). The
+// Docker engine is a stand-in that answers every call slowly with a 404.
+func TestGracefulShutdown(t *testing.T) {
+	inFlight := make(chan struct{}, 1)
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		if strings.HasSuffix(r.URL.Path, "/_ping") {
+			return
+		}
+		select {
+		case inFlight <- struct{}{}:
+		default:
+		}
+		time.Sleep(500 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"message": "No such container: slow-job"}`)
+	}))
+	defer engine.Close()
+
+	getenv := env("CONTAINER_ENV", "docker", "STOREBASE", t.TempDir(), "PORT", "0",
+		"DOCKER_HOST", "tcp://"+engine.Listener.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, getenv, pw); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	var addr string
+	for addr == "" && sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			addr = line.Addr
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if addr == "" {
+		t.Fatalf("run did not start: %v", <-done)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/api/v1/slow-job/")
+		if err != nil {
+			t.Errorf("in-flight GET: %v", err)
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case <-inFlight:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the GET never reached the engine")
+	}
+	cancel()
+	if code := <-answered; code != http.StatusNotFound {
+		t.Errorf("in-flight GET answered %d after shutdown began; want the engine's 404", code)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("run after shutdown = %v; want nil", err)
+	}
+}

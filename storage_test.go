@@ -1,0 +1,62 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestStoreDirs(t *testing.T) {
+	tests := []struct {
+		jid, in, out       string
+		wantIn, wantOut    string
+		wantField, wantErr string
+	}{
+		{"j1", "", "", "key-j1/incoming", "key-j1/outgoing", "", ""},
+		{"j1", "home/u/in", "home/u/out", "home/u/in", "home/u/out", "", ""},
+		{"j1", "/home/u/in/", "//home/u/out//", "home/u/in", "home/u/out", "", ""},
+		{"j1", "a//b", "c", "a/b", "c", "", ""},
+		{"j1", "..x/y", "c..", "..x/y", "c..", "", ""}, // dots inside a name are a name
+		{"j1", "../etc", "out", "", "", "input_dir", "must stay inside STOREBASE"},
+		{"j1", "in", "a/../../b", "", "", "output_dir", "must stay inside STOREBASE"},
+		{"j1", "in", "a/..", "", "", "output_dir", "must stay inside STOREBASE"},
+		{"j1", "./in", "out", "", "", "input_dir", "must stay inside STOREBASE"},
+		{"j1", "/", "out", "", "", "input_dir", "is STOREBASE itself"},
+		{"j1", "in", "", "", "", "output_dir", "Missing required parameter"},
+		{"j1", "", "out", "", "", "input_dir", "Missing required parameter"},
+		{"j1", "in\x00x", "out", "", "", "input_dir", "must not contain"},
+		{"j1", `a\..\b`, "out", "", "", "input_dir", "must not contain"},
+		{"j1", "in", "a:/etc", "", "", "output_dir", "must not contain"},
+		{"j1", "in", "a,readonly=false", "", "", "output_dir", "must not contain"},
+	}
+	for _, tt := range tests {
+		in, out, err := storeDirs(tt.jid, tt.in, tt.out)
+		if tt.wantErr == "" {
+			if err != nil || in != tt.wantIn || out != tt.wantOut {
+				t.Errorf("storeDirs(%q, %q, %q) = %q, %q, %v; want %q, %q", tt.jid, tt.in, tt.out, in, out, err, tt.wantIn, tt.wantOut)
+			}
+			continue
+		}
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.kind != eInvalid || !strings.Contains(ae.fields[tt.wantField], tt.wantErr) {
+			t.Errorf("storeDirs(%q, %q, %q) error = %v; want %s: ...%s...", tt.jid, tt.in, tt.out, err, tt.wantField, tt.wantErr)
+		}
+	}
+}
+
+// FuzzSafeRel checks that no accepted directory leaves STOREBASE.
+func FuzzSafeRel(f *testing.F) {
+	for _, s := range []string{"a/b", "../x", "a/../..", "/", "//a//", ".", "a/./b", "...", "a/.."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dir string) {
+		rel, err := safeRel("input_dir", dir)
+		if err != nil {
+			return
+		}
+		p := hostPath("/store", rel)
+		if p == "/store" || !strings.HasPrefix(p, "/store/") {
+			t.Errorf("safeRel(%q) = %q, which is %q: outside /store", dir, rel, p)
+		}
+	})
+}
