@@ -462,7 +462,6 @@ func (e *dockerEnv) submit(t *testing.T, body map[string]any) map[string]any {
 	return m
 }
 
-
 // wait polls GET until the job is finished (bounded) and answers it.
 func (e *dockerEnv) wait(t *testing.T, jid string) map[string]any {
 	t.Helper()
