@@ -502,6 +502,11 @@ func checkJobShape(t *testing.T, what string, m map[string]any) {
 			t.Errorf("%s: %s = %#v; want a string", what, k, v)
 		}
 	}
+	switch m["status"] {
+	case statusNotStarted, statusStarted, statusSuccess, statusError, statusUndefined:
+	default:
+		t.Errorf("%s: status %q is not one of API.md's", what, m["status"])
+	}
 }
 
 func TestAPI(t *testing.T) {
