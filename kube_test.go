@@ -1,17 +1,29 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -704,5 +716,425 @@ func TestKubeCreateAndRemoveRequests(t *testing.T) {
 	wantReqs := []string{"POST /apis/batch/v1/namespaces/chris/jobs", "DELETE /apis/batch/v1/namespaces/chris/jobs/chris-jid-7"}
 	if r := f.requests(); !reflect.DeepEqual(r, wantReqs) {
 		t.Errorf("requests = %q; want %q", r, wantReqs)
+	}
+}
+
+// ---- end to end, against the real control plane of .ci/kube ---------------
+
+// kubeAdmin is the admin client of the test control plane, or a skip.
+func kubeAdmin(t *testing.T) (*rest.Config, kubernetes.Interface) {
+	t.Helper()
+	dir := os.Getenv("PMAN_KUBE_DIR")
+	if dir == "" {
+		dir = "/tmp/pman-kube"
+	}
+	path := filepath.Join(dir, "admin.kubeconfig")
+	if _, err := os.Stat(path); err != nil {
+		needOrSkip(t, fmt.Sprintf("no Kubernetes test control plane at %s: run .ci/kube/start", path))
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	admin, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+		needOrSkip(t, fmt.Sprintf("the Kubernetes test control plane of %s does not answer (%v): run .ci/kube/start", path, err))
+	}
+	return rc, admin
+}
+
+// kubeNamespace is a new namespace for this test run, so reruns never meet
+// an earlier run's jobs. It goes when the test ends.
+func kubeNamespace(t *testing.T, admin kubernetes.Interface) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := fmt.Sprintf("pman-e2e-%s", strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36))
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", ns, err)
+	}
+	t.Cleanup(func() {
+		bg := metav1.DeletePropagationBackground
+		admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{PropagationPolicy: &bg})
+	})
+	// The ServiceAccount admission plugin refuses pods until the namespace's
+	// "default" ServiceAccount exists.
+	eventually(t, 30*time.Second, "the default ServiceAccount of "+ns, func() bool {
+		_, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	})
+	return ns
+}
+
+func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, within)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// manifestRBAC reads the ServiceAccount, Role and RoleBinding of
+// deploy/kubernetes.yaml, as an operator would apply them.
+func manifestRBAC(t *testing.T) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
+	t.Helper()
+	f, err := os.Open("deploy/kubernetes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var sa *corev1.ServiceAccount
+	var role *rbacv1.Role
+	var rb *rbacv1.RoleBinding
+	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("deploy/kubernetes.yaml: %v", err)
+		}
+		var tm metav1.TypeMeta
+		if err := utilyaml.Unmarshal(doc, &tm); err != nil {
+			t.Fatalf("deploy/kubernetes.yaml: %v", err)
+		}
+		var into any
+		switch tm.Kind {
+		case "ServiceAccount":
+			sa = &corev1.ServiceAccount{}
+			into = sa
+		case "Role":
+			role = &rbacv1.Role{}
+			into = role
+		case "RoleBinding":
+			rb = &rbacv1.RoleBinding{}
+			into = rb
+		default:
+			continue
+		}
+		if err := utilyaml.Unmarshal(doc, into); err != nil {
+			t.Fatalf("deploy/kubernetes.yaml, %s: %v", tm.Kind, err)
+		}
+	}
+	if sa == nil || role == nil || rb == nil {
+		t.Fatal("deploy/kubernetes.yaml lacks a ServiceAccount, a Role or a RoleBinding")
+	}
+	return sa, role, rb
+}
+
+// kubeconfigAs applies the RBAC objects in ns with the admin's credentials,
+// mints a token for the ServiceAccount through TokenRequest, and writes a
+// kubeconfig that holds only that token: pman then has exactly the Role's
+// permissions.
+func kubeconfigAs(t *testing.T, adminRC *rest.Config, admin kubernetes.Interface, ns string,
+	sa *corev1.ServiceAccount, role *rbacv1.Role, rb *rbacv1.RoleBinding) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating ServiceAccount %s: %v", sa.Name, err)
+	}
+	if _, err := admin.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating Role %s: %v", role.Name, err)
+	}
+	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating RoleBinding %s: %v", rb.Name, err)
+	}
+	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest for %s: %v", sa.Name, err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: adminRC.Host, CertificateAuthority: adminRC.CAFile,
+		CertificateAuthorityData: adminRC.CAData, InsecureSkipTLSVerify: adminRC.Insecure}
+	kc.AuthInfos[sa.Name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: sa.Name, Namespace: ns}
+	kc.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), sa.Name+".kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// kubeBody is a POST body for a job on the test cluster; the fake node's
+// kwok stages pick the pod's fate by the image name (see .ci/kube).
+func kubeBody(jid, image string, workers int) map[string]any {
+	return map[string]any{
+		"jid": jid, "image": image, "entrypoint": []string{"app"}, "args": []string{"--verbose"},
+		"auid": "chris", "number_of_workers": workers, "cpu_limit": 500, "memory_limit": 128, "gpu_limit": 0,
+		"type": "ds", "env": []string{"GREETING=hello"},
+		"input_dir": "home/chris/feed_1/incoming", "output_dir": "home/chris/feed_1/outgoing",
+	}
+}
+
+// untilStatus polls GET until the job's status is one of want, and
+// answers the job; bounded, and gentle with a shared machine.
+func untilStatus(t *testing.T, base, jid string, within time.Duration, want ...string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s = %d %v; want 200", jid, code, m)
+		}
+		if slices.Contains(want, fmt.Sprint(m["status"])) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: status %q (%v) after %s; want one of %q", jid, m["status"], m["message"], within, want)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+const kwokLog = "pman fake log line"
+
+func TestKubeEndToEnd(t *testing.T) {
+	adminRC, admin := kubeAdmin(t)
+	ns := kubeNamespace(t, admin)
+	sa, role, rb := manifestRBAC(t)
+	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
+
+	// Long enough for kwok to show ErrImagePull, short enough for a test.
+	old := imagePullGrace
+	imagePullGrace = 8 * time.Second
+	t.Cleanup(func() { imagePullGrace = old })
+	base := startServer(t, map[string]string{
+		"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns,
+		"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase",
+		"JOB_LOGS_TAIL": "2", "JOB_LABELS": "org.chrisproject.miniChRIS=plugininstance",
+		"CONTAINER_USER": "1234:5678", "NODE_SELECTOR": "type=kwok", "SHM_SIZE": "64",
+		"IMAGE_PULL_SECRETS": "regcred",
+	})
+	ctx := context.Background()
+	lastLines := kwokLog + " 4 of 5\n" + kwokLog + " 5 of 5: done\n"
+
+	t.Run("jobs", func(t *testing.T) {
+		t.Run("succeeds", func(t *testing.T) {
+			t.Parallel()
+			code, m := call(t, "POST", base+"/api/v1/", kubeBody("ok-1", "fnndsc/pl-succeed", 1))
+			if code != http.StatusCreated || m["status"] != statusNotStarted || m["logs"] != "" {
+				t.Fatalf("POST = %d %v; want 201, notstarted, no logs", code, m)
+			}
+			checkJobShape(t, "POST", m)
+			m = untilStatus(t, base, "ok-1", time.Minute, statusSuccess, statusError)
+			checkJobShape(t, "GET", m)
+			if m["status"] != statusSuccess || m["timestamp"] == "" || m["logs"] != lastLines {
+				t.Errorf("GET = %v; want finishedSuccessfully, a completion time, the last 2 log lines", m)
+			}
+			if want := "app --verbose /share/incoming /share/outgoing"; m["cmd"] != want || m["image"] != "fnndsc/pl-succeed" {
+				t.Errorf("GET cmd, image = %q, %q; want %q, fnndsc/pl-succeed", m["cmd"], m["image"], want)
+			}
+			// What the API server kept of the Job and made of its pod.
+			kj, err := admin.BatchV1().Jobs(ns).Get(ctx, "ok-1", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=ok-1"})
+			if err != nil || len(pods.Items) != 1 {
+				t.Fatalf("pods of ok-1: %v, %v; want 1", pods, err)
+			}
+			pod := pods.Items[0]
+			if kj.Labels["org.chrisproject.miniChRIS"] != "plugininstance" || pod.Labels["org.chrisproject.miniChRIS"] != "plugininstance" {
+				t.Errorf("labels: job %v, pod %v; want JOB_LABELS on both", kj.Labels, pod.Labels)
+			}
+			sc := pod.Spec.Containers[0].SecurityContext
+			if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 1234 || *sc.RunAsGroup != 5678 || *sc.AllowPrivilegeEscalation {
+				t.Errorf("pod securityContext = %+v; want user 1234, group 5678, no privilege escalation", sc)
+			}
+			if pod.Spec.NodeName != "pman-kwok-node" || pod.Spec.NodeSelector["type"] != "kwok" {
+				t.Errorf("pod on %q with selector %v; want pman-kwok-node by NODE_SELECTOR", pod.Spec.NodeName, pod.Spec.NodeSelector)
+			}
+		})
+		t.Run("fails", func(t *testing.T) {
+			t.Parallel()
+			call(t, "POST", base+"/api/v1/", kubeBody("fail-1", "fnndsc/pl-fail", 1))
+			m := untilStatus(t, base, "fail-1", time.Minute, statusSuccess, statusError)
+			msg := fmt.Sprint(m["message"])
+			if m["status"] != statusError || !strings.Contains(msg, "exited with code 1") || m["logs"] != lastLines {
+				t.Errorf("GET = %v; want finishedWithError, \"exited with code 1\", the last log lines", m)
+			}
+		})
+		t.Run("several workers", func(t *testing.T) {
+			t.Parallel()
+			call(t, "POST", base+"/api/v1/", kubeBody("workers-3", "fnndsc/pl-succeed", 3))
+			m := untilStatus(t, base, "workers-3", time.Minute, statusSuccess, statusError)
+			logs := fmt.Sprint(m["logs"])
+			if m["status"] != statusSuccess || strings.Count(logs, "==> pod workers-3-") != 3 || strings.Count(logs, kwokLog) != 6 {
+				t.Errorf("GET = %v; want finishedSuccessfully, 3 pods' logs, each marked", m)
+			}
+			kj, err := admin.BatchV1().Jobs(ns).Get(ctx, "workers-3", metav1.GetOptions{})
+			if err != nil || *kj.Spec.Parallelism != 3 || *kj.Spec.Completions != 3 || kj.Status.Succeeded != 3 {
+				t.Errorf("job workers-3: %v, err %v; want parallelism = completions = succeeded = 3", kj.Status, err)
+			}
+		})
+		t.Run("out of memory", func(t *testing.T) {
+			t.Parallel()
+			call(t, "POST", base+"/api/v1/", kubeBody("oom-1", "fnndsc/pl-oom", 1))
+			m := untilStatus(t, base, "oom-1", time.Minute, statusSuccess, statusError)
+			if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "out of memory") || !strings.Contains(msg, "128Mi") {
+				t.Errorf("GET = %v; want finishedWithError saying out of memory, limit 128Mi", m)
+			}
+		})
+		t.Run("image cannot be pulled", func(t *testing.T) {
+			t.Parallel()
+			call(t, "POST", base+"/api/v1/", kubeBody("pull-1", "fnndsc/pl-missing", 1))
+			// First the reason, while the kubelet may still succeed...
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				_, m := call(t, "GET", base+"/api/v1/pull-1/", nil)
+				if strings.Contains(fmt.Sprint(m["message"]), "cannot pull image") {
+					if m["status"] == statusError {
+						t.Logf("grace period over before the first look: %v", m)
+						break
+					}
+					logs := fmt.Sprint(m["logs"])
+					if m["status"] != statusNotStarted || !strings.Contains(logs, "no logs yet: ") || strings.Contains(logs, kwokLog) {
+						t.Errorf("GET while pulling = %v; want notstarted, logs with the waiting reason instead of a log", m)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET pull-1 = %v after 30s; want a message saying the image cannot be pulled", m)
+				}
+				time.Sleep(time.Second)
+			}
+			// ...then, after the grace period, the end.
+			m := untilStatus(t, base, "pull-1", time.Minute, statusSuccess, statusError)
+			if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "ImagePullBackOff") && !strings.Contains(msg, "ErrImagePull") {
+				t.Errorf("GET = %v; want finishedWithError naming the pull failure", m)
+			}
+		})
+		t.Run("cannot be scheduled", func(t *testing.T) {
+			t.Parallel()
+			body := kubeBody("gpu-99", "fnndsc/pl-succeed", 1)
+			body["gpu_limit"] = 99
+			call(t, "POST", base+"/api/v1/", body)
+			var m map[string]any
+			eventually(t, 30*time.Second, "unschedulable message", func() bool {
+				_, m = call(t, "GET", base+"/api/v1/gpu-99/", nil)
+				return strings.Contains(fmt.Sprint(m["message"]), "cannot be scheduled")
+			})
+			if msg := fmt.Sprint(m["message"]); m["status"] != statusNotStarted || !strings.Contains(msg, "nvidia.com/gpu") {
+				t.Errorf("GET = %v; want notstarted, the scheduler's reason (nvidia.com/gpu)", m)
+			}
+		})
+		t.Run("delete removes the pods", func(t *testing.T) {
+			t.Parallel()
+			call(t, "POST", base+"/api/v1/", kubeBody("sleep-1", "fnndsc/pl-sleep", 2))
+			m := untilStatus(t, base, "sleep-1", time.Minute, statusStarted)
+			if strings.Count(fmt.Sprint(m["logs"]), "==> pod sleep-1-") != 2 {
+				t.Errorf("GET running = %v; want 2 pods' logs", m)
+			}
+			if code, m := call(t, "DELETE", base+"/api/v1/sleep-1/", nil); code != http.StatusNoContent {
+				t.Fatalf("DELETE = %d %v; want 204", code, m)
+			}
+			eventually(t, 30*time.Second, "deletion of sleep-1's pods", func() bool {
+				pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=sleep-1"})
+				return err == nil && len(pods.Items) == 0
+			})
+			if code, m := call(t, "GET", base+"/api/v1/sleep-1/", nil); code != http.StatusNotFound {
+				t.Errorf("GET after DELETE = %d %v; want 404", code, m)
+			}
+			if code, m := call(t, "DELETE", base+"/api/v1/sleep-1/", nil); code != http.StatusNotFound {
+				t.Errorf("DELETE again = %d %v; want 404", code, m)
+			}
+		})
+		t.Run("duplicate", func(t *testing.T) {
+			t.Parallel()
+			if code, m := call(t, "POST", base+"/api/v1/", kubeBody("dup-1", "fnndsc/pl-succeed", 1)); code != http.StatusCreated {
+				t.Fatalf("POST = %d %v; want 201", code, m)
+			}
+			code, m := call(t, "POST", base+"/api/v1/", kubeBody("dup-1", "fnndsc/pl-succeed", 1))
+			if code != http.StatusConflict || !strings.Contains(fmt.Sprint(m["message"]), "already exists") {
+				t.Errorf("POST again = %d %v; want 409 saying it exists", code, m)
+			}
+		})
+		t.Run("invalid name", func(t *testing.T) {
+			t.Parallel()
+			code, m := call(t, "POST", base+"/api/v1/", kubeBody("Chris_Jid_1", "fnndsc/pl-succeed", 1))
+			if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(m["message"]), "Kubernetes Job name") {
+				t.Errorf("POST = %d %v; want 400 saying why", code, m)
+			}
+			if code, m := call(t, "GET", base+"/api/v1/no-such-job/", nil); code != http.StatusNotFound {
+				t.Errorf("GET unknown = %d %v; want 404", code, m)
+			}
+		})
+	})
+}
+
+// TestKubeEndToEndRole proves that every permission of the manifest's Role
+// is needed, and that lacking one is a 503 that names it: for each rule's
+// verb, pman runs as a ServiceAccount whose Role lacks just that verb.
+func TestKubeEndToEndRole(t *testing.T) {
+	adminRC, admin := kubeAdmin(t)
+	ns := kubeNamespace(t, admin)
+	sa0, role0, rb0 := manifestRBAC(t)
+	type cut struct{ rule, verb int }
+	var cuts []cut
+	for i, r := range role0.Rules {
+		for j := range r.Verbs {
+			cuts = append(cuts, cut{i, j})
+		}
+	}
+	for n, c := range cuts {
+		rule := role0.Rules[c.rule]
+		res, verb := rule.Resources[0], rule.Verbs[c.verb]
+		if rule.APIGroups[0] != "" {
+			res += "." + rule.APIGroups[0]
+		}
+		t.Run(verb+" "+res, func(t *testing.T) {
+			name := fmt.Sprintf("pman-cut-%d", n)
+			sa, role, rb := sa0.DeepCopy(), role0.DeepCopy(), rb0.DeepCopy()
+			sa.Name, role.Name, rb.Name = name, name, name
+			rb.RoleRef.Name, rb.Subjects[0].Name = name, name
+			role.Rules[c.rule].Verbs = slices.Delete(role.Rules[c.rule].Verbs, c.verb, c.verb+1)
+			base := startServer(t, map[string]string{
+				"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns, "STORAGE_TYPE": "host", "STOREBASE": "/s",
+				"KUBECONFIG": kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
+			})
+			jid := fmt.Sprintf("cut-%d", n)
+			want := "permission to " + verb + " " + res
+			refused := func(what string, code int, m map[string]any) bool {
+				if code == http.StatusServiceUnavailable && strings.Contains(fmt.Sprint(m["message"]), want) {
+					return true
+				}
+				if code >= 300 {
+					t.Fatalf("%s = %d %v; want success, or 503 saying %q", what, code, m, want)
+				}
+				return false
+			}
+			if code, m := call(t, "POST", base+"/api/v1/", kubeBody(jid, "fnndsc/pl-sleep", 1)); refused("POST", code, m) {
+				return
+			}
+			// GET until the container runs, when its log is asked for.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+				if refused("GET", code, m) {
+					return
+				}
+				if m["status"] == statusStarted && strings.Contains(fmt.Sprint(m["logs"]), kwokLog) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET = %d %v after 30s; want started with logs, or 503 saying %q", code, m, want)
+				}
+				time.Sleep(time.Second)
+			}
+			if code, m := call(t, "DELETE", base+"/api/v1/"+jid+"/", nil); refused("DELETE", code, m) {
+				return
+			}
+			t.Errorf("without %s %s, every call succeeded: the Role holds a permission pman does not use", verb, res)
+		})
 	}
 }
