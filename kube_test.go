@@ -898,15 +898,17 @@ func untilStatus(t *testing.T, base, jid string, within time.Duration, want ...s
 
 const kwokLog = "pman fake log line"
 
+// TestKubeEndToEnd submits every kind of job at once, so they run side by
+// side on the fake node, then checks each in turn.
 func TestKubeEndToEnd(t *testing.T) {
 	adminRC, admin := kubeAdmin(t)
 	ns := kubeNamespace(t, admin)
 	sa, role, rb := manifestRBAC(t)
 	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
 
-	// Long enough for kwok to show ErrImagePull, short enough for a test.
+	// Long enough to see the pull failure before the end, short for a test.
 	old := imagePullGrace
-	imagePullGrace = 8 * time.Second
+	imagePullGrace = 15 * time.Second
 	t.Cleanup(func() { imagePullGrace = old })
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns,
@@ -918,157 +920,137 @@ func TestKubeEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	lastLines := kwokLog + " 4 of 5\n" + kwokLog + " 5 of 5: done\n"
 
-	t.Run("jobs", func(t *testing.T) {
-		t.Run("succeeds", func(t *testing.T) {
-			t.Parallel()
-			code, m := call(t, "POST", base+"/api/v1/", kubeBody("ok-1", "fnndsc/pl-succeed", 1))
-			if code != http.StatusCreated || m["status"] != statusNotStarted || m["logs"] != "" {
-				t.Fatalf("POST = %d %v; want 201, notstarted, no logs", code, m)
-			}
-			checkJobShape(t, "POST", m)
-			m = untilStatus(t, base, "ok-1", time.Minute, statusSuccess, statusError)
-			checkJobShape(t, "GET", m)
-			if m["status"] != statusSuccess || m["timestamp"] == "" || m["logs"] != lastLines {
-				t.Errorf("GET = %v; want finishedSuccessfully, a completion time, the last 2 log lines", m)
-			}
-			if want := "app --verbose /share/incoming /share/outgoing"; m["cmd"] != want || m["image"] != "fnndsc/pl-succeed" {
-				t.Errorf("GET cmd, image = %q, %q; want %q, fnndsc/pl-succeed", m["cmd"], m["image"], want)
-			}
-			// What the API server kept of the Job and made of its pod.
-			kj, err := admin.BatchV1().Jobs(ns).Get(ctx, "ok-1", metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=ok-1"})
-			if err != nil || len(pods.Items) != 1 {
-				t.Fatalf("pods of ok-1: %v, %v; want 1", pods, err)
-			}
-			pod := pods.Items[0]
-			if kj.Labels["org.chrisproject.miniChRIS"] != "plugininstance" || pod.Labels["org.chrisproject.miniChRIS"] != "plugininstance" {
-				t.Errorf("labels: job %v, pod %v; want JOB_LABELS on both", kj.Labels, pod.Labels)
-			}
-			sc := pod.Spec.Containers[0].SecurityContext
-			if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 1234 || *sc.RunAsGroup != 5678 || *sc.AllowPrivilegeEscalation {
-				t.Errorf("pod securityContext = %+v; want user 1234, group 5678, no privilege escalation", sc)
-			}
-			if pod.Spec.NodeName != "pman-kwok-node" || pod.Spec.NodeSelector["type"] != "kwok" {
-				t.Errorf("pod on %q with selector %v; want pman-kwok-node by NODE_SELECTOR", pod.Spec.NodeName, pod.Spec.NodeSelector)
-			}
+	submit := func(jid, image string, workers, gpus int) {
+		t.Helper()
+		body := kubeBody(jid, image, workers)
+		body["gpu_limit"] = gpus
+		code, m := call(t, "POST", base+"/api/v1/", body)
+		if code != http.StatusCreated || m["status"] != statusNotStarted || m["logs"] != "" || m["jid"] != jid {
+			t.Fatalf("POST %s = %d %v; want 201, notstarted, no logs", jid, code, m)
+		}
+		checkJobShape(t, "POST "+jid, m)
+	}
+	submit("pull-1", "fnndsc/pl-missing", 1, 0)
+	submit("ok-1", "fnndsc/pl-succeed", 1, 0)
+	submit("fail-1", "fnndsc/pl-fail", 1, 0)
+	submit("workers-3", "fnndsc/pl-succeed", 3, 0)
+	submit("oom-1", "fnndsc/pl-oom", 1, 0)
+	submit("gpu-99", "fnndsc/pl-succeed", 1, 99) // the node has 4
+	submit("sleep-1", "fnndsc/pl-sleep", 2, 0)
+
+	t.Run("image cannot be pulled", func(t *testing.T) {
+		// First the reason, while the kubelet may still succeed...
+		var m map[string]any
+		eventually(t, 30*time.Second, "message saying the image cannot be pulled", func() bool {
+			_, m = call(t, "GET", base+"/api/v1/pull-1/", nil)
+			return strings.Contains(fmt.Sprint(m["message"]), "cannot pull image fnndsc/pl-missing")
 		})
-		t.Run("fails", func(t *testing.T) {
-			t.Parallel()
-			call(t, "POST", base+"/api/v1/", kubeBody("fail-1", "fnndsc/pl-fail", 1))
-			m := untilStatus(t, base, "fail-1", time.Minute, statusSuccess, statusError)
-			msg := fmt.Sprint(m["message"])
-			if m["status"] != statusError || !strings.Contains(msg, "exited with code 1") || m["logs"] != lastLines {
-				t.Errorf("GET = %v; want finishedWithError, \"exited with code 1\", the last log lines", m)
-			}
+		logs := fmt.Sprint(m["logs"])
+		if m["status"] != statusNotStarted || !strings.Contains(logs, "(no logs yet: ") || strings.Contains(logs, kwokLog) {
+			t.Errorf("GET while pulling = %v; want notstarted, the waiting reason in place of a log", m)
+		}
+		// ...then, after the grace period, the end.
+		m = untilStatus(t, base, "pull-1", time.Minute, statusSuccess, statusError)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "ImagePullBackOff") && !strings.Contains(msg, "ErrImagePull") {
+			t.Errorf("GET = %v; want finishedWithError naming the pull failure", m)
+		}
+	})
+	t.Run("succeeds", func(t *testing.T) {
+		m := untilStatus(t, base, "ok-1", time.Minute, statusSuccess, statusError)
+		checkJobShape(t, "GET", m)
+		if m["status"] != statusSuccess || m["timestamp"] == "" || m["logs"] != lastLines {
+			t.Errorf("GET = %v; want finishedSuccessfully, a completion time, the last 2 log lines", m)
+		}
+		if want := "app --verbose /share/incoming /share/outgoing"; m["cmd"] != want || m["image"] != "fnndsc/pl-succeed" {
+			t.Errorf("GET cmd, image = %q, %q; want %q, fnndsc/pl-succeed", m["cmd"], m["image"], want)
+		}
+		// What the API server kept of the Job and made of its pod.
+		kj, err := admin.BatchV1().Jobs(ns).Get(ctx, "ok-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=ok-1"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("pods of ok-1: %v, %v; want 1", pods, err)
+		}
+		pod := pods.Items[0]
+		if kj.Labels["org.chrisproject.miniChRIS"] != "plugininstance" || pod.Labels["org.chrisproject.miniChRIS"] != "plugininstance" {
+			t.Errorf("labels: job %v, pod %v; want JOB_LABELS on both", kj.Labels, pod.Labels)
+		}
+		sc := pod.Spec.Containers[0].SecurityContext
+		if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 1234 || *sc.RunAsGroup != 5678 || *sc.AllowPrivilegeEscalation {
+			t.Errorf("pod securityContext = %+v; want user 1234, group 5678, no privilege escalation", sc)
+		}
+		if pod.Spec.NodeName != "pman-kwok-node" || pod.Spec.NodeSelector["type"] != "kwok" {
+			t.Errorf("pod on %q with selector %v; want pman-kwok-node by NODE_SELECTOR", pod.Spec.NodeName, pod.Spec.NodeSelector)
+		}
+	})
+	t.Run("fails", func(t *testing.T) {
+		m := untilStatus(t, base, "fail-1", time.Minute, statusSuccess, statusError)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "exited with code 1") || m["logs"] != lastLines {
+			t.Errorf("GET = %v; want finishedWithError, \"exited with code 1\", the last log lines", m)
+		}
+	})
+	t.Run("several workers", func(t *testing.T) {
+		m := untilStatus(t, base, "workers-3", time.Minute, statusSuccess, statusError)
+		logs := fmt.Sprint(m["logs"])
+		if m["status"] != statusSuccess || strings.Count(logs, "==> pod workers-3-") != 3 || strings.Count(logs, kwokLog) != 6 {
+			t.Errorf("GET = %v; want finishedSuccessfully, 3 pods' logs, each marked", m)
+		}
+		kj, err := admin.BatchV1().Jobs(ns).Get(ctx, "workers-3", metav1.GetOptions{})
+		if err != nil || *kj.Spec.Parallelism != 3 || *kj.Spec.Completions != 3 || kj.Status.Succeeded != 3 {
+			t.Errorf("job workers-3: %v, err %v; want parallelism = completions = succeeded = 3", kj.Status, err)
+		}
+	})
+	t.Run("out of memory", func(t *testing.T) {
+		m := untilStatus(t, base, "oom-1", time.Minute, statusSuccess, statusError)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "out of memory") || !strings.Contains(msg, "128Mi") {
+			t.Errorf("GET = %v; want finishedWithError saying out of memory, limit 128Mi", m)
+		}
+	})
+	t.Run("cannot be scheduled", func(t *testing.T) {
+		var m map[string]any
+		eventually(t, 30*time.Second, "message saying gpu-99 cannot be scheduled", func() bool {
+			_, m = call(t, "GET", base+"/api/v1/gpu-99/", nil)
+			return strings.Contains(fmt.Sprint(m["message"]), "cannot be scheduled")
 		})
-		t.Run("several workers", func(t *testing.T) {
-			t.Parallel()
-			call(t, "POST", base+"/api/v1/", kubeBody("workers-3", "fnndsc/pl-succeed", 3))
-			m := untilStatus(t, base, "workers-3", time.Minute, statusSuccess, statusError)
-			logs := fmt.Sprint(m["logs"])
-			if m["status"] != statusSuccess || strings.Count(logs, "==> pod workers-3-") != 3 || strings.Count(logs, kwokLog) != 6 {
-				t.Errorf("GET = %v; want finishedSuccessfully, 3 pods' logs, each marked", m)
-			}
-			kj, err := admin.BatchV1().Jobs(ns).Get(ctx, "workers-3", metav1.GetOptions{})
-			if err != nil || *kj.Spec.Parallelism != 3 || *kj.Spec.Completions != 3 || kj.Status.Succeeded != 3 {
-				t.Errorf("job workers-3: %v, err %v; want parallelism = completions = succeeded = 3", kj.Status, err)
-			}
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusNotStarted || !strings.Contains(msg, "nvidia.com/gpu") {
+			t.Errorf("GET = %v; want notstarted, the scheduler's reason (nvidia.com/gpu)", m)
+		}
+	})
+	t.Run("delete removes the pods", func(t *testing.T) {
+		m := untilStatus(t, base, "sleep-1", time.Minute, statusStarted)
+		if strings.Count(fmt.Sprint(m["logs"]), "==> pod sleep-1-") != 2 {
+			t.Errorf("GET running = %v; want 2 pods' logs", m)
+		}
+		if code, m := call(t, "DELETE", base+"/api/v1/sleep-1/", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %v; want 204", code, m)
+		}
+		eventually(t, 30*time.Second, "deletion of sleep-1's pods", func() bool {
+			pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=sleep-1"})
+			return err == nil && len(pods.Items) == 0
 		})
-		t.Run("out of memory", func(t *testing.T) {
-			t.Parallel()
-			call(t, "POST", base+"/api/v1/", kubeBody("oom-1", "fnndsc/pl-oom", 1))
-			m := untilStatus(t, base, "oom-1", time.Minute, statusSuccess, statusError)
-			if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "out of memory") || !strings.Contains(msg, "128Mi") {
-				t.Errorf("GET = %v; want finishedWithError saying out of memory, limit 128Mi", m)
-			}
-		})
-		t.Run("image cannot be pulled", func(t *testing.T) {
-			t.Parallel()
-			call(t, "POST", base+"/api/v1/", kubeBody("pull-1", "fnndsc/pl-missing", 1))
-			// First the reason, while the kubelet may still succeed...
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				_, m := call(t, "GET", base+"/api/v1/pull-1/", nil)
-				if strings.Contains(fmt.Sprint(m["message"]), "cannot pull image") {
-					if m["status"] == statusError {
-						t.Logf("grace period over before the first look: %v", m)
-						break
-					}
-					logs := fmt.Sprint(m["logs"])
-					if m["status"] != statusNotStarted || !strings.Contains(logs, "no logs yet: ") || strings.Contains(logs, kwokLog) {
-						t.Errorf("GET while pulling = %v; want notstarted, logs with the waiting reason instead of a log", m)
-					}
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("GET pull-1 = %v after 30s; want a message saying the image cannot be pulled", m)
-				}
-				time.Sleep(time.Second)
-			}
-			// ...then, after the grace period, the end.
-			m := untilStatus(t, base, "pull-1", time.Minute, statusSuccess, statusError)
-			if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "ImagePullBackOff") && !strings.Contains(msg, "ErrImagePull") {
-				t.Errorf("GET = %v; want finishedWithError naming the pull failure", m)
-			}
-		})
-		t.Run("cannot be scheduled", func(t *testing.T) {
-			t.Parallel()
-			body := kubeBody("gpu-99", "fnndsc/pl-succeed", 1)
-			body["gpu_limit"] = 99
-			call(t, "POST", base+"/api/v1/", body)
-			var m map[string]any
-			eventually(t, 30*time.Second, "unschedulable message", func() bool {
-				_, m = call(t, "GET", base+"/api/v1/gpu-99/", nil)
-				return strings.Contains(fmt.Sprint(m["message"]), "cannot be scheduled")
-			})
-			if msg := fmt.Sprint(m["message"]); m["status"] != statusNotStarted || !strings.Contains(msg, "nvidia.com/gpu") {
-				t.Errorf("GET = %v; want notstarted, the scheduler's reason (nvidia.com/gpu)", m)
-			}
-		})
-		t.Run("delete removes the pods", func(t *testing.T) {
-			t.Parallel()
-			call(t, "POST", base+"/api/v1/", kubeBody("sleep-1", "fnndsc/pl-sleep", 2))
-			m := untilStatus(t, base, "sleep-1", time.Minute, statusStarted)
-			if strings.Count(fmt.Sprint(m["logs"]), "==> pod sleep-1-") != 2 {
-				t.Errorf("GET running = %v; want 2 pods' logs", m)
-			}
-			if code, m := call(t, "DELETE", base+"/api/v1/sleep-1/", nil); code != http.StatusNoContent {
-				t.Fatalf("DELETE = %d %v; want 204", code, m)
-			}
-			eventually(t, 30*time.Second, "deletion of sleep-1's pods", func() bool {
-				pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=sleep-1"})
-				return err == nil && len(pods.Items) == 0
-			})
-			if code, m := call(t, "GET", base+"/api/v1/sleep-1/", nil); code != http.StatusNotFound {
-				t.Errorf("GET after DELETE = %d %v; want 404", code, m)
-			}
-			if code, m := call(t, "DELETE", base+"/api/v1/sleep-1/", nil); code != http.StatusNotFound {
-				t.Errorf("DELETE again = %d %v; want 404", code, m)
-			}
-		})
-		t.Run("duplicate", func(t *testing.T) {
-			t.Parallel()
-			if code, m := call(t, "POST", base+"/api/v1/", kubeBody("dup-1", "fnndsc/pl-succeed", 1)); code != http.StatusCreated {
-				t.Fatalf("POST = %d %v; want 201", code, m)
-			}
-			code, m := call(t, "POST", base+"/api/v1/", kubeBody("dup-1", "fnndsc/pl-succeed", 1))
-			if code != http.StatusConflict || !strings.Contains(fmt.Sprint(m["message"]), "already exists") {
-				t.Errorf("POST again = %d %v; want 409 saying it exists", code, m)
-			}
-		})
-		t.Run("invalid name", func(t *testing.T) {
-			t.Parallel()
-			code, m := call(t, "POST", base+"/api/v1/", kubeBody("Chris_Jid_1", "fnndsc/pl-succeed", 1))
-			if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(m["message"]), "Kubernetes Job name") {
-				t.Errorf("POST = %d %v; want 400 saying why", code, m)
-			}
-			if code, m := call(t, "GET", base+"/api/v1/no-such-job/", nil); code != http.StatusNotFound {
-				t.Errorf("GET unknown = %d %v; want 404", code, m)
-			}
-		})
+		if code, m := call(t, "GET", base+"/api/v1/sleep-1/", nil); code != http.StatusNotFound {
+			t.Errorf("GET after DELETE = %d %v; want 404", code, m)
+		}
+		if code, m := call(t, "DELETE", base+"/api/v1/sleep-1/", nil); code != http.StatusNotFound {
+			t.Errorf("DELETE again = %d %v; want 404", code, m)
+		}
+	})
+	t.Run("duplicate", func(t *testing.T) {
+		code, m := call(t, "POST", base+"/api/v1/", kubeBody("ok-1", "fnndsc/pl-succeed", 1))
+		if code != http.StatusConflict || !strings.Contains(fmt.Sprint(m["message"]), "already exists") {
+			t.Errorf("POST ok-1 again = %d %v; want 409 saying it exists", code, m)
+		}
+	})
+	t.Run("invalid name", func(t *testing.T) {
+		code, m := call(t, "POST", base+"/api/v1/", kubeBody("Chris_Jid_1", "fnndsc/pl-succeed", 1))
+		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(m["message"]), "Kubernetes Job name") {
+			t.Errorf("POST = %d %v; want 400 saying why", code, m)
+		}
+		if code, m := call(t, "GET", base+"/api/v1/no-such-job/", nil); code != http.StatusNotFound {
+			t.Errorf("GET unknown = %d %v; want 404", code, m)
+		}
 	})
 }
 
