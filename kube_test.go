@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -1122,5 +1124,83 @@ func TestKubeEndToEndRole(t *testing.T) {
 			}
 			t.Errorf("without %s %s, every call succeeded: the Role holds a permission pman does not use", verb, res)
 		})
+	}
+}
+
+// TestKubeManifest checks the rest of deploy/kubernetes.yaml: the API server
+// accepts the Deployment and the Service (server-side dry run), the
+// Deployment runs as the ServiceAccount on port 5010, and its environment is
+// one pman starts with.
+func TestKubeManifest(t *testing.T) {
+	raw, err := os.ReadFile("deploy/kubernetes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep *appsv1.Deployment
+	var svc *corev1.Service
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tm metav1.TypeMeta
+		utilyaml.Unmarshal(doc, &tm)
+		switch tm.Kind {
+		case "Deployment":
+			dep = &appsv1.Deployment{}
+			err = utilyaml.Unmarshal(doc, dep)
+		case "Service":
+			svc = &corev1.Service{}
+			err = utilyaml.Unmarshal(doc, svc)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tm.Kind, err)
+		}
+	}
+	if dep == nil || svc == nil {
+		t.Fatal("deploy/kubernetes.yaml lacks a Deployment or a Service")
+	}
+	pod := dep.Spec.Template.Spec
+	if pod.ServiceAccountName != "pman" || len(pod.Containers) != 1 || pod.Containers[0].Ports[0].ContainerPort != 5010 {
+		t.Errorf("Deployment: serviceAccountName %q, containers %d; want pman, one container on 5010", pod.ServiceAccountName, len(pod.Containers))
+	}
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 5010 {
+		t.Errorf("Service ports = %v; want 5010", svc.Spec.Ports)
+	}
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env[e.Name] = "chris"
+		case e.ValueFrom != nil:
+			t.Errorf("env %s comes from %v; the test knows only the pod's namespace", e.Name, e.ValueFrom)
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	if env["CONTAINER_ENV"] != "kubernetes" || env["JOB_NAMESPACE"] != "chris" {
+		t.Errorf("Deployment env = %v; want CONTAINER_ENV=kubernetes, JOB_NAMESPACE from the pod's namespace", env)
+	}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("pman would not start with the Deployment's environment: %v", err)
+	}
+	if err := checkKubeConfig(cfg); err != nil {
+		t.Errorf("pman would not start with the Deployment's environment: %v", err)
+	}
+
+	_, admin := kubeAdmin(t)
+	ns := kubeNamespace(t, admin)
+	ctx := context.Background()
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	if _, err := admin.AppsV1().Deployments(ns).Create(ctx, dep, dry); err != nil {
+		t.Errorf("the API server refuses the Deployment: %v", err)
+	}
+	if _, err := admin.CoreV1().Services(ns).Create(ctx, svc, dry); err != nil {
+		t.Errorf("the API server refuses the Service: %v", err)
 	}
 }
