@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -1203,4 +1204,98 @@ func TestKubeManifest(t *testing.T) {
 	if _, err := admin.CoreV1().Services(ns).Create(ctx, svc, dry); err != nil {
 		t.Errorf("the API server refuses the Service: %v", err)
 	}
+}
+
+// TestKubeEndToEndStorage runs a job with each storage type the API server
+// must accept as pman builds it: an NFS volume and a bound PVC (host is in
+// TestKubeEndToEnd), and a PVC that does not exist, which the scheduler
+// names. kwok mounts nothing, so this proves the pod specs, not the mounts.
+func TestKubeEndToEndStorage(t *testing.T) {
+	adminRC, admin := kubeAdmin(t)
+	ns := kubeNamespace(t, admin)
+	sa, role, rb := manifestRBAC(t)
+	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
+	ctx := context.Background()
+
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-store"},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: "chris-store"},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-store"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			StorageClassName: ptr(""),
+			VolumeName:       pv.Name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "binding of PVC chris-store", func() bool {
+		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "chris-store", metav1.GetOptions{})
+		return err == nil && c.Status.Phase == corev1.ClaimBound
+	})
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		want func(v corev1.Volume) bool
+	}{
+		{"nfs", map[string]string{"STORAGE_TYPE": "nfs", "NFS_SERVER": "nfs.example.org", "STOREBASE": "/export/store"},
+			func(v corev1.Volume) bool {
+				return v.NFS != nil && v.NFS.Server == "nfs.example.org" && v.NFS.Path == "/export/store"
+			}},
+		{"kubernetes_pvc", map[string]string{"STORAGE_TYPE": "kubernetes_pvc", "VOLUME_NAME": "chris-store"},
+			func(v corev1.Volume) bool {
+				return v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "chris-store"
+			}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns}
+			maps.Copy(env, tt.env)
+			base := startServer(t, env)
+			jid := fmt.Sprintf("store-%d", i)
+			if code, m := call(t, "POST", base+"/api/v1/", kubeBody(jid, "fnndsc/pl-succeed", 1)); code != http.StatusCreated {
+				t.Fatalf("POST = %d %v; want 201", code, m)
+			}
+			if m := untilStatus(t, base, jid, time.Minute, statusSuccess, statusError); m["status"] != statusSuccess {
+				t.Errorf("GET = %v; want finishedSuccessfully", m)
+			}
+			kj, err := admin.BatchV1().Jobs(ns).Get(ctx, jid, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vols := kj.Spec.Template.Spec.Volumes
+			if len(vols) != 1 || !tt.want(vols[0]) {
+				t.Errorf("volumes = %+v; want the %s store", vols, tt.name)
+			}
+		})
+	}
+	t.Run("kubernetes_pvc that does not exist", func(t *testing.T) {
+		base := startServer(t, map[string]string{"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns,
+			"STORAGE_TYPE": "kubernetes_pvc", "VOLUME_NAME": "no-such-pvc"})
+		call(t, "POST", base+"/api/v1/", kubeBody("store-nopvc", "fnndsc/pl-succeed", 1))
+		var m map[string]any
+		eventually(t, 30*time.Second, "message naming the missing PVC", func() bool {
+			_, m = call(t, "GET", base+"/api/v1/store-nopvc/", nil)
+			return strings.Contains(fmt.Sprint(m["message"]), `persistentvolumeclaim "no-such-pvc" not found`)
+		})
+		if m["status"] != statusNotStarted {
+			t.Errorf("GET = %v; want notstarted", m)
+		}
+	})
 }
