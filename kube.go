@@ -102,28 +102,38 @@ func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, err
 	}, nil
 }
 
-// kubeRESTConfig finds the API server and credentials: the pod's service
-// account when pman runs in a cluster, else the kubeconfig (KUBECONFIG, a
-// list of files, or ~/.kube/config), for development and tests.
+// kubeRESTConfig finds the API server and credentials. A KUBECONFIG that
+// is set wins, even in a pod: an operator who sets it means another cluster
+// (and a test run inside a CI pod means its test cluster). Otherwise the pod's
+// service account (in-cluster configuration, pman's normal deployment), and
+// outside a pod ~/.kube/config.
 func kubeRESTConfig(kubeconfig string) (*rest.Config, string, error) {
-	rc, err := rest.InClusterConfig()
-	if err == nil {
-		return rc, "in-cluster service account", nil
-	}
-	if !errors.Is(err, rest.ErrNotInCluster) {
-		return nil, "", fmt.Errorf("in-cluster Kubernetes configuration: %w", err)
+	if kubeconfig == "" {
+		rc, err := rest.InClusterConfig()
+		if err == nil {
+			return rc, "in-cluster service account", nil
+		}
+		if !errors.Is(err, rest.ErrNotInCluster) {
+			return nil, "", fmt.Errorf("in-cluster Kubernetes configuration: %w", err)
+		}
 	}
 	// KUBECONFIG comes from the configuration run was given, not from the
 	// process environment, so a test's environment is the whole truth.
 	rules := &clientcmd.ClientConfigLoadingRules{Precedence: []string{clientcmd.RecommendedHomeFile}}
-	source := clientcmd.RecommendedHomeFile
+	source := clientcmd.RecommendedHomeFile + " (not in a pod: no KUBERNETES_SERVICE_HOST)"
 	if kubeconfig != "" {
 		rules.Precedence = filepath.SplitList(kubeconfig)
 		source = "KUBECONFIG=" + kubeconfig
 	}
-	rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	// Not the deferred loader: it would fall back to the in-cluster
+	// configuration when the files are missing, and hide the mistake.
+	raw, err := rules.Load()
 	if err != nil {
-		return nil, "", fmt.Errorf("not running in a pod (no KUBERNETES_SERVICE_HOST), and no usable kubeconfig in %s: %w", source, err)
+		return nil, "", fmt.Errorf("kubeconfig %s: %w", source, err)
+	}
+	rc, err := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("no usable kubeconfig in %s: %w", source, err)
 	}
 	return rc, source, nil
 }

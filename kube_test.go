@@ -1299,3 +1299,32 @@ func TestKubeEndToEndStorage(t *testing.T) {
 		}
 	})
 }
+
+func TestKubeRESTConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.kubeconfig")
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: "https://10.1.2.3:6443"}
+	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "secret"}
+	kc.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "x"
+	if err := clientcmd.WriteToFile(*kc, good); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.kubeconfig")
+	os.WriteFile(garbage, []byte("clusters: [[[\n"), 0o600)
+
+	rc, _, err := kubeRESTConfig(good)
+	if err != nil || rc.Host != "https://10.1.2.3:6443" || rc.BearerToken != "secret" {
+		t.Errorf("kubeRESTConfig(%s) = %v, %v; want the cluster and token of the file", good, rc, err)
+	}
+	// A list, as KUBECONFIG may be: a missing file in it is skipped.
+	if rc, _, err := kubeRESTConfig(filepath.Join(dir, "none") + string(filepath.ListSeparator) + good); err != nil || rc.Host != "https://10.1.2.3:6443" {
+		t.Errorf("kubeRESTConfig(list) = %v, %v; want the existing file's cluster", rc, err)
+	}
+	for _, bad := range []string{filepath.Join(dir, "none"), garbage} {
+		if _, _, err := kubeRESTConfig(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("kubeRESTConfig(%s) error = %v; want one naming the file", bad, err)
+		}
+	}
+}
