@@ -39,7 +39,16 @@ import (
 // skips (fails under CI) saying what is missing.
 func needEngine(t testing.TB) *client.Client {
 	t.Helper()
-	cli, err := newEngineClient()
+	cfg, err := loadConfig(func(k string) string {
+		if k == "STOREBASE" {
+			return "/"
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		t.Fatalf("the Docker variables of this environment: %v", err)
+	}
+	cli, err := newEngineClient(cfg)
 	if err != nil {
 		needOrSkip(t, "no Docker client: "+err.Error())
 	}
@@ -798,9 +807,8 @@ func TestDockerEngineComesBack(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	t.Setenv("DOCKER_HOST", "tcp://"+addr)
-	t.Setenv("DOCKER_TLS_VERIFY", "")
-	e := &dockerEnv{url: startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()}), cli: cli}
+	e := &dockerEnv{url: startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host",
+		"STOREBASE": t.TempDir(), "DOCKER_HOST": "tcp://" + addr}), cli: cli}
 
 	code, m := e.do(t, "GET", "/api/v1/dk-nobody/", nil)
 	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(m["message"]), "unreachable") {

@@ -426,6 +426,11 @@ type config struct {
 	RunAsUser        string // SECURITYCONTEXT_RUN_AS_USER, digits or ""
 	RunAsGroup       string
 
+	// The Docker engine (docker, podman, swarm), as the docker CLI reads it.
+	DockerHost      string
+	DockerTLSVerify bool
+	DockerCertPath  string
+
 	// Cromwell
 	CromwellURL      string
 	TimelimitMinutes int
@@ -511,6 +516,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		CromwellURL:      str("CROMWELL_URL", ""),
 		TimelimitMinutes: integer("TIMELIMIT_MINUTES", 0, 1),
 		SlurmPartition:   str("SLURM_PARTITION", ""),
+		DockerHost:       str("DOCKER_HOST", ""),
+		DockerTLSVerify:  getenv("DOCKER_TLS_VERIFY") != "", // any value, as the docker CLI
+		DockerCertPath:   str("DOCKER_CERT_PATH", ""),
 	}
 	if n, err := strconv.Atoi(c.Port); err != nil || n < 0 || n > 65535 {
 		bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)

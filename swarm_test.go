@@ -241,8 +241,8 @@ func swarmJob(jid, image string, script string) map[string]any {
 func TestSwarmRefusedBeforeEngine(t *testing.T) {
 	// Nothing listens on this socket: a request that reached the engine
 	// would answer 503, not 400.
-	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "none.sock"))
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()})
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir(),
+		"DOCKER_HOST": "unix://" + filepath.Join(t.TempDir(), "none.sock")})
 	j := swarmJob("sw-workers", "img", "true")
 	j["number_of_workers"] = 2
 	code, m := call(t, "POST", base+"/api/v1/", j)
@@ -261,8 +261,8 @@ func TestSwarmRefusedBeforeEngine(t *testing.T) {
 func TestSwarmEngineRecovers(t *testing.T) {
 	cli := needEngine(t)
 	sock := filepath.Join(t.TempDir(), "engine.sock")
-	t.Setenv("DOCKER_HOST", "unix://"+sock)
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()})
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir(),
+		"DOCKER_HOST": "unix://" + sock})
 	jid := "sw-nosuch-" + randSuffix()
 
 	code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
@@ -289,9 +289,9 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 	image := needTestImage(t, cli)
 	sock := filepath.Join(t.TempDir(), "engine.sock")
 	calls := proxyEngine(t, cli, sock)
-	t.Setenv("DOCKER_HOST", "unix://"+sock)
 	store := t.TempDir()
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store})
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
+		"DOCKER_HOST": "unix://" + sock})
 	jid := "sw-" + randSuffix() + "-calls"
 	t.Cleanup(func() { cli.ServiceRemove(context.Background(), jid) })
 	for _, d := range []string{"key-" + jid, "key-" + jid + "/incoming", "key-" + jid + "/outgoing"} {
