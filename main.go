@@ -345,7 +345,10 @@ func handleDelete(cfg *config, sched scheduler) http.HandlerFunc {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	// Commands and logs are answered as they are, as Flask did: no \u003c.
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
