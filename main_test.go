@@ -578,6 +578,16 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+func TestAPIAnswersUnescaped(t *testing.T) {
+	b := validBody()
+	b["args"] = []string{"--filter", "a<b&c>d"}
+	rec := httptest.NewRecorder()
+	testHandler(&config{}, newFakeSched()).ServeHTTP(rec, httptest.NewRequest("POST", "/api/v1/", bytes.NewReader(mustJSON(t, b))))
+	if !strings.Contains(rec.Body.String(), "a<b&c>d") {
+		t.Errorf("POST answer %s; want the argument a<b&c>d as it is, as Flask answered it", rec.Body.String())
+	}
+}
+
 func TestAPIRemoveJobsNo(t *testing.T) {
 	f := newFakeSched()
 	h := testHandler(&config{RemoveJobs: false}, f)
