@@ -431,32 +431,7 @@ func (e *dockerEnv) jobBody(jid, typ, shell string) map[string]any {
 
 func (e *dockerEnv) do(t *testing.T, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatalf("%s %s: %d, body not JSON: %q", method, path, resp.StatusCode, raw)
-		}
-	}
-	return resp.StatusCode, m
+	return call(t, method, e.url+path, body)
 }
 
 // submit POSTs a job and checks the 201 answer has the job object's shape.
