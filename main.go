@@ -289,11 +289,19 @@ func handleInfo(cfg *config) http.HandlerFunc {
 
 func handleCreate(cfg *config, sched scheduler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		tooLarge := func() {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+		}
+		// A declared length over the bound is refused before reading.
+		if r.ContentLength > maxBody {
+			tooLarge()
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+				tooLarge()
 				return
 			}
 			writeError(w, r, errorf(eInvalid, "reading request body: %v", err))

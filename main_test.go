@@ -619,6 +619,14 @@ func TestAPIErrors(t *testing.T) {
 	if code, m := callHandler(t, h, "POST", "/api/v1/", big); code != 413 || m["message"] == "" {
 		t.Errorf("POST of %d bytes = %d %v; want 413", len(big), code, m)
 	}
+	// Without a declared length, the read stops at the bound.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/api/v1/", io.MultiReader(strings.NewReader(big), strings.NewReader("}")))
+	req.ContentLength = -1
+	h.ServeHTTP(rec, req)
+	if rec.Code != 413 {
+		t.Errorf("chunked POST of %d bytes = %d %s; want 413", len(big)+1, rec.Code, rec.Body)
+	}
 	if len(f.specs) != 0 {
 		t.Errorf("bad requests reached the scheduler: %v", f.specs)
 	}
