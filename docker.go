@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/tlsconfig"
 )
 
 // dockerSched runs each job as one container on a Docker engine (or
@@ -36,7 +38,7 @@ type dockerSched struct {
 }
 
 func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
-	cli, err := newEngineClient()
+	cli, err := newEngineClient(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -355,15 +357,36 @@ func lastChange(times ...string) string {
 
 // ---- shared by the Docker and Swarm backends --------------------------------
 
-// newEngineClient reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
-// and negotiates the API version on first use (Debian's engine speaks 1.41;
-// the client library defaults to a newer one the engine would refuse).
-// It does not contact the engine: pman starts, and recovers, while the
-// engine is down.
-func newEngineClient() (*client.Client, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+// newEngineClient talks to the engine at DOCKER_HOST (default: the local
+// socket), over TLS with the keys in DOCKER_CERT_PATH when that is set,
+// checking the engine's certificate when DOCKER_TLS_VERIFY is set: the docker
+// CLI's rules. It negotiates the API version on first use (Debian's engine
+// speaks 1.41; the client library defaults to a newer one the engine would
+// refuse) and does not contact the engine: pman starts, and recovers, while
+// the engine is down.
+func newEngineClient(cfg *config) (*client.Client, error) {
+	opts := []client.Opt{client.WithAPIVersionNegotiation()}
+	if cfg.DockerCertPath != "" {
+		tlsc, err := tlsconfig.Client(tlsconfig.Options{
+			CAFile:             filepath.Join(cfg.DockerCertPath, "ca.pem"),
+			CertFile:           filepath.Join(cfg.DockerCertPath, "cert.pem"),
+			KeyFile:            filepath.Join(cfg.DockerCertPath, "key.pem"),
+			InsecureSkipVerify: !cfg.DockerTLSVerify,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("DOCKER_CERT_PATH=%s: %w", cfg.DockerCertPath, err)
+		}
+		opts = append(opts, client.WithHTTPClient(&http.Client{
+			Transport:     &http.Transport{TLSClientConfig: tlsc},
+			CheckRedirect: client.CheckRedirect,
+		}))
+	}
+	if cfg.DockerHost != "" {
+		opts = append(opts, client.WithHost(cfg.DockerHost))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("docker client (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): %w", err)
+		return nil, fmt.Errorf("DOCKER_HOST=%s: %w", cfg.DockerHost, err)
 	}
 	return cli, nil
 }

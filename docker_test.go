@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -39,7 +41,16 @@ import (
 // skips (fails under CI) saying what is missing.
 func needEngine(t testing.TB) *client.Client {
 	t.Helper()
-	cli, err := newEngineClient()
+	cfg, err := loadConfig(func(k string) string {
+		if k == "STOREBASE" {
+			return "/"
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		t.Fatalf("the Docker variables of this environment: %v", err)
+	}
+	cli, err := newEngineClient(cfg)
 	if err != nil {
 		needOrSkip(t, "no Docker client: "+err.Error())
 	}
@@ -420,32 +431,7 @@ func (e *dockerEnv) jobBody(jid, typ, shell string) map[string]any {
 
 func (e *dockerEnv) do(t *testing.T, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatalf("%s %s: %d, body not JSON: %q", method, path, resp.StatusCode, raw)
-		}
-	}
-	return resp.StatusCode, m
+	return call(t, method, e.url+path, body)
 }
 
 // submit POSTs a job and checks the 201 answer has the job object's shape.
@@ -792,53 +778,20 @@ func TestDockerPodmanUser(t *testing.T) {
 // first and recovers by itself.
 func TestDockerEngineComesBack(t *testing.T) {
 	cli := needEngine(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	t.Setenv("DOCKER_HOST", "tcp://"+addr)
-	t.Setenv("DOCKER_TLS_VERIFY", "")
-	e := &dockerEnv{url: startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()}), cli: cli}
+	sock := filepath.Join(t.TempDir(), "engine.sock")
+	e := &dockerEnv{url: startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host",
+		"STOREBASE": t.TempDir(), "DOCKER_HOST": "unix://" + sock}), cli: cli}
 
 	code, m := e.do(t, "GET", "/api/v1/dk-nobody/", nil)
 	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(m["message"]), "unreachable") {
 		t.Errorf("GET with the engine down = %d %v; want 503 saying unreachable", code, m)
 	}
 
-	// The engine "comes back": a TCP proxy to the real one, on that address.
-	ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("port %s was taken meanwhile: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go proxyTo(ln, cli.DaemonHost())
+	// The engine "comes back": a proxy to the real one, on that socket.
+	proxyEngine(t, cli, sock)
 	code, m = e.do(t, "GET", "/api/v1/dk-nobody/", nil)
 	if code != http.StatusNotFound {
 		t.Errorf("GET once the engine is back = %d %v; want 404 from the engine", code, m)
-	}
-}
-
-// proxyTo forwards every connection on ln to the engine at host
-// ("unix:///var/run/docker.sock" or "tcp://h:p").
-func proxyTo(ln net.Listener, host string) {
-	network, address, _ := strings.Cut(host, "://")
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			up, err := net.Dial(network, address)
-			if err != nil {
-				return
-			}
-			defer up.Close()
-			go io.Copy(up, c)
-			io.Copy(c, up)
-		}()
 	}
 }
 
@@ -1065,3 +1018,42 @@ func TestDockerPull(t *testing.T) {
 		}
 	})
 }
+
+// proxyEngine serves the engine cli talks to on the unix socket sock, and
+// records the calls that pass (pings aside).
+func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
+	t.Helper()
+	real, err := client.ParseHostURL(cli.DaemonHost())
+	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
+		needOrSkip(t, fmt.Sprintf("the engine at %s is not a plain unix or tcp socket this test can proxy to (%v)", cli.DaemonHost(), err))
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := &callLog{}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			if !strings.HasSuffix(r.In.URL.Path, "/_ping") {
+				calls.add(r.In.URL.Path)
+			}
+			r.SetURL(&url.URL{Scheme: "http", Host: "docker"})
+		},
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			// ParseHostURL keeps a unix socket's path in Host.
+			return (&net.Dialer{}).DialContext(ctx, real.Scheme, real.Host)
+		}},
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return calls
+}
+
+// callLog records the paths of the engine calls that pass a proxy.
+type callLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (c *callLog) add(p string) { c.mu.Lock(); c.paths = append(c.paths, p); c.mu.Unlock() }

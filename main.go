@@ -289,11 +289,19 @@ func handleInfo(cfg *config) http.HandlerFunc {
 
 func handleCreate(cfg *config, sched scheduler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		tooLarge := func() {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+		}
+		// A declared length over the bound is refused before reading.
+		if r.ContentLength > maxBody {
+			tooLarge()
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+				tooLarge()
 				return
 			}
 			writeError(w, r, errorf(eInvalid, "reading request body: %v", err))
@@ -345,7 +353,10 @@ func handleDelete(cfg *config, sched scheduler) http.HandlerFunc {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	// Commands and logs are answered as they are, as Flask did: no \u003c.
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -426,6 +437,11 @@ type config struct {
 	ImagePullSecrets []string
 	RunAsUser        string // SECURITYCONTEXT_RUN_AS_USER, digits or ""
 	RunAsGroup       string
+
+	// The Docker engine (docker, podman, swarm), as the docker CLI reads it.
+	DockerHost      string
+	DockerTLSVerify bool
+	DockerCertPath  string
 
 	// Cromwell
 	CromwellURL      string
@@ -513,6 +529,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		CromwellURL:      str("CROMWELL_URL", ""),
 		TimelimitMinutes: integer("TIMELIMIT_MINUTES", 0, 1),
 		SlurmPartition:   str("SLURM_PARTITION", ""),
+		DockerHost:       str("DOCKER_HOST", ""),
+		DockerTLSVerify:  getenv("DOCKER_TLS_VERIFY") != "", // any value, as the docker CLI
+		DockerCertPath:   str("DOCKER_CERT_PATH", ""),
 	}
 	if n, err := strconv.Atoi(c.Port); err != nil || n < 0 || n > 65535 {
 		bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)

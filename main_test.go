@@ -27,6 +27,12 @@ import (
 func startServer(t testing.TB, env map[string]string) string {
 	t.Helper()
 	env["PORT"] = "0"
+	// A developer's engine may be elsewhere than the local socket.
+	for _, k := range []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"} {
+		if _, ok := env[k]; !ok {
+			env[k] = os.Getenv(k)
+		}
+	}
 	getenv := func(k string) string { return env[k] }
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -334,7 +340,8 @@ func TestLoadConfig(t *testing.T) {
 		"REMOVE_JOBS", "no", "IGNORE_LIMITS", "true", "ENABLE_HOME_WORKAROUND", "1", "SHM_SIZE", "64",
 		"JOB_LABELS", "a=1, b=2", "NODE_SELECTOR", "gpu=yes", "IMAGE_PULL_SECRETS", "s1, s2,",
 		"CONTAINER_USER", "1000-1010:100", "JOB_LOGS_TAIL", "50", "PORT", "8080", "JOB_NAMESPACE", "chris",
-		"SECURITYCONTEXT_RUN_AS_USER", "1001", "SECURITYCONTEXT_RUN_AS_GROUP", "0"))
+		"SECURITYCONTEXT_RUN_AS_USER", "1001", "SECURITYCONTEXT_RUN_AS_GROUP", "0",
+		"DOCKER_HOST", "tcp://engine:2376", "DOCKER_TLS_VERIFY", "1", "DOCKER_CERT_PATH", "/certs"))
 	if err != nil {
 		t.Fatalf("loadConfig(kubernetes): %v", err)
 	}
@@ -343,7 +350,8 @@ func TestLoadConfig(t *testing.T) {
 		HomeWorkaround: true, ShmSizeMiB: 64, JobLabels: map[string]string{"a": "1", "b": "2"},
 		ContainerUser: &idRange{1000, 1010, 100, 100}, JobNamespace: "chris",
 		NodeSelector: map[string]string{"gpu": "yes"}, ImagePullSecrets: []string{"s1", "s2"},
-		RunAsUser: "1001", RunAsGroup: "0"}
+		RunAsUser: "1001", RunAsGroup: "0",
+		DockerHost: "tcp://engine:2376", DockerTLSVerify: true, DockerCertPath: "/certs"}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("loadConfig(kubernetes) = %+v; want %+v", c, want)
 	}
@@ -570,6 +578,16 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+func TestAPIAnswersUnescaped(t *testing.T) {
+	b := validBody()
+	b["args"] = []string{"--filter", "a<b&c>d"}
+	rec := httptest.NewRecorder()
+	testHandler(&config{}, newFakeSched()).ServeHTTP(rec, httptest.NewRequest("POST", "/api/v1/", bytes.NewReader(mustJSON(t, b))))
+	if !strings.Contains(rec.Body.String(), "a<b&c>d") {
+		t.Errorf("POST answer %s; want the argument a<b&c>d as it is, as Flask answered it", rec.Body.String())
+	}
+}
+
 func TestAPIRemoveJobsNo(t *testing.T) {
 	f := newFakeSched()
 	h := testHandler(&config{RemoveJobs: false}, f)
@@ -600,6 +618,14 @@ func TestAPIErrors(t *testing.T) {
 	big := `{"jid": "` + strings.Repeat("x", maxBody) + `"}`
 	if code, m := callHandler(t, h, "POST", "/api/v1/", big); code != 413 || m["message"] == "" {
 		t.Errorf("POST of %d bytes = %d %v; want 413", len(big), code, m)
+	}
+	// Without a declared length, the read stops at the bound.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/api/v1/", io.MultiReader(strings.NewReader(big), strings.NewReader("}")))
+	req.ContentLength = -1
+	h.ServeHTTP(rec, req)
+	if rec.Code != 413 {
+		t.Errorf("chunked POST of %d bytes = %d %s; want 413", len(big)+1, rec.Code, rec.Body)
 	}
 	if len(f.specs) != 0 {
 		t.Errorf("bad requests reached the scheduler: %v", f.specs)

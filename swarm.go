@@ -27,7 +27,7 @@ type swarmSched struct {
 }
 
 func newSwarm(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
-	cli, err := newEngineClient()
+	cli, err := newEngineClient(cfg)
 	if err != nil {
 		return nil, err
 	}

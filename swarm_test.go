@@ -4,15 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -241,8 +236,8 @@ func swarmJob(jid, image string, script string) map[string]any {
 func TestSwarmRefusedBeforeEngine(t *testing.T) {
 	// Nothing listens on this socket: a request that reached the engine
 	// would answer 503, not 400.
-	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "none.sock"))
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()})
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir(),
+		"DOCKER_HOST": "unix://" + filepath.Join(t.TempDir(), "none.sock")})
 	j := swarmJob("sw-workers", "img", "true")
 	j["number_of_workers"] = 2
 	code, m := call(t, "POST", base+"/api/v1/", j)
@@ -261,8 +256,8 @@ func TestSwarmRefusedBeforeEngine(t *testing.T) {
 func TestSwarmEngineRecovers(t *testing.T) {
 	cli := needEngine(t)
 	sock := filepath.Join(t.TempDir(), "engine.sock")
-	t.Setenv("DOCKER_HOST", "unix://"+sock)
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir()})
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir(),
+		"DOCKER_HOST": "unix://" + sock})
 	jid := "sw-nosuch-" + randSuffix()
 
 	code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
@@ -289,9 +284,9 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 	image := needTestImage(t, cli)
 	sock := filepath.Join(t.TempDir(), "engine.sock")
 	calls := proxyEngine(t, cli, sock)
-	t.Setenv("DOCKER_HOST", "unix://"+sock)
 	store := t.TempDir()
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store})
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
+		"DOCKER_HOST": "unix://" + sock})
 	jid := "sw-" + randSuffix() + "-calls"
 	t.Cleanup(func() { cli.ServiceRemove(context.Background(), jid) })
 	for _, d := range []string{"key-" + jid, "key-" + jid + "/incoming", "key-" + jid + "/outgoing"} {
@@ -347,49 +342,11 @@ func matchCall(pattern, p string) bool {
 	return true
 }
 
-// callLog records the paths of the engine calls that pass a proxy.
-type callLog struct {
-	mu    sync.Mutex
-	paths []string
-}
-
-func (c *callLog) add(p string) { c.mu.Lock(); c.paths = append(c.paths, p); c.mu.Unlock() }
-func (c *callLog) reset()       { c.mu.Lock(); c.paths = nil; c.mu.Unlock() }
+func (c *callLog) reset() { c.mu.Lock(); c.paths = nil; c.mu.Unlock() }
 func (c *callLog) get() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string{}, c.paths...)
-}
-
-// proxyEngine serves the engine cli talks to on the unix socket sock, and
-// records the calls that pass (pings aside).
-func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
-	t.Helper()
-	real, err := client.ParseHostURL(cli.DaemonHost())
-	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
-		t.Skipf("the engine at %s is not a plain unix or tcp socket this test can proxy to (%v)", cli.DaemonHost(), err)
-	}
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls := &callLog{}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			if !strings.HasSuffix(r.In.URL.Path, "/_ping") {
-				calls.add(r.In.URL.Path)
-			}
-			r.SetURL(&url.URL{Scheme: "http", Host: "docker"})
-		},
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			// ParseHostURL keeps a unix socket's path in Host.
-			return (&net.Dialer{}).DialContext(ctx, real.Scheme, real.Host)
-		}},
-	}
-	srv := &http.Server{Handler: proxy}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return calls
 }
 
 func randSuffix() string {

@@ -1,0 +1,374 @@
+package main
+
+// The WDL document a Cromwell job is: rendering it from a job, and reading a
+// submitted one back. Kept apart from cromwell.go, the REST side.
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// wdlJob is what the submitted WDL says.
+type wdlJob struct {
+	Image     string
+	ShareDir  string   // on the cluster, mounted at /share
+	Env       []string // KEY=value
+	Argv      []string // paths already inside /share
+	CPU       int      // cores; 0: not set
+	MemoryMB  int      // 0: not set
+	GPU       int
+	Workers   int
+	Timelimit int // minutes
+	Partition string
+}
+
+// renderJob checks what the WDL cannot carry and renders it.
+func (c *cromwell) renderJob(j *jobSpec) (string, error) {
+	if !validImage(j.Image) {
+		return "", fieldError("image", fmt.Sprintf("%q is not an image reference (letters, digits and . _ - / : @ only)", j.Image))
+	}
+	for _, e := range j.Env {
+		k, v, _ := strings.Cut(e, "=")
+		if !shellName(k) {
+			return "", fieldError("env", fmt.Sprintf("%q: with Cromwell a variable name must be letters, digits and '_', not starting with a digit", e))
+		}
+		if strings.ContainsRune(v, 0) {
+			return "", fieldError("env", fmt.Sprintf("%q must not contain NUL", k))
+		}
+	}
+	for _, a := range j.Cmd {
+		if strings.ContainsRune(a, 0) {
+			return "", fieldError("args", "an argument must not contain NUL: no process can receive it")
+		}
+	}
+	for _, d := range []struct{ field, dir string }{{"input_dir", j.InputDir}, {"output_dir", j.OutputDir}} {
+		if msg := checkShareDir(d.dir); msg != "" {
+			return "", fieldError(d.field, msg)
+		}
+	}
+	share, in, out := shareLayout(c.cfg.StoreBase, j.InputDir, j.OutputDir)
+	w := wdlJob{
+		Image:     j.Image,
+		ShareDir:  share,
+		Env:       j.Env,
+		Argv:      remapShare(j.Cmd, in, out),
+		GPU:       j.GPULimit,
+		Workers:   j.Workers,
+		Timelimit: c.cfg.TimelimitMinutes,
+		Partition: c.cfg.SlurmPartition,
+	}
+	if !c.cfg.IgnoreLimits {
+		w.CPU = ceilDiv(j.CPULimit, 1000)
+		// MiB to the MB SLURM counts in: x 1.048576, rounded up.
+		w.MemoryMB = ceilDiv(j.MemoryLimit*1048576, 1000000)
+	}
+	return renderWDL(w), nil
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func validImage(s string) bool {
+	if s == "" || !isAlnum(rune(s[0])) {
+		return false
+	}
+	for _, r := range s {
+		if !isAlnum(r) && !strings.ContainsRune("._-/:@", r) {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+}
+
+func shellName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for _, r := range s {
+		if !isAlnum(r) && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkShareDir says why a directory cannot be part of sharedir, or "". The
+// value travels in a WDL string (which interpolates ~{ and ${ and has
+// escapes) and then, in most backend configs, unquoted into a submit
+// command line (--bind ${sharedir}:/share): keep to harmless characters.
+func checkShareDir(d string) string {
+	for _, r := range d {
+		if r < 0x20 || r == 0x7f || strings.ContainsRune(" \t'\"\\$~{}`;&|<>*?[]()#!", r) {
+			return fmt.Sprintf("%q: with Cromwell the job's directories must not contain whitespace, quotes or shell/WDL special characters", d)
+		}
+	}
+	return ""
+}
+
+// shareLayout decides what the cluster mounts at /share and where the
+// job's directories appear in it.
+//
+// Cromwell's sharedir is one directory, so it must hold both: it is the
+// deepest directory that contains the parents of input and output. Taking
+// the parents (not the directories) keeps each directory a named entry
+// below /share even when one contains the other or both are equal. For
+// pfcon of 2022 (key-<jid>/incoming, key-<jid>/outgoing) sharedir is
+// STOREBASE/key-<jid> and the paths stay /share/incoming and
+// /share/outgoing, exactly as pman 4 ran them; for pfcon 2023+ directories
+// of a feed (…/feed_1/pl-a_1/data, …/feed_1/pl-b_2/data) sharedir is the
+// feed and the command's /share/incoming and /share/outgoing become
+// /share/pl-a_1/data and /share/pl-b_2/data. The price: the input is not
+// read-only and the job sees its siblings under the common directory,
+// STOREBASE itself when the two have nothing in common.
+func shareLayout(storeBase, inDir, outDir string) (sharedir, in, out string) {
+	seg := func(p string) []string {
+		if p = path.Dir(p); p == "." {
+			return nil
+		}
+		return strings.Split(p, "/")
+	}
+	a, b := seg(inDir), seg(outDir)
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	common := strings.Join(a[:n], "/")
+	rel := func(d string) string {
+		if common == "" {
+			return path.Join(shareMount, d)
+		}
+		return path.Join(shareMount, strings.TrimPrefix(d, common+"/"))
+	}
+	return path.Join(storeBase, common), rel(inDir), rel(outDir)
+}
+
+// remapShare points the command's /share/incoming and /share/outgoing
+// (and paths below them) at where shareLayout put the directories.
+func remapShare(argv []string, in, out string) []string {
+	res := make([]string, len(argv))
+	for i, a := range argv {
+		switch {
+		case a == incomingDir || strings.HasPrefix(a, incomingDir+"/"):
+			a = in + strings.TrimPrefix(a, incomingDir)
+		case a == outgoingDir || strings.HasPrefix(a, outgoingDir+"/"):
+			a = out + strings.TrimPrefix(a, outgoingDir)
+		}
+		res[i] = a
+	}
+	return res
+}
+
+// renderWDL writes the one-task workflow. The runtime section has the
+// layout of what pman submitted (see testdata/cromwell).
+//
+// The command section uses the heredoc form, command <<< >>>: there only
+// ~{...} is a placeholder ("${" is bash's, left alone), and only ">>>" ends
+// the section, where the brace form ends at any unbalanced "}". Every word
+// is quoted by shQuote, which also makes sure "~{", "${" and ">>>" never
+// appear in the text. The lines start at column 0 on purpose: Cromwell
+// strips the whitespace common to all command lines, and an argument with
+// a newline followed by spaces would otherwise lose those spaces.
+func renderWDL(w wdlJob) string {
+	var b strings.Builder
+	b.WriteString("version 1.0\n\ntask plugin_instance {\n    command <<<\n")
+	for _, e := range w.Env {
+		k, v, _ := strings.Cut(e, "=")
+		fmt.Fprintf(&b, "export %s=%s\n", k, shQuote(v))
+	}
+	words := make([]string, len(w.Argv))
+	for i, a := range w.Argv {
+		words[i] = shQuote(a)
+	}
+	b.WriteString(strings.Join(words, " "))
+	b.WriteString("\n    >>>\n    runtime {\n")
+	attr := func(k, v string) { fmt.Fprintf(&b, "        %s: %s\n", k, wdlString(v)) }
+	attr("docker", w.Image)
+	attr("sharedir", w.ShareDir)
+	if w.CPU > 0 {
+		attr("cpu", strconv.Itoa(w.CPU))
+	}
+	if w.MemoryMB > 0 {
+		attr("memory", strconv.Itoa(w.MemoryMB)+"M")
+	}
+	attr("gpu_limit", strconv.Itoa(w.GPU))
+	attr("number_of_workers", strconv.Itoa(w.Workers))
+	attr("timelimit", strconv.Itoa(w.Timelimit))
+	if w.Partition != "" {
+		attr("slurm_partition", w.Partition)
+	}
+	b.WriteString("    }\n}\n\nworkflow ChRISJob {\n    call plugin_instance\n}\n")
+	return b.String()
+}
+
+// shQuote makes s one shell word, single-quoted (inside which the shell
+// interprets nothing). A quote in s is written "'" and, where s would put
+// "${", "~{" or ">>>" into the WDL text, the quote is closed and reopened
+// between the two characters: the shell joins the pieces back into s, WDL
+// sees no placeholder.
+func shQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('\'')
+	var p1, p2 rune // the last two characters written
+	for _, r := range s {
+		switch {
+		case r == '\'':
+			b.WriteString(`'"'"'`)
+			p1, p2 = 0, '\''
+			continue
+		case r == '{' && (p2 == '$' || p2 == '~'), r == '>' && p1 == '>' && p2 == '>':
+			b.WriteString("''")
+			p1, p2 = '\'', '\''
+		}
+		b.WriteRune(r)
+		p1, p2 = p2, r
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+// wdlString is a WDL single-quoted string literal. Values reaching it are
+// checked (validImage, checkShareDir, numbers) or come from configuration;
+// quotes and backslashes are escaped all the same.
+func wdlString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// parseWDL reads image and command back from a submitted WDL: ours, and
+// the brace form (command { ... } #ENDCOMMAND) the Python pman submitted,
+// whose workflows a replaced pman may still be asked about.
+func parseWDL(wdl string) (image string, argv []string, err error) {
+	var body, rest string
+	if i := strings.Index(wdl, "command <<<"); i >= 0 {
+		rest = wdl[i+len("command <<<"):]
+		end := strings.Index(rest, ">>>")
+		if end < 0 {
+			return "", nil, errors.New("command <<< without >>>")
+		}
+		body, rest = rest[:end], rest[end+3:]
+	} else if i := strings.Index(wdl, "command {"); i >= 0 {
+		rest = wdl[i+len("command {"):]
+		end := strings.Index(rest, "} #ENDCOMMAND")
+		if end < 0 {
+			end = strings.Index(rest, "}")
+		}
+		if end < 0 {
+			return "", nil, errors.New("command { without }")
+		}
+		body, rest = rest[:end], rest[end+1:]
+	} else {
+		return "", nil, errors.New("no command section")
+	}
+	lines, err := shellWords(body)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, l := range lines {
+		if len(l) > 0 && l[0] != "export" {
+			argv = append(argv, l...)
+		}
+	}
+	i := strings.Index(rest, "runtime {")
+	if i < 0 {
+		return "", nil, errors.New("no runtime section")
+	}
+	for _, line := range strings.Split(rest[i+len("runtime {"):], "\n") {
+		line = strings.TrimSpace(line)
+		if line == "}" {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "docker" {
+			image = unquoteWDL(strings.TrimSpace(v))
+		}
+	}
+	if image == "" || len(argv) == 0 {
+		return "", nil, errors.New("no docker attribute or empty command")
+	}
+	return image, argv, nil
+}
+
+func unquoteWDL(v string) string {
+	if len(v) >= 2 && (v[0] == '\'' || v[0] == '"') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+		return strings.NewReplacer(`\\`, `\`, `\'`, `'`, `\"`, `"`).Replace(v)
+	}
+	return v
+}
+
+// shellWords splits a command text into lines of words, as a POSIX shell
+// does for quoting: '...' literal, "..." with \ before " \ $ ` newline,
+// \ outside quotes escaping the next character. Nothing is expanded.
+func shellWords(s string) ([][]string, error) {
+	var lines [][]string
+	var line []string
+	var w strings.Builder
+	inWord := false
+	endWord := func() {
+		if inWord {
+			line = append(line, w.String())
+			w.Reset()
+			inWord = false
+		}
+	}
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		switch r := rs[i]; r {
+		case ' ', '\t', '\r':
+			endWord()
+		case '\n':
+			endWord()
+			if len(line) > 0 {
+				lines = append(lines, line)
+			}
+			line = nil
+		case '\'':
+			inWord = true
+			j := i + 1
+			for j < len(rs) && rs[j] != '\'' {
+				j++
+			}
+			if j == len(rs) {
+				return nil, errors.New("unterminated single quote")
+			}
+			w.WriteString(string(rs[i+1 : j]))
+			i = j
+		case '"':
+			inWord = true
+			j := i + 1
+			for ; j < len(rs) && rs[j] != '"'; j++ {
+				if rs[j] == '\\' && j+1 < len(rs) && strings.ContainsRune("\"\\$`\n", rs[j+1]) {
+					j++
+					if rs[j] == '\n' {
+						continue
+					}
+				}
+				w.WriteRune(rs[j])
+			}
+			if j == len(rs) {
+				return nil, errors.New("unterminated double quote")
+			}
+			i = j
+		case '\\':
+			if i+1 < len(rs) {
+				i++
+				if rs[i] != '\n' {
+					inWord = true
+					w.WriteRune(rs[i])
+				}
+			}
+		default:
+			inWord = true
+			w.WriteRune(r)
+		}
+	}
+	endWord()
+	if len(line) > 0 {
+		lines = append(lines, line)
+	}
+	return lines, nil
+}

@@ -1,0 +1,339 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// runtimeSection is the text of a WDL's runtime { ... } block.
+func runtimeSection(t testing.TB, wdl string) string {
+	t.Helper()
+	i := strings.Index(wdl, "    runtime {\n")
+	if i < 0 {
+		t.Fatalf("no runtime section in\n%s", wdl)
+	}
+	j := strings.Index(wdl[i:], "\n    }\n")
+	if j < 0 {
+		t.Fatalf("runtime section not closed in\n%s", wdl)
+	}
+	return wdl[i : i+j+len("\n    }\n")]
+}
+
+// commandBody is the text between "command <<<" and ">>>".
+func commandBody(t testing.TB, wdl string) string {
+	t.Helper()
+	i := strings.Index(wdl, "command <<<")
+	if i < 0 {
+		t.Fatalf("no command <<< in\n%s", wdl)
+	}
+	rest := wdl[i+len("command <<<"):]
+	j := strings.Index(rest, ">>>")
+	if j < 0 {
+		t.Fatalf("no >>> in\n%s", wdl)
+	}
+	return rest[:j]
+}
+
+// ---- WDL rendering ----------------------------------------------------------
+
+// TestRenderJobRuntimeMatchesRecorded renders jobs whose values reproduce
+// what the Python pman submitted, and compares the runtime section with the
+// recorded submittedFiles.workflow text byte for byte.
+func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
+	tests := []struct {
+		file string
+		cfg  config
+		spec jobSpec
+	}{
+		{"metadata-notstarted.json",
+			config{StoreBase: "/storebase", TimelimitMinutes: 50},
+			jobSpec{JID: "vitamin-d", Image: "ghcr.io/fnndsc/pl-salute-the-sun:latest", Workers: 1, CPULimit: 2000, MemoryLimit: 5678, GPULimit: 2,
+				Cmd:      []string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", incomingDir, outgoingDir},
+				InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}},
+		{"metadata-queued.json",
+			config{StoreBase: "/storebase", TimelimitMinutes: 70},
+			jobSpec{JID: "fruity-fruit", Image: "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", Workers: 3, CPULimit: 1, MemoryLimit: 789, GPULimit: 0,
+				Cmd: []string{"fruit_machine", outgoingDir}, InputDir: "key-fruity-fruit/incoming", OutputDir: "key-fruity-fruit/outgoing"}},
+		{"metadata-running.json",
+			config{StoreBase: "/mounted/storebase", TimelimitMinutes: 5, SlurmPartition: "my-slurm-partition"},
+			jobSpec{JID: "example-jid-1234", Image: "docker.io/fnndsc/pl-office-convert:0.0.1", Workers: 1, CPULimit: 1500, MemoryLimit: 4000,
+				Cmd: []string{"office_convert", incomingDir, outgoingDir}, InputDir: "example-jid-1234/incoming", OutputDir: "example-jid-1234/outgoing"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c := &cromwell{cfg: &tt.cfg}
+			wdl, err := c.renderJob(&tt.spec)
+			if err != nil {
+				t.Fatalf("renderJob: %v", err)
+			}
+			got := runtimeSection(t, wdl)
+			want := runtimeSection(t, cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+			if got != want {
+				t.Errorf("runtime section:\n%s\nwant (cwRecorded):\n%s", got, want)
+			}
+			for _, s := range []string{"version 1.0\n", "task plugin_instance {", "workflow ChRISJob {\n    call plugin_instance\n}"} {
+				if !strings.Contains(wdl, s) {
+					t.Errorf("WDL lacks %q:\n%s", s, wdl)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderJobLimits(t *testing.T) {
+	tests := []struct {
+		cpu, mem   int
+		ignore     bool
+		cpuLine    string // "" when the attribute must be absent
+		memoryLine string
+	}{
+		{1, 1, false, "cpu: '1'", "memory: '2M'"},
+		{1000, 1000, false, "cpu: '1'", "memory: '1049M'"},
+		{1001, 4000, false, "cpu: '2'", "memory: '4195M'"},
+		{0, 0, false, "", ""},
+		{4000, 4000, true, "", ""},
+	}
+	for _, tt := range tests {
+		c := &cromwell{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
+		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, CPULimit: tt.cpu, MemoryLimit: tt.mem,
+			Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := runtimeSection(t, wdl)
+		for attr, want := range map[string]string{"cpu:": tt.cpuLine, "memory:": tt.memoryLine} {
+			has := strings.Contains(rt, "\n        "+attr)
+			if want == "" && has || want != "" && !strings.Contains(rt, "\n        "+want+"\n") {
+				t.Errorf("cpu %d, memory %d MiB, IGNORE_LIMITS %v: runtime\n%s\nwant %s line %q", tt.cpu, tt.mem, tt.ignore, rt, attr, want)
+			}
+		}
+	}
+}
+
+// wdlHostileArgs are arguments a plugin must receive exactly as given.
+var wdlHostileArgs = []string{
+	"plain",
+	"two words",
+	"",
+	"it's",
+	`"double"`,
+	"'",
+	"''",
+	"~{x}",
+	"${HOME}",
+	"$HOME",
+	"$(id)",
+	"`id`",
+	"~",
+	"$",
+	"{",
+	"}",
+	"~{",
+	"$~{${",
+	">>>",
+	">>>>>>",
+	"a>>>b",
+	"<<<",
+	"} #ENDCOMMAND",
+	"back\\slash\\n",
+	"tab\there",
+	"line1\nline2",
+	"line1\n        indented\n  less",
+	"\n    >>>\n",
+	"semi;colon && rm -rf / #",
+	"ünïcödé ✓",
+	"*?[a]",
+}
+
+// checkWDLInert fails when a command text holds something WDL would
+// interpolate or that would end the heredoc command.
+func checkWDLInert(t *testing.T, body string) {
+	t.Helper()
+	for _, bad := range []string{"~{", "${", ">>>"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("command text contains %q, which WDL would not pass literally:\n%s", bad, body)
+		}
+	}
+	// Cromwell strips the leading whitespace common to all non-blank lines.
+	common := -1
+	for _, l := range strings.Split(body, "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		n := len(l) - len(strings.TrimLeft(l, " \t"))
+		if common < 0 || n < common {
+			common = n
+		}
+	}
+	if common > 0 {
+		t.Errorf("command lines share %d leading blanks that Cromwell would strip:\n%s", common, body)
+	}
+}
+
+// shellRun runs a command text through a real POSIX shell, then prints
+// the variables named by env, and answers what was printed, split at NULs.
+// Tests make the command itself printf '%s\0' so that its words come back.
+func shellRun(t *testing.T, body string, env ...string) []string {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		needOrSkip(t, "no POSIX sh to check how the shell parses the command")
+	}
+	script := body
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		script += fmt.Sprintf("\nprintf '%%s\\0' \"$%s\"", k)
+	}
+	cmd := exec.Command(sh, "-c", script)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sh -c %q: %v", script, err)
+	}
+	words := strings.Split(string(out), "\x00")
+	return words[:len(words)-1]
+}
+
+func TestRenderWDLHostileArgs(t *testing.T) {
+	for _, arg := range wdlHostileArgs {
+		// printf stands in for the plugin: it prints the words it gets.
+		argv := []string{"printf", `%s\0`, "/usr/local/bin/plugin", "--opt", arg, arg + arg, "/share/outgoing"}
+		env := []string{"WEIRD=" + arg, "HOME=/tmp"}
+		wdl := renderWDL(wdlJob{Image: "fnndsc/pl-x:1.0", ShareDir: "/store/key-j", Env: env, Argv: argv, Workers: 1, Timelimit: 5})
+		body := commandBody(t, wdl)
+		checkWDLInert(t, body)
+
+		got := shellRun(t, body, env...)
+		want := append(append([]string{}, argv[2:]...), arg, "/tmp")
+		if !slices.Equal(got, want) {
+			t.Errorf("arg %q: the shell runs %q; want %q\nWDL:\n%s", arg, got, want, wdl)
+		}
+
+		image, back, err := parseWDL(wdl)
+		if err != nil {
+			t.Errorf("arg %q: parseWDL: %v", arg, err)
+			continue
+		}
+		if image != "fnndsc/pl-x:1.0" || !slices.Equal(back, argv) {
+			t.Errorf("arg %q: parseWDL = %q, %q; want %q, %q", arg, image, back, "fnndsc/pl-x:1.0", argv)
+		}
+	}
+}
+
+func TestShQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a", `'a'`},
+		{"", `''`},
+		{"it's", `'it'"'"'s'`},
+		{"${x}", `'$''{x}'`},
+		{"~{x}", `'~''{x}'`},
+		{">>>>", `'>>''>>'`},
+		{"$'{", `'$'"'"'{'`},
+	}
+	for _, tt := range tests {
+		if got := shQuote(tt.in); got != tt.want {
+			t.Errorf("shQuote(%q) = %s; want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseWDLRecorded(t *testing.T) {
+	tests := []struct {
+		file, image string
+		argv        []string
+	}{
+		{"metadata-notstarted.json", "ghcr.io/fnndsc/pl-salute-the-sun:latest",
+			[]string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", "/share/incoming", "/share/outgoing"}},
+		{"metadata-running.json", "docker.io/fnndsc/pl-office-convert:0.0.1",
+			[]string{"office_convert", "/share/incoming", "/share/outgoing"}},
+		{"metadata-done.json", "ghcr.io/fnndsc/pl-office-convert:0.0.2",
+			[]string{"/usr/local/bin/python", "/usr/local/bin/office_convert", "/share/incoming", "/share/outgoing"}},
+	}
+	for _, tt := range tests {
+		image, argv, err := parseWDL(cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+		if err != nil || image != tt.image || !slices.Equal(argv, tt.argv) {
+			t.Errorf("parseWDL(%s) = %q, %q, %v; want %q, %q", tt.file, image, argv, err, tt.image, tt.argv)
+		}
+	}
+}
+
+func TestParseWDLBroken(t *testing.T) {
+	for _, wdl := range []string{
+		"",
+		"version 1.0\ntask t {\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'a'\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'unterminated\n    >>>\n    runtime {\n        docker: 'x'\n    }\n}",
+		"version 1.0\ntask t {\n    command <<<\n'a'\n    >>>\n}",
+	} {
+		if image, argv, err := parseWDL(wdl); err == nil {
+			t.Errorf("parseWDL(%q) = %q, %q, nil; want an error", wdl, image, argv)
+		}
+	}
+}
+
+func TestShareLayout(t *testing.T) {
+	tests := []struct {
+		in, out            string
+		share, inAt, outAt string
+	}{
+		{"key-j/incoming", "key-j/outgoing", "/sb/key-j", "/share/incoming", "/share/outgoing"},
+		{"home/u/feeds/feed_1/pl-a_1/data", "home/u/feeds/feed_1/pl-b_2/data", "/sb/home/u/feeds/feed_1", "/share/pl-a_1/data", "/share/pl-b_2/data"},
+		{"in", "out", "/sb", "/share/in", "/share/out"},
+		{"a/x", "b/y", "/sb", "/share/a/x", "/share/b/y"},
+		{"a/b/c", "a/b/c", "/sb/a/b", "/share/c", "/share/c"},
+		{"a/b", "a/b/c", "/sb/a", "/share/b", "/share/b/c"},
+		{"ab/x", "a/y", "/sb", "/share/ab/x", "/share/a/y"},
+	}
+	for _, tt := range tests {
+		share, in, out := shareLayout("/sb", tt.in, tt.out)
+		if share != tt.share || in != tt.inAt || out != tt.outAt {
+			t.Errorf("shareLayout(/sb, %q, %q) = %q, %q, %q; want %q, %q, %q", tt.in, tt.out, share, in, out, tt.share, tt.inAt, tt.outAt)
+		}
+	}
+}
+
+func TestRemapShare(t *testing.T) {
+	in := []string{"prog", "--dir", "/share/incoming", "/share/incoming/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/outgoing", "/share/outgoing/", "/share"}
+	want := []string{"prog", "--dir", "/share/a/in", "/share/a/in/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/b/out", "/share/b/out/", "/share"}
+	if got := remapShare(in, "/share/a/in", "/share/b/out"); !slices.Equal(got, want) {
+		t.Errorf("remapShare(%q) = %q; want %q", in, got, want)
+	}
+}
+
+func TestRenderJobRefuses(t *testing.T) {
+	base := func() *jobSpec {
+		return &jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"}
+	}
+	tests := []struct {
+		field  string
+		change func(*jobSpec)
+	}{
+		{"image", func(s *jobSpec) { s.Image = "img'; }" }},
+		{"image", func(s *jobSpec) { s.Image = "img ~{x}" }},
+		{"image", func(s *jobSpec) { s.Image = "-flag" }},
+		{"env", func(s *jobSpec) { s.Env = []string{"A-B=1"} }},
+		{"env", func(s *jobSpec) { s.Env = []string{"1A=1"} }},
+		{"env", func(s *jobSpec) { s.Env = []string{"A=\x00"} }},
+		{"args", func(s *jobSpec) { s.Cmd = []string{"x", "a\x00b"} }},
+		{"input_dir", func(s *jobSpec) { s.InputDir = "feed ~{x}/in" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "it's/out" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "a b/out" }},
+	}
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	for _, tt := range tests {
+		s := base()
+		tt.change(s)
+		_, err := c.renderJob(s)
+		ae, ok := err.(*apiError)
+		if !ok || ae.kind != eInvalid || ae.fields[tt.field] == "" {
+			t.Errorf("renderJob(%+v) = %v; want a 400 on field %s", s, err, tt.field)
+		}
+	}
+	if _, err := c.renderJob(base()); err != nil {
+		t.Errorf("renderJob(valid) = %v; want nil", err)
+	}
+}
