@@ -76,15 +76,7 @@ func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, err
 	if err != nil {
 		return nil, err
 	}
-	rc.UserAgent = "pman/" + version
-	// client-go's default of 5 requests a second would queue pfcon's polling
-	// of many jobs behind pman's own rate limiter; the API server has its own
-	// fairness (APF) to protect itself.
-	rc.QPS, rc.Burst = 50, 100
-	// A request to an API server that does not answer must fail in time for
-	// pfcon to get a 503, not hang until pfcon gives up.
-	rc.Timeout = 30 * time.Second
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kubeClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("Kubernetes client for %s: %w", rc.Host, err)
 	}
@@ -100,6 +92,22 @@ func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, err
 		pullGrace: imagePullGrace,
 		now:       time.Now,
 	}, nil
+}
+
+// kubeClient is the client for rc, with pman's settings.
+func kubeClient(rc *rest.Config) (kubernetes.Interface, error) {
+	rc.UserAgent = "pman/" + version
+	// No client-side rate limit. pman calls the API only to answer pfcon,
+	// a bounded number of calls per request (a GET: 2 plus one per pod
+	// with a log), so its load is pfcon's polling. client-go's default of 5
+	// calls a second would queue that polling inside pman (BenchmarkKubeGet:
+	// 0.6 s a GET). The API server protects itself with its own fairness
+	// (APF).
+	rc.QPS = -1
+	// A request to an API server that does not answer must fail in time for
+	// pfcon to get a 503, not hang until pfcon gives up.
+	rc.Timeout = 30 * time.Second
+	return kubernetes.NewForConfig(rc)
 }
 
 // kubeRESTConfig finds the API server and credentials. A KUBECONFIG that

@@ -467,18 +467,24 @@ func (f *fakeAPI) requests() []string {
 }
 
 // kubeAgainst is a kube backend talking to h.
-func kubeAgainst(t *testing.T, cfg *config, h func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
+func kubeAgainst(t testing.TB, cfg *config, h func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
 	t.Helper()
 	f := &fakeAPI{h: h}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
-		f.reqs = append(f.reqs, r.Method+" "+r.URL.RequestURI())
+		// Without client-go's per-request timeout, which is not what a
+		// test of the calls is about.
+		u := *r.URL
+		q := u.Query()
+		q.Del("timeout")
+		u.RawQuery = q.Encode()
+		f.reqs = append(f.reqs, r.Method+" "+u.RequestURI())
 		f.mu.Unlock()
 		f.h(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	// JSON, not client-go's default protobuf, so the fake can read bodies.
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL,
+	client, err := kubeClient(&rest.Config{Host: srv.URL,
 		ContentConfig: rest.ContentConfig{ContentType: "application/json"}})
 	if err != nil {
 		t.Fatal(err)
@@ -587,11 +593,9 @@ func TestKubeInvalidNameMakesNoCall(t *testing.T) {
 	}
 }
 
-// TestKubeGet checks the calls GET makes and how it assembles the logs:
-// one Job get, one pod list by the Job's selector, and a log call only for
-// pods whose container ran (asking for the log of a waiting container is an
-// error, pman#234).
-func TestKubeGet(t *testing.T) {
+// threePodJob is a backend whose API server has a Job of three pods: one
+// running, one done, one that cannot pull its image.
+func threePodJob(tb testing.TB) (*kube, *fakeAPI, *corev1.PodList) {
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{batchv1.ControllerUidLabel: "uid-7"}}
 	kj := &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
@@ -606,7 +610,7 @@ func TestKubeGet(t *testing.T) {
 		kpod("chris-jid-7-a", corev1.PodRunning, running),
 		kpod("chris-jid-7-b", corev1.PodSucceeded, terminated(0, "Completed")),
 	}}
-	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 5}, func(w http.ResponseWriter, r *http.Request) {
+	k, f := kubeAgainst(tb, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 5}, func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
 		case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
 			writeObj(w, kj)
@@ -619,6 +623,28 @@ func TestKubeGet(t *testing.T) {
 			writeStatus(w, 404, metav1.StatusReasonNotFound, "no "+p)
 		}
 	})
+	return k, f, pods
+}
+
+// BenchmarkKubeGet is pman's own cost of a GET (decoding, status, logs)
+// for a three-pod job, against a local fake of the API server.
+func BenchmarkKubeGet(b *testing.B) {
+	k, _, _ := threePodJob(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.get(ctx, "chris-jid-7"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestKubeGet checks the calls GET makes and how it assembles the logs:
+// one Job get, one pod list by the Job's selector, and a log call only for
+// pods whose container ran (asking for the log of a waiting container is an
+// error, pman#234).
+func TestKubeGet(t *testing.T) {
+	k, f, pods := threePodJob(t)
 	j, err := k.get(context.Background(), "chris-jid-7")
 	if err != nil {
 		t.Fatalf("get: %v", err)
