@@ -32,6 +32,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -1255,8 +1256,15 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The test cluster runs no pv/pvc-protection controllers, so their
+	// finalizers would keep the PV, the PVC and thus the namespace forever.
 	t.Cleanup(func() {
-		admin.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+		ctx := context.Background()
+		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
+		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "chris-store", types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "chris-store", metav1.DeleteOptions{})
+		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
 	})
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "chris-store"},
