@@ -68,7 +68,12 @@ func main() {
 		{"three workers", func(ctx context.Context) error {
 			return finished(ctx, "pman-test/succeed:1", 3, batchv1.JobComplete, "Completed", 0)
 		}},
-		{"missing", missing},
+		{"missing", func(ctx context.Context) error {
+			return pullFailure(ctx, "pman-test/missing:1", "ImagePullBackOff")
+		}},
+		{"invalid", func(ctx context.Context) error {
+			return pullFailure(ctx, "pman-test/invalid:1", "InvalidImageName")
+		}},
 		{"sleep + background delete", sleepDelete},
 		{"unschedulable", unschedulable},
 		{"rbac", rbac},
@@ -257,20 +262,23 @@ func remove(name string) {
 	_ = cs.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
 }
 
-func missing(ctx context.Context) error {
-	j, err := create(ctx, newJob("kc-missing", "pman-test/missing:1", 1))
+// pullFailure checks an image that never runs: the pod stays Pending with
+// its container waiting, ending in reason want, and the Job gets no condition.
+func pullFailure(ctx context.Context, image, want string) error {
+	j, err := create(ctx, newJob("kc-"+strings.ToLower(want[:7]), image, 1))
 	if err != nil {
 		return err
 	}
 	defer remove(j.Name)
 	start := time.Now()
-	reasons, last := []string{}, ""
+	reasons, last, pod := []string{}, "", ""
 	err = poll(ctx, 20*time.Second, func() (bool, error) {
 		pods, err := podsOf(ctx, j.Name)
 		if err != nil || len(pods) == 0 || len(pods[0].Status.ContainerStatuses) == 0 {
 			return false, err
 		}
 		p := pods[0]
+		pod = p.Name
 		if p.Status.Phase != corev1.PodPending {
 			return false, fmt.Errorf("pod %s phase %s, want Pending", p.Name, p.Status.Phase)
 		}
@@ -282,7 +290,7 @@ func missing(ctx context.Context) error {
 			last = w.Reason
 			reasons = append(reasons, fmt.Sprintf("%s@%.1fs(%s)", w.Reason, time.Since(start).Seconds(), w.Message))
 		}
-		return w.Reason == "ImagePullBackOff", nil
+		return w.Reason == want, nil
 	})
 	if err != nil {
 		return fmt.Errorf("%w; reasons seen %v", err, reasons)
@@ -295,7 +303,13 @@ func missing(ctx context.Context) error {
 	if len(final.Status.Conditions) != 0 || final.Status.Active != 1 {
 		return fmt.Errorf("job %s: conditions %+v active %d; want none and 1", j.Name, final.Status.Conditions, final.Status.Active)
 	}
-	fmt.Printf("     missing: waiting reasons %v; job still active=%d ready=%v with no condition\n", reasons, final.Status.Active, ptr.Deref(final.Status.Ready, -1))
+	// Unlike a kubelet, kwok serves logs for a container that never ran;
+	// the contract tells test authors so, and this keeps that true.
+	logs, err := podLogs(ctx, cs, pod, ptr.To[int64](1))
+	if err != nil || logs != "pman fake log line 5 of 5: done\n" {
+		return fmt.Errorf("logs of never-started pod %s = %q, %v; the contract says kwok serves the fixed log", pod, logs, err)
+	}
+	fmt.Printf("     %s: waiting reasons %v; job still active=%d ready=%v with no condition\n", image, reasons, final.Status.Active, ptr.Deref(final.Status.Ready, -1))
 	return nil
 }
 
