@@ -399,7 +399,7 @@ func logged(log *slog.Logger, h http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), reqLogKey{}, rl)))
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "jid", rl.jid,
-			"status", rec.code, "duration", time.Since(start)}
+			"status", rec.code, "duration", time.Since(start).String()}
 		if rl.err != "" {
 			attrs = append(attrs, "error", rl.err)
 		}
