@@ -962,6 +962,7 @@ func TestKubeEndToEnd(t *testing.T) {
 		checkJobShape(t, "POST "+jid, m)
 	}
 	submit("pull-1", "fnndsc/pl-missing", 1, 0)
+	submit("badname-1", "fnndsc/pl-invalid", 1, 0)
 	submit("ok-1", "fnndsc/pl-succeed", 1, 0)
 	submit("fail-1", "fnndsc/pl-fail", 1, 0)
 	submit("workers-3", "fnndsc/pl-succeed", 3, 0)
@@ -969,6 +970,14 @@ func TestKubeEndToEnd(t *testing.T) {
 	submit("gpu-99", "fnndsc/pl-succeed", 1, 99) // the node has 4
 	submit("sleep-1", "fnndsc/pl-sleep", 2, 0)
 
+	t.Run("invalid image name ends at once", func(t *testing.T) {
+		// Checked first, well within the pull grace period (15 s from the
+		// pod's start): InvalidImageName never heals, so no grace.
+		m := untilStatus(t, base, "badname-1", 10*time.Second, statusSuccess, statusError)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "InvalidImageName") || strings.Contains(fmt.Sprint(m["logs"]), kwokLog) {
+			t.Errorf("GET = %v; want finishedWithError naming InvalidImageName, no log lines", m)
+		}
+	})
 	t.Run("image cannot be pulled", func(t *testing.T) {
 		// First the reason, while the kubelet may still succeed...
 		var m map[string]any
