@@ -1,0 +1,273 @@
+package main
+
+// Configuration: the environment, read once at start.
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// config is the environment, parsed once at start.
+type config struct {
+	Port           string
+	ContainerEnv   string // swarm, docker, podman, kubernetes, cromwell
+	StorageType    string // host, nfs, docker_local_volume, kubernetes_pvc
+	StoreBase      string
+	NFSServer      string
+	VolumeName     string
+	PfconSelector  string
+	JobLogsTail    int
+	RemoveJobs     bool
+	IgnoreLimits   bool
+	HomeWorkaround bool
+	ShmSizeMiB     int
+	JobLabels      map[string]string
+	ContainerUser  *idRange // nil: the image's user
+
+	// Kubernetes
+	Kubeconfig       string // KUBECONFIG, used when not running in a pod
+	JobNamespace     string
+	NodeSelector     map[string]string
+	ImagePullSecrets []string
+	RunAsUser        string // SECURITYCONTEXT_RUN_AS_USER, digits or ""
+	RunAsGroup       string
+
+	// The Docker engine (docker, podman, swarm), as the docker CLI reads it.
+	DockerHost      string
+	DockerTLSVerify bool
+	DockerCertPath  string
+
+	// Cromwell
+	CromwellURL      string
+	TimelimitMinutes int
+	SlurmPartition   string
+}
+
+// storageTypes lists which STORAGE_TYPE each backend can mount.
+var storageTypes = map[string][]string{
+	"swarm":      {"host", "nfs", "docker_local_volume"},
+	"docker":     {"host", "nfs", "docker_local_volume"},
+	"podman":     {"host", "nfs", "docker_local_volume"},
+	"kubernetes": {"host", "nfs", "kubernetes_pvc"},
+	"cromwell":   {"host", "nfs"},
+}
+
+// loadConfig reads the environment. Every bad value is an error that names
+// the variable and what it accepts: a deployment must not start half-right.
+func loadConfig(getenv func(string) string) (*config, error) {
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, a...)...))
+	}
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	integer := func(name string, def, min int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			bad(name, "%q is not a whole number >= %d", v, min)
+			return def
+		}
+		return n
+	}
+	boolean := func(name string, def bool) bool {
+		v := strings.ToLower(str(name, ""))
+		switch v {
+		case "":
+			return def
+		case "1", "true", "yes", "y", "on":
+			return true
+		case "0", "false", "no", "n", "off":
+			return false
+		}
+		bad(name, "%q is not a boolean (accepts yes/no, true/false, 1/0, on/off)", v)
+		return def
+	}
+	pairs := func(name string) map[string]string {
+		v := str(name, "")
+		if v == "" {
+			return nil
+		}
+		m, err := parsePairs(v)
+		if err != nil {
+			bad(name, "%v (accepts k1=v1,k2=v2)", err)
+		}
+		return m
+	}
+
+	c := &config{
+		Port:             str("PORT", "5010"),
+		ContainerEnv:     str("CONTAINER_ENV", "docker"),
+		StoreBase:        str("STOREBASE", ""),
+		NFSServer:        str("NFS_SERVER", ""),
+		VolumeName:       str("VOLUME_NAME", ""),
+		PfconSelector:    str("PFCON_SELECTOR", "org.chrisproject.role=pfcon"),
+		JobLogsTail:      integer("JOB_LOGS_TAIL", 1000, 0),
+		RemoveJobs:       boolean("REMOVE_JOBS", true),
+		IgnoreLimits:     boolean("IGNORE_LIMITS", false),
+		HomeWorkaround:   boolean("ENABLE_HOME_WORKAROUND", false),
+		ShmSizeMiB:       integer("SHM_SIZE", 0, 0),
+		JobLabels:        pairs("JOB_LABELS"),
+		Kubeconfig:       str("KUBECONFIG", ""),
+		JobNamespace:     str("JOB_NAMESPACE", "default"),
+		NodeSelector:     pairs("NODE_SELECTOR"),
+		RunAsUser:        str("SECURITYCONTEXT_RUN_AS_USER", ""),
+		RunAsGroup:       str("SECURITYCONTEXT_RUN_AS_GROUP", ""),
+		CromwellURL:      str("CROMWELL_URL", ""),
+		TimelimitMinutes: integer("TIMELIMIT_MINUTES", 0, 1),
+		SlurmPartition:   str("SLURM_PARTITION", ""),
+		DockerHost:       str("DOCKER_HOST", ""),
+		DockerTLSVerify:  getenv("DOCKER_TLS_VERIFY") != "", // any value, as the docker CLI
+		DockerCertPath:   str("DOCKER_CERT_PATH", ""),
+	}
+	if n, err := strconv.Atoi(c.Port); err != nil || n < 0 || n > 65535 {
+		bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)
+	}
+	allowed, ok := storageTypes[c.ContainerEnv]
+	if !ok {
+		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell", c.ContainerEnv)
+	}
+	def := "host"
+	if len(allowed) > 0 && c.ContainerEnv != "kubernetes" && c.VolumeName != "" {
+		// A Docker deployment that names a volume means that volume.
+		def = "docker_local_volume"
+	}
+	c.StorageType = str("STORAGE_TYPE", def)
+	if ok && !slices.Contains(allowed, c.StorageType) {
+		bad("STORAGE_TYPE", "%q does not work with CONTAINER_ENV=%s (accepts %s)", c.StorageType, c.ContainerEnv, strings.Join(allowed, ", "))
+	}
+	switch c.StorageType {
+	case "host", "nfs":
+		if c.StoreBase == "" {
+			bad("STOREBASE", "required with STORAGE_TYPE=%s: the path of the job store on every node", c.StorageType)
+		} else if !path.IsAbs(c.StoreBase) {
+			bad("STOREBASE", "%q is not an absolute path", c.StoreBase)
+		}
+		if c.StorageType == "nfs" && c.ContainerEnv == "kubernetes" && c.NFSServer == "" {
+			bad("NFS_SERVER", "required with STORAGE_TYPE=nfs on Kubernetes")
+		}
+	case "kubernetes_pvc":
+		if c.VolumeName == "" {
+			bad("VOLUME_NAME", "required with STORAGE_TYPE=kubernetes_pvc: the name of the PVC")
+		}
+	}
+	if _, _, err := splitPair(c.PfconSelector); err != nil {
+		bad("PFCON_SELECTOR", "%v (accepts key=value)", err)
+	}
+	if v := str("CONTAINER_USER", ""); v != "" {
+		u, err := parseIDRange(v)
+		if err != nil {
+			bad("CONTAINER_USER", "%v (accepts UID:GID, each a number or a range lo-hi)", err)
+		}
+		c.ContainerUser = u
+	}
+	for _, name := range []string{"SECURITYCONTEXT_RUN_AS_USER", "SECURITYCONTEXT_RUN_AS_GROUP"} {
+		if v := getenv(name); v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n < 0 {
+				bad(name, "%q is not a user or group id (a whole number >= 0)", v)
+			}
+		}
+	}
+	if v := str("IMAGE_PULL_SECRETS", ""); v != "" {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.ImagePullSecrets = append(c.ImagePullSecrets, s)
+			}
+		}
+	}
+	if c.ContainerEnv == "cromwell" {
+		if c.CromwellURL == "" {
+			bad("CROMWELL_URL", "required with CONTAINER_ENV=cromwell: the Cromwell server's URL")
+		} else if u, err := url.Parse(c.CromwellURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("CROMWELL_URL", "%q is not an http(s) URL", c.CromwellURL)
+		}
+		if c.TimelimitMinutes == 0 {
+			bad("TIMELIMIT_MINUTES", "required with CONTAINER_ENV=cromwell: the SLURM time limit in minutes")
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+// parsePairs reads "k1=v1,k2=v2".
+func parsePairs(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, item := range strings.Split(s, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		k, v, err := splitPair(item)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func splitPair(item string) (string, string, error) {
+	k, v, ok := strings.Cut(item, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("%q is not key=value", item)
+	}
+	return k, strings.TrimSpace(v), nil
+}
+
+// idRange is CONTAINER_USER: a uid and a gid, each drawn per job from
+// [lo, hi].
+type idRange struct {
+	uidLo, uidHi, gidLo, gidHi int
+}
+
+func parseIDRange(s string) (*idRange, error) {
+	us, gs, ok := strings.Cut(s, ":")
+	if !ok {
+		return nil, fmt.Errorf("%q has no ':' between UID and GID", s)
+	}
+	r := &idRange{}
+	var err error
+	if r.uidLo, r.uidHi, err = parseRange(us); err != nil {
+		return nil, fmt.Errorf("UID %v", err)
+	}
+	if r.gidLo, r.gidHi, err = parseRange(gs); err != nil {
+		return nil, fmt.Errorf("GID %v", err)
+	}
+	return r, nil
+}
+
+func parseRange(s string) (lo, hi int, err error) {
+	los, his, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	lo, err = strconv.Atoi(los)
+	if err != nil || lo < 0 {
+		return 0, 0, fmt.Errorf("%q is not a number >= 0 or a range lo-hi", s)
+	}
+	hi = lo
+	if isRange {
+		hi, err = strconv.Atoi(his)
+		if err != nil || hi < lo {
+			return 0, 0, fmt.Errorf("%q is not a range lo-hi with lo <= hi", s)
+		}
+	}
+	return lo, hi, nil
+}
+
+// pick draws the ids for one job.
+func (r *idRange) pick() (uid, gid int) {
+	return r.uidLo + rand.IntN(r.uidHi-r.uidLo+1), r.gidLo + rand.IntN(r.gidHi-r.gidLo+1)
+}
