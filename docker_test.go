@@ -869,33 +869,73 @@ func TestDockerDrainPull(t *testing.T) {
 }
 
 // TestDockerLocalVolume runs a job with STORAGE_TYPE=docker_local_volume:
-// the job's directories are found inside the named volume on the engine.
+// the job's directories are found inside a Docker volume, named by
+// VOLUME_NAME or found as the volume pfcon's container (PFCON_SELECTOR)
+// mounts at /var/local/storeBase.
 func TestDockerLocalVolume(t *testing.T) {
 	cli := needEngine(t)
 	img := needTestImage(t, cli)
-	var b [4]byte
-	rand.Read(b[:])
-	vol := fmt.Sprintf("dk-%x-store", b)
-	v, err := cli.VolumeCreate(context.Background(), volume.CreateOptions{Name: vol})
-	if err != nil {
-		t.Fatal(err)
+	for _, how := range []string{"VOLUME_NAME", "PFCON_SELECTOR"} {
+		t.Run(how, func(t *testing.T) {
+			var b [4]byte
+			rand.Read(b[:])
+			vol := fmt.Sprintf("dk-%x-store", b)
+			v, err := cli.VolumeCreate(context.Background(), volume.CreateOptions{Name: vol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Registered first, so it runs last: after the containers are gone.
+			t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
+			if _, err := os.Stat(v.Mountpoint); err != nil {
+				needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
+			}
+			env := map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "docker_local_volume"}
+			if how == "VOLUME_NAME" {
+				env["VOLUME_NAME"] = vol
+			} else {
+				// A stand-in for pfcon: a running container with the label,
+				// mounting the volume where pfcon does.
+				label := fmt.Sprintf("org.chrisproject.role=pfcon-%x", b)
+				env["PFCON_SELECTOR"] = label
+				k, val, _ := strings.Cut(label, "=")
+				c, err := cli.ContainerCreate(context.Background(),
+					&container.Config{Image: img, Cmd: []string{"sleep", "300"}, Labels: map[string]string{k: val}},
+					&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},
+					nil, nil, fmt.Sprintf("dk-%x-pfcon", b))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+				})
+				if err := cli.ContainerStart(context.Background(), c.ID, container.StartOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := &dockerEnv{store: v.Mountpoint, cli: cli, image: img}
+			e.url = startServer(t, env)
+			jid := e.newJID(t, "volume")
+			e.dir(t, jid+"/in", map[string]string{"data.txt": "in a volume"})
+			e.submit(t, e.jobBody(jid, "ds", `cp "$1/data.txt" "$2/copy.txt"`))
+			if done := e.wait(t, jid); done["status"] != statusSuccess {
+				t.Fatalf("job = %v; want %s", done, statusSuccess)
+			}
+			if got, err := os.ReadFile(filepath.Join(v.Mountpoint, jid, "out", "copy.txt")); string(got) != "in a volume" {
+				t.Errorf("volume %s: %s/out/copy.txt = %q, %v; want \"in a volume\"", vol, jid, got, err)
+			}
+		})
 	}
-	// Registered first, so it runs last: after the job's container is gone.
-	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
-	if _, err := os.Stat(v.Mountpoint); err != nil {
-		needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
-	}
-	e := &dockerEnv{store: v.Mountpoint, cli: cli, image: img}
-	e.url = startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "docker_local_volume", "VOLUME_NAME": vol})
-	jid := e.newJID(t, "volume")
-	e.dir(t, jid+"/in", map[string]string{"data.txt": "in a volume"})
-	e.submit(t, e.jobBody(jid, "ds", `cp "$1/data.txt" "$2/copy.txt"`))
-	if done := e.wait(t, jid); done["status"] != statusSuccess {
-		t.Fatalf("job = %v; want %s", done, statusSuccess)
-	}
-	if got, err := os.ReadFile(filepath.Join(v.Mountpoint, jid, "out", "copy.txt")); string(got) != "in a volume" {
-		t.Errorf("volume %s: %s/out/copy.txt = %q, %v; want \"in a volume\"", vol, jid, got, err)
-	}
+	t.Run("no volume found", func(t *testing.T) {
+		url := startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "docker_local_volume",
+			"PFCON_SELECTOR": "org.chrisproject.role=nobody-has-this"})
+		e := &dockerEnv{url: url, cli: cli, image: img, store: t.TempDir()}
+		jid := e.newJID(t, "novolume")
+		code, m := e.do(t, "POST", "/api/v1/", e.jobBody(jid, "fs", "true"))
+		if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(m["message"]), "nobody-has-this") {
+			t.Errorf("POST with no pfcon volume = %d %v; want 503 naming the selector", code, m)
+		}
+		e.noContainer(t, jid)
+	})
 }
 
 // fakeRegistry serves one image, repo:1, over the registry HTTP API: FROM
