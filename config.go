@@ -140,12 +140,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if !ok {
 		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell", c.ContainerEnv)
 	}
-	def := "host"
-	if len(allowed) > 0 && c.ContainerEnv != "kubernetes" && c.VolumeName != "" {
-		// A Docker deployment that names a volume means that volume.
-		def = "docker_local_volume"
-	}
-	c.StorageType = str("STORAGE_TYPE", def)
+	c.StorageType = str("STORAGE_TYPE", "host")
 	if ok && !slices.Contains(allowed, c.StorageType) {
 		bad("STORAGE_TYPE", "%q does not work with CONTAINER_ENV=%s (accepts %s)", c.StorageType, c.ContainerEnv, strings.Join(allowed, ", "))
 	}

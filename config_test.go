@@ -45,9 +45,9 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("loadConfig(kubernetes) = %+v; want %+v", c, want)
 	}
 
-	c, err = loadConfig(env("CONTAINER_ENV", "swarm", "VOLUME_NAME", "chris-store"))
-	if err != nil || c.StorageType != "docker_local_volume" {
-		t.Errorf("swarm with VOLUME_NAME: storage %v, %v; want docker_local_volume", c, err)
+	c, err = loadConfig(env("CONTAINER_ENV", "swarm", "STORAGE_TYPE", "docker_local_volume", "VOLUME_NAME", "chris-store"))
+	if err != nil || c.StorageType != "docker_local_volume" || c.VolumeName != "chris-store" || c.StoreBase != "" {
+		t.Errorf("swarm with docker_local_volume: %+v, %v; want it with no STOREBASE", c, err)
 	}
 	c, err = loadConfig(env("CONTAINER_ENV", "cromwell", "STOREBASE", "/s", "CROMWELL_URL", "http://c:8000", "TIMELIMIT_MINUTES", "30"))
 	if err != nil || c.TimelimitMinutes != 30 || c.CromwellURL != "http://c:8000" {
@@ -62,6 +62,8 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{[]string{"CONTAINER_ENV", "openshift", "STOREBASE", "/s"}, "CONTAINER_ENV"},
 		{[]string{}, "STOREBASE: required"},
+		// Naming a volume does not switch the storage type by itself.
+		{[]string{"VOLUME_NAME", "chris-store"}, "STOREBASE: required"},
 		{[]string{"STOREBASE", "relative/path"}, "STOREBASE"},
 		{[]string{"STOREBASE", "/s", "STORAGE_TYPE", "kubernetes_pvc"}, "STORAGE_TYPE"},
 		{[]string{"STOREBASE", "/s", "STORAGE_TYPE", "s3"}, "STORAGE_TYPE"},
