@@ -451,21 +451,7 @@ func (e *dockerEnv) submit(t *testing.T, body map[string]any) map[string]any {
 // wait polls GET until the job is finished (bounded) and answers it.
 func (e *dockerEnv) wait(t *testing.T, jid string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil)
-		if code != http.StatusOK {
-			t.Fatalf("GET %s = %d %v; want 200", jid, code, m)
-		}
-		checkJobShape(t, "job", m)
-		if s := m["status"]; s == statusSuccess || s == statusError {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s not finished after 60s: %v", jid, m)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return untilStatus(t, e.url, jid, 60*time.Second, statusSuccess, statusError)
 }
 
 // noContainer fails if the engine has a container named jid.

@@ -906,27 +906,6 @@ func kubeBody(jid, image string, workers int) map[string]any {
 	}
 }
 
-// untilStatus polls GET until the job's status is one of want, and
-// answers the job; bounded, and gentle with a shared machine.
-func untilStatus(t *testing.T, base, jid string, within time.Duration, want ...string) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
-		if code != http.StatusOK {
-			t.Fatalf("GET %s = %d %v; want 200", jid, code, m)
-		}
-		if slices.Contains(want, fmt.Sprint(m["status"])) {
-			t.Logf("GET %s: %s: %q; logs %q", jid, m["status"], m["message"], m["logs"])
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: status %q (%v) after %s; want one of %q", jid, m["status"], m["message"], within, want)
-		}
-		time.Sleep(time.Second)
-	}
-}
-
 const kwokLog = "pman fake log line"
 
 // TestKubeEndToEnd submits every kind of job at once, so they run side by

@@ -105,6 +105,29 @@ func call(t *testing.T, method, u string, body any) (int, map[string]any) {
 	return resp.StatusCode, m
 }
 
+// untilStatus polls GET of jid on the server at base until its status is
+// one of want, and answers the job object; it fails the test after within.
+// Every answer must have the job object's shape.
+func untilStatus(t *testing.T, base, jid string, within time.Duration, want ...string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s = %d %v; want 200", jid, code, m)
+		}
+		checkJobShape(t, "GET "+jid, m)
+		if slices.Contains(want, fmt.Sprint(m["status"])) {
+			t.Logf("GET %s: %s: %q; logs %q", jid, m["status"], m["message"], m["logs"])
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: status %q (%v) after %s; want one of %q", jid, m["status"], m["message"], within, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // ciMode is true under CI, where a missing engine or control plane is a
 // failure, not a reason to skip.
 var ciMode = strings.EqualFold(os.Getenv("CI"), "true") || os.Getenv("CI") == "1"

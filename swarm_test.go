@@ -423,22 +423,7 @@ func TestSwarmEndToEnd(t *testing.T) {
 	// Swarm takes seconds to schedule, prepare and start a task.
 	finished := func(t *testing.T, jid string) map[string]any {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		var m map[string]any
-		for time.Now().Before(deadline) {
-			var code int
-			code, m = call(t, "GET", base+"/api/v1/"+jid+"/", nil)
-			if code != 200 {
-				t.Fatalf("GET %s: %d %v; want 200", jid, code, m)
-			}
-			if s, _ := m["status"].(string); strings.HasPrefix(s, "finished") {
-				t.Logf("GET %s: %s %q at %v, logs %q", jid, s, m["message"], m["timestamp"], m["logs"])
-				return m
-			}
-			time.Sleep(time.Second)
-		}
-		t.Fatalf("GET %s: still %v after 90s; want finished*", jid, m)
-		return nil
+		return untilStatus(t, base, jid, 90*time.Second, statusSuccess, statusError)
 	}
 	wantStatus := func(t *testing.T, m map[string]any, status string, inMessage ...string) {
 		t.Helper()
