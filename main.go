@@ -474,8 +474,10 @@ func decodeJob(body []byte, cfg *config) (*jobSpec, error) {
 			problems[name] = fmt.Sprintf("invalid literal for int(): %s", v)
 			return 0
 		}
-		if i < min {
-			problems[name] = fmt.Sprintf("must be >= %d, not %d", min, i)
+		// The bound keeps MiB<<20 and millicores*1e6 inside an int64.
+		const max = 1 << 31
+		if i < min || i > max {
+			problems[name] = fmt.Sprintf("must be between %d and %d, not %d", min, max, i)
 		}
 		return i
 	}
