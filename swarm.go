@@ -67,10 +67,7 @@ func serviceSpec(cfg *config, j *jobSpec, base string) swarm.ServiceSpec {
 			{Type: mount.TypeBind, Source: hostPath(base, j.OutputDir), Target: outgoingDir},
 		},
 	}
-	if cfg.ContainerUser != nil {
-		uid, gid := cfg.ContainerUser.pick()
-		cs.User = fmt.Sprintf("%d:%d", uid, gid)
-	}
+	cs.User = pickUser(cfg.ContainerUser)
 	if cfg.ShmSizeMiB > 0 {
 		// A service has no ShmSize; the engine leaves out its own /dev/shm
 		// when a mount targets it, so a sized tmpfs takes its place.
@@ -127,24 +124,41 @@ func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, engineError(err, "creating service "+j.JID)
 	}
-	out := &job{
-		JID:       j.JID,
-		Image:     spec.TaskTemplate.ContainerSpec.Image,
-		Cmd:       strings.Join(j.Cmd, " "),
-		Status:    statusNotStarted,
-		Message:   "task not available yet",
-		Timestamp: time.Now().UTC().Format(time.RFC3339Nano),
-	}
+	out := serviceJob(j.JID, spec.TaskTemplate.ContainerSpec, time.Now())
 	// The service exists now: failing the POST would make pfcon retry into
 	// a 409. A task list that fails only leaves the first answer vaguer.
-	tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", resp.ID))})
-	if err != nil {
+	if _, err := s.withTask(ctx, out, resp.ID, spec.TaskTemplate.Resources); err != nil {
 		s.log.Warn("listing tasks after create", "jid", j.JID, "error", err)
-	} else if t := newestTask(tasks); t != nil {
-		out.Status, out.Message = taskStatus(t, spec.TaskTemplate.Resources, nil)
-		out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
 	return out, nil
+}
+
+// serviceJob is the answer for a service before its task is looked at.
+func serviceJob(jid string, cs *swarm.ContainerSpec, updated time.Time) *job {
+	return &job{
+		JID:       jid,
+		Image:     cs.Image,
+		Cmd:       strings.Join(cs.Command, " "),
+		Status:    statusNotStarted,
+		Message:   "task not available yet",
+		Timestamp: updated.UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// withTask sets out's status, message and timestamp from the service's
+// newest task, and answers that task (nil while there is none).
+func (s *swarmSched) withTask(ctx context.Context, out *job, serviceID string, res *swarm.ResourceRequirements) (*swarm.Task, error) {
+	tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", serviceID))})
+	if err != nil {
+		return nil, err
+	}
+	t := newestTask(tasks)
+	if t == nil {
+		return nil, nil
+	}
+	out.Status, out.Message = taskStatus(t, res, s.oomKilled(ctx, t, res))
+	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
+	return t, nil
 }
 
 // inspect finds the service named jid. The engine also matches a service
@@ -173,24 +187,14 @@ func (s *swarmSched) get(ctx context.Context, jid string) (*job, error) {
 	if cs == nil {
 		return nil, errorf(eNotFound, "service %q is not a job: it runs no container", jid)
 	}
-	tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", svc.ID))})
+	out := serviceJob(jid, cs, svc.UpdatedAt)
+	t, err := s.withTask(ctx, out, svc.ID, svc.Spec.TaskTemplate.Resources)
 	if err != nil {
 		return nil, engineError(err, "listing the tasks of service "+jid)
 	}
-	out := &job{
-		JID:       jid,
-		Image:     cs.Image,
-		Cmd:       strings.Join(cs.Command, " "),
-		Status:    statusNotStarted,
-		Message:   "task not available yet",
-		Timestamp: svc.UpdatedAt.UTC().Format(time.RFC3339Nano),
-	}
-	t := newestTask(tasks)
 	if t == nil {
 		return out, nil
 	}
-	out.Status, out.Message = taskStatus(t, svc.Spec.TaskTemplate.Resources, s.oomKilled(ctx, t, svc.Spec.TaskTemplate.Resources))
-	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
 	// A task that never got a container (pending, rejected) has no logs:
 	// asking would cost a call for nothing.
 	if cst := t.Status.ContainerStatus; cst != nil && cst.ContainerID != "" {
@@ -305,13 +309,14 @@ func taskStatus(t *swarm.Task, res *swarm.ResourceRequirements, oomKilled *bool)
 	case swarm.TaskStateFailed:
 		if lim := memLimit(res); lim > 0 && st.ContainerStatus != nil && st.ContainerStatus.ExitCode == 137 {
 			// The engine reports only "non-zero exit (137)"; the container
-			// knows whether the kernel's OOM killer sent the SIGKILL.
-			switch {
-			case oomKilled == nil:
-				return statusError, fmt.Sprintf("killed (exit 137), most likely out of memory: the job's memory limit is %d MiB (%s)", lim>>20, message)
-			case *oomKilled:
+			// knows whether the kernel's OOM killer sent the SIGKILL. Its
+			// OOMKilled comes from a separate event that can land after the
+			// task has failed, so a false read then proves nothing (seen in
+			// about one run in five here): only true is conclusive.
+			if oomKilled != nil && *oomKilled {
 				return statusError, fmt.Sprintf("out of memory: killed for exceeding the job's memory limit of %d MiB (%s)", lim>>20, message)
 			}
+			return statusError, fmt.Sprintf("killed (exit 137), most likely out of memory: the job's memory limit is %d MiB (%s)", lim>>20, message)
 		}
 		return statusError, message
 	case swarm.TaskStateRejected:
