@@ -194,6 +194,8 @@ func drainPull(rc io.ReadCloser, ref string) error {
 		} else if err != nil {
 			return errorf(eUnavailable, "pulling image %q: reading the engine's answer: %v", ref, err)
 		}
+		// ErrorMessage is the older, deprecated field; engines still send it
+		// beside errorDetail, and a compatible API (Podman) may send only it.
 		if m.Error != nil || m.ErrorMessage != "" {
 			msg, code := m.ErrorMessage, 0
 			if m.Error != nil {
