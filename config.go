@@ -28,7 +28,10 @@ type config struct {
 	HomeWorkaround bool
 	ShmSizeMiB     int
 	JobLabels      map[string]string
-	ContainerUser  *idRange // nil: the image's user
+	ContainerUser  userSpec // CONTAINER_USER; an unset side keeps the image's
+
+	// Notes are one-line remarks on the configuration, logged at start.
+	Notes []string
 
 	// Kubernetes
 	Kubeconfig       string // KUBECONFIG, used when not running in a pod
@@ -140,7 +143,17 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if !ok {
 		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell", c.ContainerEnv)
 	}
-	c.StorageType = str("STORAGE_TYPE", "host")
+	// pman 6 defaulted to the Docker volume on a plain engine: miniChRIS
+	// sets neither STORAGE_TYPE nor STOREBASE.
+	defStorage := "host"
+	if c.ContainerEnv == "docker" || c.ContainerEnv == "podman" {
+		defStorage = "docker_local_volume"
+	}
+	c.StorageType = str("STORAGE_TYPE", defStorage)
+	if c.StorageType == "docker_local_volume" && c.StoreBase != "" {
+		c.Notes = append(c.Notes, fmt.Sprintf("STOREBASE=%s is ignored with STORAGE_TYPE=docker_local_volume: the store is the Docker volume's directory, as in pman 6", c.StoreBase))
+		c.StoreBase = ""
+	}
 	if ok && !slices.Contains(allowed, c.StorageType) {
 		bad("STORAGE_TYPE", "%q does not work with CONTAINER_ENV=%s (accepts %s)", c.StorageType, c.ContainerEnv, strings.Join(allowed, ", "))
 	}
@@ -162,11 +175,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if _, _, err := splitPair(c.PfconSelector); err != nil {
 		bad("PFCON_SELECTOR", "%v (accepts key=value)", err)
 	}
-	if v := str("CONTAINER_USER", ""); v != "" {
-		u, err := parseIDRange(v)
-		if err != nil {
-			bad("CONTAINER_USER", "%v (accepts UID:GID, each a number or a range lo-hi)", err)
-		}
+	if u, err := parseUserSpec(str("CONTAINER_USER", "")); err != nil {
+		bad("CONTAINER_USER", "%v (accepts UID:GID, each side empty, a number or a range lo-hi)", err)
+	} else {
 		c.ContainerUser = u
 	}
 	for _, name := range []string{"SECURITYCONTEXT_RUN_AS_USER", "SECURITYCONTEXT_RUN_AS_GROUP"} {
@@ -224,45 +235,69 @@ func splitPair(item string) (string, string, error) {
 	return k, strings.TrimSpace(v), nil
 }
 
-// idRange is CONTAINER_USER: a uid and a gid, each drawn per job from
-// [lo, hi].
+// userSpec is CONTAINER_USER, "UID:GID". Either side may be unset (empty),
+// a number, or a range lo-hi from which each job draws its own id.
+type userSpec struct {
+	UID, GID idRange
+}
+
+// idRange is one side of CONTAINER_USER; the zero value is "not set".
 type idRange struct {
-	uidLo, uidHi, gidLo, gidHi int
+	Set    bool
+	Lo, Hi int
 }
 
-func parseIDRange(s string) (*idRange, error) {
+// parseUserSpec reads CONTAINER_USER as pman 6 did: "1001:", ":0", ":" and
+// "" are all valid; anything else needs exactly one ':'.
+func parseUserSpec(s string) (userSpec, error) {
+	if s == "" {
+		return userSpec{}, nil
+	}
 	us, gs, ok := strings.Cut(s, ":")
-	if !ok {
-		return nil, fmt.Errorf("%q has no ':' between UID and GID", s)
+	if !ok || strings.Contains(gs, ":") {
+		return userSpec{}, fmt.Errorf("%q is not UID:GID (one ':')", s)
 	}
-	r := &idRange{}
+	var u userSpec
 	var err error
-	if r.uidLo, r.uidHi, err = parseRange(us); err != nil {
-		return nil, fmt.Errorf("UID %v", err)
+	if u.UID, err = parseRange(us); err != nil {
+		return userSpec{}, fmt.Errorf("UID %v", err)
 	}
-	if r.gidLo, r.gidHi, err = parseRange(gs); err != nil {
-		return nil, fmt.Errorf("GID %v", err)
+	if u.GID, err = parseRange(gs); err != nil {
+		return userSpec{}, fmt.Errorf("GID %v", err)
 	}
-	return r, nil
+	return u, nil
 }
 
-func parseRange(s string) (lo, hi int, err error) {
-	los, his, isRange := strings.Cut(strings.TrimSpace(s), "-")
-	lo, err = strconv.Atoi(los)
-	if err != nil || lo < 0 {
-		return 0, 0, fmt.Errorf("%q is not a number >= 0 or a range lo-hi", s)
+// parseRange returns one side of CONTAINER_USER: unset when empty.
+func parseRange(s string) (idRange, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return idRange{}, nil
 	}
-	hi = lo
+	los, his, isRange := strings.Cut(s, "-")
+	lo, err := strconv.Atoi(los)
+	if err != nil || lo < 0 {
+		return idRange{}, fmt.Errorf("%q is not empty, a number >= 0 or a range lo-hi", s)
+	}
+	hi := lo
 	if isRange {
 		hi, err = strconv.Atoi(his)
 		if err != nil || hi < lo {
-			return 0, 0, fmt.Errorf("%q is not a range lo-hi with lo <= hi", s)
+			return idRange{}, fmt.Errorf("%q is not a range lo-hi with lo <= hi", s)
 		}
 	}
-	return lo, hi, nil
+	return idRange{Set: true, Lo: lo, Hi: hi}, nil
 }
 
-// pick draws the ids for one job.
-func (r *idRange) pick() (uid, gid int) {
-	return r.uidLo + rand.IntN(r.uidHi-r.uidLo+1), r.gidLo + rand.IntN(r.gidHi-r.gidLo+1)
+// pick returns an id drawn from the range, or nil when the side is unset.
+func (r idRange) pick() *int {
+	if !r.Set {
+		return nil
+	}
+	return new(r.Lo + rand.IntN(r.Hi-r.Lo+1))
+}
+
+// pick returns the ids for one job; nil sides keep the image's.
+func (u userSpec) pick() (uid, gid *int) {
+	return u.UID.pick(), u.GID.pick()
 }

@@ -15,14 +15,37 @@ func env(kv ...string) func(string) string {
 }
 
 func TestLoadConfig(t *testing.T) {
-	c, err := loadConfig(env("STOREBASE", "/var/store"))
+	// miniChRIS-docker's environment: no STORAGE_TYPE, no STOREBASE.
+	c, err := loadConfig(env("CONTAINER_ENV", "docker", "CONTAINER_USER", "1001:", "ENABLE_HOME_WORKAROUND", "yes",
+		"JOB_LABELS", "org.chrisproject.miniChRIS=plugininstance", "SECRET_KEY", "secret", "REMOVE_JOBS", "yes"))
 	if err != nil {
-		t.Fatalf("loadConfig(defaults): %v", err)
+		t.Fatalf("loadConfig(miniChRIS-docker): %v", err)
 	}
-	want := &config{Port: "5010", ContainerEnv: "docker", StorageType: "host", StoreBase: "/var/store",
+	want := &config{Port: "5010", ContainerEnv: "docker", StorageType: "docker_local_volume",
+		PfconSelector: "org.chrisproject.role=pfcon", JobLogsTail: 1000, RemoveJobs: true, JobNamespace: "default",
+		HomeWorkaround: true, JobLabels: map[string]string{"org.chrisproject.miniChRIS": "plugininstance"},
+		ContainerUser: userSpec{UID: idRange{true, 1001, 1001}}}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("loadConfig(miniChRIS-docker) = %+v; want %+v", c, want)
+	}
+
+	c, err = loadConfig(env("STORAGE_TYPE", "host", "STOREBASE", "/var/store"))
+	if err != nil {
+		t.Fatalf("loadConfig(host): %v", err)
+	}
+	want = &config{Port: "5010", ContainerEnv: "docker", StorageType: "host", StoreBase: "/var/store",
 		PfconSelector: "org.chrisproject.role=pfcon", JobLogsTail: 1000, RemoveJobs: true, JobNamespace: "default"}
 	if !reflect.DeepEqual(c, want) {
-		t.Errorf("loadConfig(defaults) = %+v; want %+v", c, want)
+		t.Errorf("loadConfig(host) = %+v; want %+v", c, want)
+	}
+
+	// With the default storage, a STOREBASE is ignored and the start log says so.
+	for _, ce := range []string{"docker", "podman"} {
+		c, err = loadConfig(env("CONTAINER_ENV", ce, "STOREBASE", "/var/store"))
+		if err != nil || c.StorageType != "docker_local_volume" || c.StoreBase != "" ||
+			len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "STOREBASE=/var/store is ignored") {
+			t.Errorf("loadConfig(CONTAINER_ENV=%s STOREBASE=/var/store) = %+v, %v; want docker_local_volume, STOREBASE ignored with a note", ce, c, err)
+		}
 	}
 
 	c, err = loadConfig(env("CONTAINER_ENV", "kubernetes", "STORAGE_TYPE", "kubernetes_pvc", "VOLUME_NAME", "pvc1",
@@ -37,7 +60,7 @@ func TestLoadConfig(t *testing.T) {
 	want = &config{Port: "8080", ContainerEnv: "kubernetes", StorageType: "kubernetes_pvc", VolumeName: "pvc1",
 		PfconSelector: "org.chrisproject.role=pfcon", JobLogsTail: 50, RemoveJobs: false, IgnoreLimits: true,
 		HomeWorkaround: true, ShmSizeMiB: 64, JobLabels: map[string]string{"a": "1", "b": "2"},
-		ContainerUser: &idRange{1000, 1010, 100, 100}, JobNamespace: "chris",
+		ContainerUser: userSpec{idRange{true, 1000, 1010}, idRange{true, 100, 100}}, JobNamespace: "chris",
 		NodeSelector: map[string]string{"gpu": "yes"}, ImagePullSecrets: []string{"s1", "s2"},
 		RunAsUser: "1001", RunAsGroup: "0",
 		DockerHost: "tcp://engine:2376", DockerTLSVerify: true, DockerCertPath: "/certs"}
@@ -61,10 +84,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"CONTAINER_ENV", "openshift", "STOREBASE", "/s"}, "CONTAINER_ENV"},
-		{[]string{}, "STOREBASE: required"},
-		// Naming a volume does not switch the storage type by itself.
-		{[]string{"VOLUME_NAME", "chris-store"}, "STOREBASE: required"},
-		{[]string{"STOREBASE", "relative/path"}, "STOREBASE"},
+		{[]string{"STORAGE_TYPE", "host"}, "STOREBASE: required"},
+		{[]string{"CONTAINER_ENV", "swarm"}, "STOREBASE: required"},
+		{[]string{"STORAGE_TYPE", "host", "STOREBASE", "relative/path"}, "STOREBASE"},
 		{[]string{"STOREBASE", "/s", "STORAGE_TYPE", "kubernetes_pvc"}, "STORAGE_TYPE"},
 		{[]string{"STOREBASE", "/s", "STORAGE_TYPE", "s3"}, "STORAGE_TYPE"},
 		{[]string{"CONTAINER_ENV", "kubernetes", "STORAGE_TYPE", "kubernetes_pvc"}, "VOLUME_NAME"},
@@ -76,6 +98,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{[]string{"STOREBASE", "/s", "SHM_SIZE", "1g"}, "SHM_SIZE"},
 		{[]string{"STOREBASE", "/s", "JOB_LABELS", "a"}, "JOB_LABELS"},
 		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "1000"}, "CONTAINER_USER"},
+		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "1:2:3"}, "CONTAINER_USER"},
+		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "-1:"}, "CONTAINER_USER"},
 		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "10-1:0"}, "CONTAINER_USER"},
 		{[]string{"STOREBASE", "/s", "CONTAINER_USER", "a:b"}, "CONTAINER_USER"},
 		{[]string{"STOREBASE", "/s", "PORT", "http"}, "PORT"},
@@ -98,20 +122,47 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 }
 
-func TestIDRangePick(t *testing.T) {
-	r, err := parseIDRange("1000-1002:50")
+func TestParseUserSpec(t *testing.T) {
+	set := func(lo, hi int) idRange { return idRange{true, lo, hi} }
+	tests := []struct {
+		in   string
+		want userSpec
+	}{
+		{"", userSpec{}},
+		{":", userSpec{}},
+		{"1001:", userSpec{UID: set(1001, 1001)}},
+		{":0", userSpec{GID: set(0, 0)}},
+		{"1001:0", userSpec{set(1001, 1001), set(0, 0)}},
+		{"1000-2000:100", userSpec{set(1000, 2000), set(100, 100)}},
+		{"1000-1234:5678-12345", userSpec{set(1000, 1234), set(5678, 12345)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseUserSpec(tt.in)
+			if err != nil || got != tt.want {
+				t.Errorf("parseUserSpec(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestUserSpecPick(t *testing.T) {
+	u, err := parseUserSpec("1000-1002:50")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[int]bool{}
 	for range 300 {
-		uid, gid := r.pick()
-		if uid < 1000 || uid > 1002 || gid != 50 {
-			t.Fatalf("pick() = %d, %d; want uid in [1000,1002], gid 50", uid, gid)
+		uid, gid := u.pick()
+		if uid == nil || gid == nil || *uid < 1000 || *uid > 1002 || *gid != 50 {
+			t.Fatalf("pick() = %v, %v; want uid in [1000,1002], gid 50", uid, gid)
 		}
-		seen[uid] = true
+		seen[*uid] = true
 	}
 	if len(seen) != 3 {
 		t.Errorf("300 picks from 1000-1002 gave only %v", seen)
+	}
+	if uid, gid := (userSpec{UID: idRange{true, 7, 7}}).pick(); uid == nil || *uid != 7 || gid != nil {
+		t.Errorf("\"7:\".pick() = %v, %v; want 7, nil", uid, gid)
 	}
 }

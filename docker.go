@@ -69,7 +69,7 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err := d.ensureImage(ctx, j.Image); err != nil {
 		return nil, err
 	}
-	config, hostConfig := containerConfig(d.cfg, j, base, pickUser(d.cfg.ContainerUser))
+	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
 	if cerrdefs.IsConflict(err) {
 		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
@@ -209,18 +209,22 @@ func drainPull(rc io.ReadCloser, ref string) error {
 	}
 }
 
-// pickUser is CONTAINER_USER drawn for one job as "uid:gid", or "" for the
-// image's own user.
-func pickUser(r *idRange) string {
-	if r == nil {
-		return ""
+// pickUser returns CONTAINER_USER drawn for one job, applied as pman 6
+// applied it to a container: the UID is the user, the GID a supplementary
+// group, and the primary group stays the image's. Unset sides are "" and nil.
+func pickUser(u userSpec) (user string, groups []string) {
+	uid, gid := u.pick()
+	if uid != nil {
+		user = strconv.Itoa(*uid)
 	}
-	uid, gid := r.pick()
-	return fmt.Sprintf("%d:%d", uid, gid)
+	if gid != nil {
+		groups = []string{strconv.Itoa(*gid)}
+	}
+	return user, groups
 }
 
 // containerConfig is what ContainerCreate gets for a job; base is STOREBASE
-// on the engine's host, user "uid:gid" or "".
+// on the engine's host.
 //
 // Input and output are mounted differently, on purpose:
 //   - the input is a bind Mount: the engine refuses to create the container
@@ -237,7 +241,8 @@ func pickUser(r *idRange) string {
 // The engine copies them separately, so under load their lines can reach
 // the log out of order, and a program that buffers stdout when it is not
 // a terminal (Python) shows its output late. Swarm jobs have a TTY.
-func containerConfig(cfg *config, j *jobSpec, base, user string) (*container.Config, *container.HostConfig) {
+func containerConfig(cfg *config, j *jobSpec, base string) (*container.Config, *container.HostConfig) {
+	user, groups := pickUser(cfg.ContainerUser)
 	c := &container.Config{
 		Image:  j.Image,
 		Cmd:    j.Cmd,
@@ -253,7 +258,8 @@ func containerConfig(cfg *config, j *jobSpec, base, user string) (*container.Con
 			Target:   incomingDir,
 			ReadOnly: true,
 		}},
-		Binds: []string{hostPath(base, j.OutputDir) + ":" + outgoingDir + ":rw"},
+		Binds:    []string{hostPath(base, j.OutputDir) + ":" + outgoingDir + ":rw"},
+		GroupAdd: groups,
 	}
 	if !cfg.IgnoreLimits {
 		h.NanoCPUs = int64(j.CPULimit) * 1_000_000

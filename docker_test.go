@@ -138,8 +138,9 @@ func TestDockerContainerConfig(t *testing.T) {
 		name string
 		cfg  config
 		j    *jobSpec
-		user string
 		// wanted
+		user             string
+		groups           []string
 		nanoCPUs, memory int64
 		gpus             int
 		shm              int64
@@ -155,7 +156,8 @@ func TestDockerContainerConfig(t *testing.T) {
 			in: "/store/feeds/1/in", out: "/store/feeds/1/out:/share/outgoing:rw"},
 		{name: "GPU with IGNORE_LIMITS", cfg: config{IgnoreLimits: true}, j: with(func(j *jobSpec) { j.GPULimit = 1 }), gpus: 1,
 			in: "/store/feeds/1/in", out: "/store/feeds/1/out:/share/outgoing:rw"},
-		{name: "user and shm", cfg: config{ShmSizeMiB: 64}, j: base, user: "1001:1002",
+		{name: "user and shm", cfg: config{ShmSizeMiB: 64, ContainerUser: userSpec{idRange{true, 1001, 1001}, idRange{true, 1002, 1002}}},
+			j: base, user: "1001", groups: []string{"1002"},
 			nanoCPUs: 1_500_000_000, memory: 300 << 20, shm: 64 << 20,
 			in: "/store/feeds/1/in", out: "/store/feeds/1/out:/share/outgoing:rw"},
 		{name: "2022 dirs", j: with(func(j *jobSpec) { j.InputDir, j.OutputDir = "key-chris-jid-7/incoming", "key-chris-jid-7/outgoing" }),
@@ -165,12 +167,12 @@ func TestDockerContainerConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.JobLabels = map[string]string{"team": "fnndsc"}
-			c, h := containerConfig(&tt.cfg, tt.j, "/store", tt.user)
+			c, h := containerConfig(&tt.cfg, tt.j, "/store")
 			if c.Image != tt.j.Image || !slices.Equal(c.Cmd, tt.j.Cmd) || !slices.Equal(c.Env, tt.j.Env) {
 				t.Errorf("image, cmd, env = %q, %q, %q; want %q, %q, %q", c.Image, c.Cmd, c.Env, tt.j.Image, tt.j.Cmd, tt.j.Env)
 			}
-			if c.User != tt.user {
-				t.Errorf("User = %q; want %q", c.User, tt.user)
+			if c.User != tt.user || !slices.Equal(h.GroupAdd, tt.groups) {
+				t.Errorf("User, GroupAdd = %q, %q; want %q, %q (pman 6: the GID is a supplementary group)", c.User, h.GroupAdd, tt.user, tt.groups)
 			}
 			if c.Labels["org.chrisproject.pman.jid"] != tt.j.JID || c.Labels["team"] != "fnndsc" {
 				t.Errorf("Labels = %v; want the jid and JOB_LABELS", c.Labels)
@@ -208,17 +210,38 @@ func TestDockerContainerConfig(t *testing.T) {
 }
 
 func TestDockerPickUser(t *testing.T) {
-	if got := pickUser(nil); got != "" {
-		t.Errorf("pickUser(nil) = %q; want \"\" (the image's user)", got)
+	tests := []struct {
+		spec       string
+		wantUsers  []string
+		wantGroups []string
+	}{
+		{"", []string{""}, nil},
+		{"1001:", []string{"1001"}, nil},
+		{":0", []string{""}, []string{"0"}},
+		{"1000-1002:50", []string{"1000", "1001", "1002"}, []string{"50"}},
 	}
-	r := &idRange{uidLo: 1000, uidHi: 1002, gidLo: 50, gidHi: 50}
-	seen := map[string]bool{}
-	for range 200 {
-		seen[pickUser(r)] = true
-	}
-	want := map[string]bool{"1000:50": true, "1001:50": true, "1002:50": true}
-	if !reflect.DeepEqual(seen, want) {
-		t.Errorf("pickUser(1000-1002:50) drew %v; want exactly %v", seen, want)
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			u, err := parseUserSpec(tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			users := map[string]bool{}
+			for range 200 {
+				user, groups := pickUser(u)
+				users[user] = true
+				if !reflect.DeepEqual(groups, tt.wantGroups) {
+					t.Fatalf("pickUser(%q) groups = %q; want %q", tt.spec, groups, tt.wantGroups)
+				}
+			}
+			want := map[string]bool{}
+			for _, w := range tt.wantUsers {
+				want[w] = true
+			}
+			if !reflect.DeepEqual(users, want) {
+				t.Errorf("pickUser(%q) drew users %v; want exactly %v", tt.spec, users, want)
+			}
+		})
 	}
 }
 

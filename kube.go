@@ -223,9 +223,15 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 // job) or the seed's SECURITYCONTEXT_RUN_AS_USER/GROUP; nil leaves the
 // image's own.
 func (k *kube) ids() (uid, gid *int64, err error) {
-	if u := k.cfg.ContainerUser; u != nil {
+	if u := k.cfg.ContainerUser; u.UID.Set || u.GID.Set {
 		a, b := u.pick()
-		return ptr(int64(a)), ptr(int64(b)), nil
+		if a != nil {
+			uid = new(int64(*a))
+		}
+		if b != nil {
+			gid = new(int64(*b))
+		}
+		return uid, gid, nil
 	}
 	parse := func(name, v string) (*int64, error) {
 		if v == "" {

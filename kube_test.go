@@ -250,7 +250,7 @@ func TestKubeIDs(t *testing.T) {
 		lo, hi   [2]int64 // uid, gid bounds
 		wantNone bool
 	}{
-		{"CONTAINER_USER range", config{ContainerUser: &idRange{1000, 1009, 50, 50}, RunAsUser: "7", RunAsGroup: "8"}, [2]int64{1000, 50}, [2]int64{1009, 50}, false},
+		{"CONTAINER_USER range", config{ContainerUser: userSpec{idRange{true, 1000, 1009}, idRange{true, 50, 50}}, RunAsUser: "7", RunAsGroup: "8"}, [2]int64{1000, 50}, [2]int64{1009, 50}, false},
 		{"seed variables", config{RunAsUser: "7", RunAsGroup: "8"}, [2]int64{7, 8}, [2]int64{7, 8}, false},
 		{"none", config{}, [2]int64{}, [2]int64{}, true},
 	}

@@ -42,6 +42,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
+	for _, n := range cfg.Notes {
+		log.Info("configuration", "note", n)
+	}
 	sched, err := newScheduler(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("CONTAINER_ENV=%s: %w", cfg.ContainerEnv, err)
@@ -121,6 +124,10 @@ type job struct {
 	Message   string `json:"message"`
 	Timestamp string `json:"timestamp"`
 	Logs      string `json:"logs"`
+
+	// LogsIncomplete is set when the logs could not be read in full (see
+	// logsUnreadable): such an answer is never kept as a finished job's final one.
+	LogsIncomplete bool `json:"-"`
 }
 
 // jobSpec is a validated POST body, with the command already built.

@@ -67,7 +67,7 @@ func serviceSpec(cfg *config, j *jobSpec, base string) swarm.ServiceSpec {
 			{Type: mount.TypeBind, Source: hostPath(base, j.OutputDir), Target: outgoingDir},
 		},
 	}
-	cs.User = pickUser(cfg.ContainerUser)
+	cs.User, cs.Groups = pickUser(cfg.ContainerUser)
 	if cfg.ShmSizeMiB > 0 {
 		// A service has no ShmSize; the engine leaves out its own /dev/shm
 		// when a mount targets it, so a sized tmpfs takes its place.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,6 +39,7 @@ func TestSwarmServiceSpec(t *testing.T) {
 		gpus       int
 		wantLimits *swarm.Limit
 		wantUser   string
+		wantGroups []string
 		wantMounts []mount.Mount
 		wantLabels map[string]string
 		wantGPUs   int64
@@ -56,9 +58,10 @@ func TestSwarmServiceSpec(t *testing.T) {
 		},
 		{
 			name:       "CONTAINER_USER, SHM_SIZE, JOB_LABELS",
-			cfg:        config{ContainerUser: &idRange{1001, 1001, 2002, 2002}, ShmSizeMiB: 128, JobLabels: map[string]string{"team": "fnndsc"}},
+			cfg:        config{ContainerUser: userSpec{idRange{true, 1001, 1001}, idRange{true, 2002, 2002}}, ShmSizeMiB: 128, JobLabels: map[string]string{"team": "fnndsc"}},
 			wantLimits: &swarm.Limit{NanoCPUs: 1_500_000_000, MemoryBytes: 300 << 20},
-			wantUser:   "1001:2002",
+			wantUser:   "1001",
+			wantGroups: []string{"2002"},
 			wantMounts: append(append([]mount.Mount{}, wantMounts...), shm),
 			wantLabels: map[string]string{"org.chrisproject.pman.jid": "chris-jid-7", "team": "fnndsc"},
 		},
@@ -95,8 +98,8 @@ func TestSwarmServiceSpec(t *testing.T) {
 			if got := s.TaskTemplate.Resources.Limits; !reflect.DeepEqual(got, tt.wantLimits) {
 				t.Errorf("limits = %+v; want %+v", got, tt.wantLimits)
 			}
-			if cs.User != tt.wantUser {
-				t.Errorf("user = %q; want %q", cs.User, tt.wantUser)
+			if cs.User != tt.wantUser || !slices.Equal(cs.Groups, tt.wantGroups) {
+				t.Errorf("user, groups = %q, %q; want %q, %q", cs.User, cs.Groups, tt.wantUser, tt.wantGroups)
 			}
 			if !reflect.DeepEqual(cs.Mounts, tt.wantMounts) {
 				t.Errorf("mounts = %+v; want %+v", cs.Mounts, tt.wantMounts)
