@@ -35,6 +35,8 @@ type dockerSched struct {
 	cli  *client.Client
 	base *storeBase
 	log  *slog.Logger
+
+	engine engineKind // Docker or Podman (podman.go)
 }
 
 func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
@@ -66,12 +68,15 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.podmanChecks(ctx, j, base); err != nil {
+		return nil, err
+	}
 	if err := d.ensureImage(ctx, j.Image); err != nil {
 		return nil, err
 	}
 	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
-	if cerrdefs.IsConflict(err) {
+	if cerrdefs.IsConflict(err) || nameInUse(err) {
 		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
 	}
 	if err != nil {
@@ -107,17 +112,42 @@ func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
 	if d.cfg.JobLogsTail == 0 {
 		return jb, nil
 	}
-	rc, err := d.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{
-		ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(d.cfg.JobLogsTail),
-	})
+	logs, err := d.logs(ctx, c)
+	if cerrdefs.IsNotFound(err) {
+		// Removed since the inspect: the job is gone.
+		return nil, errorf(eNotFound, "no job %q", jid)
+	}
 	if err != nil {
-		return nil, engineError(err, "reading the logs of container "+jid)
+		// The status is known: it is answered, without the logs.
+		d.log.Warn("reading the logs of a container", "jid", jid, "error", err)
+		jb.Logs, jb.LogsIncomplete = logsUnreadable(err), true
+		return jb, nil
 	}
-	tty := c.Config != nil && c.Config.Tty
-	if jb.Logs, err = readLogs(rc, tty); err != nil {
-		return nil, engineError(err, "reading the logs of container "+jid)
-	}
+	jb.Logs = logs
 	return jb, nil
+}
+
+// logs answers the last JOB_LOGS_TAIL lines of the container's logs.
+func (d *dockerSched) logs(ctx context.Context, c container.InspectResponse) (string, error) {
+	n := d.cfg.JobLogsTail
+	tail := strconv.Itoa(n)
+	podman := d.onPodman(ctx)
+	if podman {
+		// Podman's own tail loses pieces of lines (podman.go): all, cut here.
+		tail = "all"
+	}
+	rc, err := d.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: tail})
+	if err != nil {
+		return "", err
+	}
+	logs, err := readLogs(rc, c.Config != nil && c.Config.Tty)
+	if err != nil {
+		return "", err
+	}
+	if podman {
+		logs = tailLines(logs, n)
+	}
+	return logs, nil
 }
 
 func (d *dockerSched) remove(ctx context.Context, jid string) error {
@@ -250,6 +280,7 @@ func containerConfig(cfg *config, j *jobSpec, base string) (*container.Config, *
 		Labels: jobLabels(cfg, j.JID),
 		User:   user,
 	}
+	c.Labels[imageLabel] = j.Image
 	h := &container.HostConfig{
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Mounts: []mount.Mount{{
@@ -284,6 +315,9 @@ func containerJob(jid string, c container.InspectResponse) *job {
 	j := &job{JID: jid}
 	if c.Config != nil {
 		j.Image = c.Config.Image
+		if img := c.Config.Labels[imageLabel]; img != "" {
+			j.Image = img
+		}
 		j.Cmd = strings.Join(c.Config.Cmd, " ")
 	}
 	var memory int64
@@ -300,45 +334,53 @@ func containerJob(jid string, c container.InspectResponse) *job {
 }
 
 // containerStatus maps a container's state to a job status and message;
-// memory is the container's limit in bytes (0: none).
+// memory is the container's limit in bytes (0: none). The states are
+// Docker's, and Podman's beside them (podman.go).
 func containerStatus(s container.State, memory int64) (status, message string) {
-	withError := func(format string, a ...any) (string, string) {
-		msg := fmt.Sprintf(format, a...)
+	withError := func(msg string) (string, string) {
 		if s.Error != "" {
 			msg += ": " + s.Error
 		}
 		return statusError, msg
 	}
-	limit := "its memory limit"
-	if memory > 0 {
-		limit = fmt.Sprintf("its memory limit of %d MiB", memory>>20)
+	limitMiB := int(memory >> 20)
+	state := s.Status
+	switch state {
+	case "stopped":
+		// Podman: the process exited, the cleanup has not run yet. The
+		// exit code is known.
+		state = container.StateExited
+	case "configured", "initialized":
+		// Podman: created in its database, or set up, not yet started.
+		state = container.StateCreated
 	}
 	switch {
 	// A running job stays started even when one of its processes was
 	// killed for memory (the engine sets OOMKilled at once): pfcon stops
 	// polling a finished job and collects its output.
-	case s.Status == container.StateRunning, s.Status == container.StatePaused, s.Status == container.StateRestarting:
+	case state == container.StateRunning, state == container.StatePaused, state == container.StateRestarting, state == "stopping":
 		if s.OOMKilled {
-			return statusStarted, s.Status + "; a process was killed for exceeding " + limit
+			return statusStarted, s.Status + "; one of its processes: " + outOfMemory(limitMiB, true)
 		}
 		return statusStarted, s.Status
 	// Once it ended, OOMKilled comes first: a process killed for memory
 	// inside a shell that still exits 0 is a job that did not do its work.
 	case s.OOMKilled:
-		return withError("out of memory: killed for exceeding %s (exit code %d)", limit, s.ExitCode)
-	case s.Dead || s.Status == container.StateDead:
-		return withError("dead: the engine could not stop or remove the container (exit code %d)", s.ExitCode)
-	case s.Status == container.StateCreated:
+		return withError(fmt.Sprintf("%s (exit code %d)", outOfMemory(limitMiB, true), s.ExitCode))
+	case s.Dead || state == container.StateDead:
+		return withError(fmt.Sprintf("dead: the engine could not stop or remove the container (exit code %d)", s.ExitCode))
+	case state == container.StateCreated:
 		return statusNotStarted, "created, not started"
-	case s.Status == container.StateExited && s.ExitCode == 0:
+	case state == container.StateExited && s.ExitCode == 0:
 		return statusSuccess, "exited with code 0"
-	case s.Status == container.StateExited && s.ExitCode == 137 && memory > 0:
+	case state == container.StateExited && s.ExitCode == 137 && memory > 0:
 		// The kernel's OOM killer sometimes leaves OOMKilled false when
-		// it picked a child; SIGKILL under a memory limit is most likely it.
-		return withError("exited with code 137 (killed; likely out of memory, over %s)", limit)
-	case s.Status == container.StateExited:
-		return withError("exited with code %d", s.ExitCode)
-	case s.Status == container.StateRemoving:
+		// it picked a child (Docker), and Podman 4.3 never sets it on
+		// cgroup v1: SIGKILL under a memory limit is most likely it.
+		return withError(outOfMemory(limitMiB, false))
+	case state == container.StateExited:
+		return withError(fmt.Sprintf("exited with code %d", s.ExitCode))
+	case state == container.StateRemoving:
 		return statusUndefined, "being removed"
 	}
 	return statusUndefined, fmt.Sprintf("unknown container state %q", s.Status)

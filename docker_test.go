@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +24,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -119,6 +122,98 @@ func buildTestImage(cli *client.Client) string {
 	return ""
 }
 
+// podmanHost is where the tests find Podman's Docker-compatible API:
+// .ci/podman starts `podman system service` there. PMAN_TEST_PODMAN_HOST
+// moves it.
+func podmanHost() string {
+	if h := os.Getenv("PMAN_TEST_PODMAN_HOST"); h != "" {
+		return h
+	}
+	return "unix:///run/podman/podman.sock"
+}
+
+// testEngine is an engine the Docker backend's end-to-end tests run on.
+type testEngine struct {
+	name  string            // docker or podman: the subtest's name and CONTAINER_ENV
+	env   map[string]string // DOCKER_* that reach it
+	cli   *client.Client
+	image string // testImage, on this engine
+}
+
+// forEachEngine runs f as two subtests, docker and podman, each on its
+// engine with the test image on it. An engine that is missing skips its
+// subtest (fails it under CI).
+func forEachEngine(t *testing.T, f func(t *testing.T, eng *testEngine)) {
+	t.Helper()
+	for _, name := range []string{"docker", "podman"} {
+		t.Run(name, func(t *testing.T) { f(t, needTestEngine(t, name)) })
+	}
+}
+
+// needTestEngine answers the engine named docker (DOCKER_HOST, as the docker
+// CLI reads it) or podman (podmanHost), with the test image on it.
+func needTestEngine(t testing.TB, name string) *testEngine {
+	t.Helper()
+	if name == "docker" {
+		cli := needEngine(t)
+		return &testEngine{name: name, env: map[string]string{}, cli: cli, image: needTestImage(t, cli)}
+	}
+	host := podmanHost()
+	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		needOrSkip(t, "no client for Podman at "+host+": "+err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		needOrSkip(t, "no Podman service answers at "+host+" (run .ci/podman, or set PMAN_TEST_PODMAN_HOST): "+err.Error())
+	}
+	t.Cleanup(func() { cli.Close() })
+	env := map[string]string{"DOCKER_HOST": host, "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}
+	return &testEngine{name: name, env: env, cli: cli, image: needPodmanImage(t, cli)}
+}
+
+var (
+	podmanImageOnce sync.Once
+	podmanImageErr  string
+)
+
+// needPodmanImage puts the test image, built on Docker, into Podman, as
+// `docker save | podman load` would. Podman names it
+// localhost/pman-test-busybox:latest and finds it by the short name too.
+func needPodmanImage(t testing.TB, podman *client.Client) string {
+	t.Helper()
+	docker := needEngine(t)
+	needTestImage(t, docker)
+	podmanImageOnce.Do(func() { podmanImageErr = copyImage(docker, podman, testImage) })
+	if podmanImageErr != "" {
+		needOrSkip(t, podmanImageErr)
+	}
+	return testImage
+}
+
+// copyImage answers "" or why ref could not be copied from one engine to
+// the other.
+func copyImage(from, to *client.Client, ref string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rc, err := from.ImageSave(ctx, []string{ref})
+	if err != nil {
+		return "saving the test image from Docker: " + err.Error()
+	}
+	defer rc.Close()
+	resp, err := to.ImageLoad(ctx, rc, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return "loading the test image into Podman: " + err.Error()
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return "loading the test image into Podman: " + string(out)
+	}
+	return ""
+}
+
 // ---- pure parts ---------------------------------------------------------------
 
 func TestDockerContainerConfig(t *testing.T) {
@@ -174,8 +269,8 @@ func TestDockerContainerConfig(t *testing.T) {
 			if c.User != tt.user || !slices.Equal(h.GroupAdd, tt.groups) {
 				t.Errorf("User, GroupAdd = %q, %q; want %q, %q (pman 6: the GID is a supplementary group)", c.User, h.GroupAdd, tt.user, tt.groups)
 			}
-			if c.Labels["org.chrisproject.pman.jid"] != tt.j.JID || c.Labels["team"] != "fnndsc" {
-				t.Errorf("Labels = %v; want the jid and JOB_LABELS", c.Labels)
+			if c.Labels["org.chrisproject.pman.jid"] != tt.j.JID || c.Labels["team"] != "fnndsc" || c.Labels[imageLabel] != tt.j.Image {
+				t.Errorf("Labels = %v; want the jid, the image and JOB_LABELS", c.Labels)
 			}
 			if c.Tty || len(c.Entrypoint) != 0 {
 				t.Errorf("Tty, Entrypoint = %v, %q; want false and the image's", c.Tty, c.Entrypoint)
@@ -271,6 +366,13 @@ func TestDockerContainerStatus(t *testing.T) {
 		{"dead", container.State{Status: "dead", Dead: true, ExitCode: 1}, 0, statusError, []string{"dead"}},
 		{"removing", container.State{Status: "removing"}, 0, statusUndefined, []string{"removed"}},
 		{"unknown", container.State{Status: "teleporting"}, 0, statusUndefined, []string{"teleporting"}},
+		// Podman's states beside Docker's.
+		{"podman stopped 0", container.State{Status: "stopped"}, 0, statusSuccess, []string{"exited with code 0"}},
+		{"podman stopped 3", container.State{Status: "stopped", ExitCode: 3}, 0, statusError, []string{"exited with code 3"}},
+		{"podman stopped 137 under a limit", container.State{Status: "stopped", ExitCode: 137}, 8 << 20, statusError, []string{"out of memory"}},
+		{"podman configured", container.State{Status: "configured"}, 0, statusNotStarted, []string{"created"}},
+		{"podman initialized", container.State{Status: "initialized"}, 0, statusNotStarted, []string{"created"}},
+		{"podman stopping", container.State{Status: "stopping", Running: true}, 0, statusStarted, []string{"stopping"}},
 	}
 	for _, tt := range tests {
 		st := tt.state
@@ -291,6 +393,32 @@ func TestDockerContainerStatus(t *testing.T) {
 		if j.JID != "j" || j.Image != "img:1" || j.Cmd != "sh -c exit 3" {
 			t.Errorf("%s: jid, image, cmd = %q, %q, %q; want j, img:1, \"sh -c exit 3\"", tt.name, j.JID, j.Image, j.Cmd)
 		}
+	}
+
+	// Out of memory says it in the words every backend uses (policy.go).
+	oom := []struct {
+		name  string
+		state container.State
+		want  string
+	}{
+		{"OOMKilled", container.State{Status: "exited", ExitCode: 137, OOMKilled: true}, outOfMemory(8, true) + " (exit code 137)"},
+		{"137 without OOMKilled", container.State{Status: "exited", ExitCode: 137}, outOfMemory(8, false)},
+		{"running", container.State{Status: "running", OOMKilled: true}, "running; one of its processes: " + outOfMemory(8, true)},
+	}
+	for _, tt := range oom {
+		if _, msg := containerStatus(tt.state, 8<<20); msg != tt.want {
+			t.Errorf("%s: message = %q; want %q", tt.name, msg, tt.want)
+		}
+	}
+
+	// The image as the job named it, not as Podman answers it.
+	c := container.InspectResponse{Config: &container.Config{Image: "localhost/pl-app:1", Labels: map[string]string{imageLabel: "pl-app:1"}}}
+	if got := containerJob("j", c).Image; got != "pl-app:1" {
+		t.Errorf("image with the label = %q; want pl-app:1", got)
+	}
+	c.Config.Labels = nil
+	if got := containerJob("j", c).Image; got != "localhost/pl-app:1" {
+		t.Errorf("image without the label (a container of an older pman) = %q; want Config.Image", got)
 	}
 
 	// Timestamps: the last state change, never the zero time.
@@ -315,6 +443,59 @@ func TestDockerContainerStatus(t *testing.T) {
 	if j := containerJob("j", container.InspectResponse{}); j.Status != statusUndefined {
 		t.Errorf("containerJob(empty) status = %q; want %q", j.Status, statusUndefined)
 	}
+}
+
+func TestDockerPodmanQuirks(t *testing.T) {
+	t.Run("mountable", func(t *testing.T) {
+		tests := []struct {
+			base   string
+			podman bool
+			ok     bool
+		}{
+			{"/var/lib/storeBase", false, true},
+			{"/var/lib/storeBase", true, true},
+			{"/data/a,b", false, true},
+			{"/data/a,b", true, false},
+			{"/data/a:b", false, false},
+			{"/data/a:b", true, false},
+		}
+		for _, tt := range tests {
+			err := mountable(tt.base, tt.podman)
+			if code, _ := errorStatus(err); (err == nil) != tt.ok || (err != nil && code != http.StatusServiceUnavailable) {
+				t.Errorf("mountable(%q, podman %v) = %v; want ok %v (or a 503)", tt.base, tt.podman, err, tt.ok)
+			}
+		}
+	})
+	t.Run("missingInput", func(t *testing.T) {
+		base := t.TempDir()
+		os.MkdirAll(filepath.Join(base, "j/in"), 0o755)
+		if err := missingInput("j", base, "j/in"); err != nil {
+			t.Errorf("missingInput of an input that exists = %v; want nil", err)
+		}
+		err := missingInput("j", base, "j/nope")
+		if code, body := errorStatus(err); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body), filepath.Join(base, "j/nope")) {
+			t.Errorf("missingInput of a missing input = %d %v; want 400 naming it", code, body)
+		}
+		// STOREBASE not visible from here: nothing to check.
+		if err := missingInput("j", filepath.Join(base, "elsewhere"), "j/nope"); err != nil {
+			t.Errorf("missingInput with STOREBASE not here = %v; want nil", err)
+		}
+	})
+	t.Run("nameInUse", func(t *testing.T) {
+		for _, msg := range []string{
+			// Docker 20.10 (a 409)
+			`Error response from daemon: Conflict. The container name "/j" is already in use by container "1c71ace9". You have to remove (or rename) that container to be able to reuse that name.`,
+			// Podman 4.3 (a 500)
+			`Error response from daemon: container create: creating container storage: the container name "j" is already in use by 1c71ace9. You have to remove that container to be able to reuse that name: that name is already in use`,
+		} {
+			if !nameInUse(errors.New(msg)) {
+				t.Errorf("nameInUse(%q) = false; want true", msg)
+			}
+		}
+		if nameInUse(errors.New("Error response from daemon: no space left on device")) || nameInUse(nil) {
+			t.Error("nameInUse of another error or nil = true; want false")
+		}
+	})
 }
 
 func TestDockerNamedJID(t *testing.T) {
@@ -386,27 +567,41 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 
 // dockerEnv is a test's server: its base URL, its STOREBASE and the engine.
 type dockerEnv struct {
-	url   string
-	store string
-	cli   *client.Client
-	image string
+	url    string
+	store  string
+	cli    *client.Client
+	image  string
+	engine string // docker or podman
 }
 
-// startDocker starts the whole server with CONTAINER_ENV=docker (or what
-// extra says) on a fresh STOREBASE that any CONTAINER_USER can write.
-func startDocker(t *testing.T, extra map[string]string) *dockerEnv {
+// newEnv is a dockerEnv on eng, its server not started yet.
+func newEnv(eng *testEngine, store string) *dockerEnv {
+	return &dockerEnv{store: store, cli: eng.cli, image: eng.image, engine: eng.name}
+}
+
+// serverEnv is the environment of a server on eng: CONTAINER_ENV is the
+// engine's name, then extra.
+func serverEnv(eng *testEngine, extra map[string]string) map[string]string {
+	env := maps.Clone(eng.env)
+	env["CONTAINER_ENV"] = eng.name
+	maps.Copy(env, extra)
+	return env
+}
+
+// startDocker starts the whole server on eng, with CONTAINER_ENV its name
+// (or what extra says) on a fresh STOREBASE that any CONTAINER_USER can
+// write.
+func startDocker(t *testing.T, eng *testEngine, extra map[string]string) *dockerEnv {
 	t.Helper()
-	cli := needEngine(t)
-	img := needTestImage(t, cli)
 	store := t.TempDir()
 	if err := os.Chmod(store, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": store}
-	for k, v := range extra {
-		env[k] = v
-	}
-	return &dockerEnv{url: startServer(t, env), store: store, cli: cli, image: img}
+	env := map[string]string{"STORAGE_TYPE": "host", "STOREBASE": store}
+	maps.Copy(env, extra)
+	e := newEnv(eng, store)
+	e.url = startServer(t, serverEnv(eng, env))
+	return e
 }
 
 // newJID is a jid no other test or helper uses; the job's container is
@@ -489,12 +684,16 @@ func (e *dockerEnv) noContainer(t *testing.T, jid string) {
 }
 
 func TestDockerEndToEnd(t *testing.T) {
-	e := startDocker(t, map[string]string{"JOB_LOGS_TAIL": "3", "JOB_LABELS": "team=fnndsc,purpose=test"})
+	forEachEngine(t, testDockerEndToEnd)
+}
+
+func testDockerEndToEnd(t *testing.T, eng *testEngine) {
+	e := startDocker(t, eng, map[string]string{"JOB_LOGS_TAIL": "3", "JOB_LABELS": "team=fnndsc,purpose=test"})
 
 	t.Run("info", func(t *testing.T) {
 		code, m := e.do(t, "GET", "/api/v1/", nil)
-		if code != 200 || m["container_env"] != "docker" || m["storage_type"] != "host" {
-			t.Errorf("GET /api/v1/ = %d %v; want 200, docker, host", code, m)
+		if code != 200 || m["container_env"] != eng.name || m["storage_type"] != "host" {
+			t.Errorf("GET /api/v1/ = %d %v; want 200, %s, host", code, m, eng.name)
 		}
 	})
 
@@ -597,11 +796,32 @@ if touch "$1/intruder" 2>/dev/null; then echo WRITABLE; else echo READONLY; fi`)
 
 	t.Run("a job that cannot start leaves nothing", func(t *testing.T) {
 		t.Parallel()
+		jid := e.newJID(t, "noprogram")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["entrypoint"] = []string{"/no/such/program"}
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		if msg := fmt.Sprint(m["message"]); code < 400 || !strings.Contains(msg, "/no/such/program") || !strings.Contains(msg, jid) {
+			t.Errorf("POST of a program the image has not = %d %v; want an error naming the job and the program", code, m)
+		}
+		e.noContainer(t, jid)
+	})
+
+	t.Run("GPU", func(t *testing.T) {
+		t.Parallel()
 		jid := e.newJID(t, "gpu")
 		e.dir(t, jid+"/in", nil)
 		body := e.jobBody(jid, "fs", "true")
 		body["gpu_limit"] = 1
 		code, m := e.do(t, "POST", "/api/v1/", body)
+		if e.engine == "podman" {
+			// Podman would run the job without the GPU (podman.go).
+			if msg, _ := m["message"].(map[string]any); code != http.StatusBadRequest || msg["gpu_limit"] == nil {
+				t.Errorf("POST asking a GPU of Podman = %d %v; want 400 naming gpu_limit", code, m)
+			}
+			e.noContainer(t, jid)
+			return
+		}
 		if code == http.StatusCreated {
 			t.Skip("this engine has GPUs: the start-failure path needs one without")
 		}
@@ -629,11 +849,13 @@ if touch "$1/intruder" 2>/dev/null; then echo WRITABLE; else echo READONLY; fi`)
 		jid := e.newJID(t, "tail")
 		e.dir(t, jid+"/in", nil)
 		// stdout only: without a TTY the engine copies stdout and stderr
-		// separately, and a loaded engine logs them out of order.
-		e.submit(t, e.jobBody(jid, "fs", "seq 1 10"))
+		// separately, and a loaded engine logs them out of order. The
+		// oldest line of the tail is written in two pieces: Podman's own
+		// tail (before 4.7) loses the first.
+		e.submit(t, e.jobBody(jid, "fs", "seq 1 7; printf eig; sleep 1; echo ht; echo 9; echo 10"))
 		done := e.wait(t, jid)
-		if done["logs"] != "8\n9\n10\n" {
-			t.Errorf("logs with JOB_LOGS_TAIL=3 = %q; want \"8\\n9\\n10\\n\"", done["logs"])
+		if done["logs"] != "eight\n9\n10\n" {
+			t.Errorf("logs with JOB_LOGS_TAIL=3 = %q; want \"eight\\n9\\n10\\n\"", done["logs"])
 		}
 	})
 
@@ -758,27 +980,60 @@ if touch "$1/intruder" 2>/dev/null; then echo WRITABLE; else echo READONLY; fi`)
 	})
 }
 
-// TestDockerPodmanUser runs the podman alias with CONTAINER_USER and
-// ENABLE_HOME_WORKAROUND.
-func TestDockerPodmanUser(t *testing.T) {
-	e := startDocker(t, map[string]string{"CONTAINER_ENV": "podman", "CONTAINER_USER": "1234:2345-2345", "ENABLE_HOME_WORKAROUND": "yes"})
-	if code, m := e.do(t, "GET", "/api/v1/", nil); code != 200 || m["container_env"] != "podman" {
-		t.Errorf("GET /api/v1/ = %d %v; want container_env podman", code, m)
-	}
-	jid := e.newJID(t, "user")
-	e.dir(t, jid+"/in", nil)
-	e.dir(t, jid+"/out", nil)
-	e.submit(t, e.jobBody(jid, "fs", `echo "uid=$(id -u) gid=$(id -g) home=$HOME"; id -u > "$1/uid"`))
-	done := e.wait(t, jid)
-	if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "uid=1234 gid=2345 home=/tmp") {
-		t.Errorf("job = %v; want success, logs saying uid=1234 gid=2345 home=/tmp", done)
-	}
-	fi, err := os.Stat(filepath.Join(e.store, jid, "out", "uid"))
+// TestDockerUser runs jobs with CONTAINER_USER as pman 6 applied it: the
+// UID is the user, the GID a supplementary group, the primary group the
+// image's (0 here: the image has no /etc/passwd). On Podman, rootful with
+// the host's user namespace, the ids are the host's, as on Docker.
+func TestDockerUser(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng *testEngine) {
+		t.Run("UID and GID range with home workaround", func(t *testing.T) {
+			e := startDocker(t, eng, map[string]string{"CONTAINER_USER": "1234:2345-2345", "ENABLE_HOME_WORKAROUND": "yes"})
+			if code, m := e.do(t, "GET", "/api/v1/", nil); code != 200 || m["container_env"] != eng.name {
+				t.Errorf("GET /api/v1/ = %d %v; want container_env %s", code, m, eng.name)
+			}
+			jid := e.newJID(t, "user")
+			e.dir(t, jid+"/in", nil)
+			e.dir(t, jid+"/out", nil)
+			e.submit(t, e.jobBody(jid, "fs", `echo "uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME"; id -u > "$1/uid"`))
+			done := e.wait(t, jid)
+			if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "uid=1234 gid=0 groups=0 2345 home=/tmp") {
+				t.Errorf("job = %v; want success, logs saying uid=1234 gid=0 groups=0 2345 home=/tmp", done)
+			}
+			wantOwner(t, filepath.Join(e.store, jid, "out", "uid"), 1234)
+		})
+
+		// miniChRIS-docker's CONTAINER_USER: a UID and no GID.
+		t.Run("1001: ds job", func(t *testing.T) {
+			e := startDocker(t, eng, map[string]string{"CONTAINER_USER": "1001:"})
+			if code, m := e.do(t, "GET", "/api/v1/", nil); code != 200 || m["container_env"] != eng.name {
+				t.Errorf("GET /api/v1/ = %d %v; want container_env %s", code, m, eng.name)
+			}
+			jid := e.newJID(t, "user1001")
+			e.dir(t, jid+"/in", map[string]string{"data.txt": "to be copied"})
+			e.dir(t, jid+"/out", nil)
+			e.submit(t, e.jobBody(jid, "ds", `id; cp "$1/data.txt" "$2/copy.txt"`))
+			done := e.wait(t, jid)
+			if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "uid=1001 gid=0 groups=0") {
+				t.Errorf("job = %v; want success, logs saying uid=1001 gid=0 groups=0", done)
+			}
+			p := filepath.Join(e.store, jid, "out", "copy.txt")
+			if got, err := os.ReadFile(p); string(got) != "to be copied" {
+				t.Errorf("%s = %q, %v; want \"to be copied\"", p, got, err)
+			}
+			wantOwner(t, p, 1001)
+		})
+	})
+}
+
+// wantOwner fails the test unless the file p is owned by uid.
+func wantOwner(t *testing.T, p string, uid uint32) {
+	t.Helper()
+	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 1234 {
-		t.Errorf("output file owner = %+v; want uid 1234", fi.Sys())
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != uid {
+		t.Errorf("owner of %s = %+v; want uid %d", p, fi.Sys(), uid)
 	}
 }
 
@@ -786,10 +1041,14 @@ func TestDockerPodmanUser(t *testing.T) {
 // where nothing listens, then puts the engine there: the server answers 503
 // first and recovers by itself.
 func TestDockerEngineComesBack(t *testing.T) {
-	cli := needEngine(t)
+	forEachEngine(t, testDockerEngineComesBack)
+}
+
+func testDockerEngineComesBack(t *testing.T, eng *testEngine) {
+	cli := eng.cli
 	sock := filepath.Join(t.TempDir(), "engine.sock")
-	e := &dockerEnv{url: startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host",
-		"STOREBASE": t.TempDir(), "DOCKER_HOST": "unix://" + sock}), cli: cli}
+	e := &dockerEnv{url: startServer(t, serverEnv(eng, map[string]string{"STORAGE_TYPE": "host",
+		"STOREBASE": t.TempDir(), "DOCKER_HOST": "unix://" + sock})), cli: cli}
 
 	code, m := e.do(t, "GET", "/api/v1/dk-nobody/", nil)
 	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(m["message"]), "unreachable") {
@@ -804,13 +1063,67 @@ func TestDockerEngineComesBack(t *testing.T) {
 	}
 }
 
+// TestDockerLogsUnreadable runs a job, then asks its status through an
+// engine whose logs call fails: the status is answered with the one line
+// of logsUnreadable and marked incomplete (policy.go). A logs call that
+// says the container is gone is the job gone: 404.
+func TestDockerLogsUnreadable(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng *testEngine) {
+		e := startDocker(t, eng, nil)
+		jid := e.newJID(t, "nologs")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "echo hidden"))
+		e.wait(t, jid)
+
+		for _, tt := range []struct {
+			code int
+			want int // the GET's status
+		}{{http.StatusInternalServerError, http.StatusOK}, {http.StatusNotFound, http.StatusNotFound}} {
+			t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
+				sock := filepath.Join(t.TempDir(), "engine.sock")
+				proxyEngineFailing(t, eng.cli, sock, "/logs", tt.code)
+				env := serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": e.store, "DOCKER_HOST": "unix://" + sock})
+				code, m := call(t, "GET", startServer(t, env)+"/api/v1/"+jid+"/", nil)
+				if code != tt.want {
+					t.Fatalf("GET with the logs call failing %d = %d %v; want %d", tt.code, code, m, tt.want)
+				}
+				if tt.want != http.StatusOK {
+					return
+				}
+				if m["status"] != statusSuccess || !strings.HasPrefix(fmt.Sprint(m["logs"]), "[pman] logs unavailable: ") {
+					t.Errorf("GET = %v; want %s with logs saying they are unavailable", m, statusSuccess)
+				}
+
+				// The same through the scheduler: marked incomplete.
+				cfg, err := loadConfig(func(k string) string { return env[k] })
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := newDocker(context.Background(), cfg, slog.New(slog.DiscardHandler))
+				if err != nil {
+					t.Fatal(err)
+				}
+				j, err := s.get(context.Background(), jid)
+				if err != nil || !j.LogsIncomplete || !strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || j.Status != statusSuccess {
+					t.Errorf("get = %+v, %v; want %s, logs unavailable, LogsIncomplete", j, err, statusSuccess)
+				}
+			})
+		}
+	})
+}
+
 // BenchmarkDockerGet measures pfcon's polling path, GET (inspect and
 // logs), through the whole server against the real engine.
 func BenchmarkDockerGet(b *testing.B) {
-	cli := needEngine(b)
-	img := needTestImage(b, cli)
+	for _, name := range []string{"docker", "podman"} {
+		b.Run(name, func(b *testing.B) { benchmarkDockerGet(b, needTestEngine(b, name)) })
+	}
+}
+
+func benchmarkDockerGet(b *testing.B, eng *testEngine) {
+	cli, img := eng.cli, eng.image
 	store := b.TempDir()
-	url := startServer(b, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": store, "JOB_LOGS_TAIL": "1000"})
+	url := startServer(b, serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": store, "JOB_LOGS_TAIL": "1000"}))
 	var rb [4]byte
 	rand.Read(rb[:])
 	jid := fmt.Sprintf("dk-%x-bench", rb)
@@ -882,8 +1195,11 @@ func TestDockerDrainPull(t *testing.T) {
 // VOLUME_NAME or found as the volume pfcon's container (PFCON_SELECTOR)
 // mounts at /var/local/storeBase.
 func TestDockerLocalVolume(t *testing.T) {
-	cli := needEngine(t)
-	img := needTestImage(t, cli)
+	forEachEngine(t, testDockerLocalVolume)
+}
+
+func testDockerLocalVolume(t *testing.T, eng *testEngine) {
+	cli, img := eng.cli, eng.image
 	for _, how := range []string{"VOLUME_NAME", "PFCON_SELECTOR"} {
 		t.Run(how, func(t *testing.T) {
 			var b [4]byte
@@ -898,7 +1214,7 @@ func TestDockerLocalVolume(t *testing.T) {
 			if _, err := os.Stat(v.Mountpoint); err != nil {
 				needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
 			}
-			env := map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "docker_local_volume"}
+			env := serverEnv(eng, map[string]string{"STORAGE_TYPE": "docker_local_volume"})
 			if how == "VOLUME_NAME" {
 				env["VOLUME_NAME"] = vol
 			} else {
@@ -921,7 +1237,7 @@ func TestDockerLocalVolume(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e := &dockerEnv{store: v.Mountpoint, cli: cli, image: img}
+			e := newEnv(eng, v.Mountpoint)
 			e.url = startServer(t, env)
 			jid := e.newJID(t, "volume")
 			e.dir(t, jid+"/in", map[string]string{"data.txt": "in a volume"})
@@ -935,9 +1251,10 @@ func TestDockerLocalVolume(t *testing.T) {
 		})
 	}
 	t.Run("no volume found", func(t *testing.T) {
-		url := startServer(t, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "docker_local_volume",
-			"PFCON_SELECTOR": "org.chrisproject.role=nobody-has-this"})
-		e := &dockerEnv{url: url, cli: cli, image: img, store: t.TempDir()}
+		url := startServer(t, serverEnv(eng, map[string]string{"STORAGE_TYPE": "docker_local_volume",
+			"PFCON_SELECTOR": "org.chrisproject.role=nobody-has-this"}))
+		e := newEnv(eng, t.TempDir())
+		e.url = url
 		jid := e.newJID(t, "novolume")
 		code, m := e.do(t, "POST", "/api/v1/", e.jobBody(jid, "fs", "true"))
 		if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(m["message"]), "nobody-has-this") {
@@ -948,8 +1265,9 @@ func TestDockerLocalVolume(t *testing.T) {
 }
 
 // fakeRegistry serves one image, repo:1, over the registry HTTP API: FROM
-// scratch with busybox as sh and echo. The engine pulls from 127.0.0.1 over
-// plain HTTP without configuration. With brokenLayer the layer's bytes do
+// scratch with busybox as sh and echo. Docker pulls from 127.0.0.1 over
+// plain HTTP without configuration; Podman because .ci/podman marks
+// 127.0.0.1 insecure in registries.conf.d. With brokenLayer the layer's bytes do
 // not match its digest, so the pull fails midway, inside the stream.
 func fakeRegistry(t *testing.T, repo string, brokenLayer bool) string {
 	t.Helper()
@@ -1015,7 +1333,11 @@ func fakeRegistry(t *testing.T, repo string, brokenLayer bool) string {
 // pulled as `docker run` would, or the job is refused naming the image,
 // and nothing is left behind.
 func TestDockerPull(t *testing.T) {
-	e := startDocker(t, nil)
+	forEachEngine(t, testDockerPull)
+}
+
+func testDockerPull(t *testing.T, eng *testEngine) {
+	e := startDocker(t, eng, nil)
 	var b [4]byte
 	rand.Read(b[:])
 	repo := fmt.Sprintf("dk-%x/pulled", b)
@@ -1072,6 +1394,13 @@ func TestDockerPull(t *testing.T) {
 // records the calls that pass (pings aside).
 func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
 	t.Helper()
+	return proxyEngineFailing(t, cli, sock, "", 0)
+}
+
+// proxyEngineFailing is proxyEngine, but answers code, in the engine's
+// error form, to every call whose path ends in suffix.
+func proxyEngineFailing(t *testing.T, cli *client.Client, sock, suffix string, code int) *callLog {
+	t.Helper()
 	real, err := client.ParseHostURL(cli.DaemonHost())
 	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
 		needOrSkip(t, fmt.Sprintf("the engine at %s is not a plain unix or tcp socket this test can proxy to (%v)", cli.DaemonHost(), err))
@@ -1093,7 +1422,19 @@ func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
 			return (&net.Dialer{}).DialContext(ctx, real.Scheme, real.Host)
 		}},
 	}
-	srv := &http.Server{Handler: proxy}
+	handler := http.Handler(proxy)
+	if suffix != "" {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, suffix) {
+				proxy.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"message": "made to fail by the test (%d)"}`, code)
+		})
+	}
+	srv := &http.Server{Handler: handler}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return calls

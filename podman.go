@@ -1,0 +1,128 @@
+package main
+
+// Podman's Docker-compatible API (`podman system service`) runs the Docker
+// backend unchanged: CONTAINER_ENV=podman is an alias of docker. Where
+// Podman answers differently, the Docker backend copes here. Observed with
+// Podman 4.3.1 (Debian 12) beside Docker 20.10:
+//
+//   - name conflict at create: Docker 409; Podman 500 "... that name is
+//     already in use" (nameInUse).
+//   - states: Podman also reports "stopped" (exited, cleanup pending),
+//     "configured" and "initialized" (not started), "stopping"
+//     (containerStatus).
+//   - OOMKilled: never set by Podman 4.3 on cgroup v1; the job exits 137.
+//   - Config.Image: Docker keeps the name as given; Podman answers it
+//     normalized ("docker.io/library/x:latest", "localhost/x:latest"), so
+//     the job keeps its image in a label (imageLabel).
+//   - a missing bind source (Mounts or Binds): Docker refuses the create;
+//     Podman creates the directory, empty, owned by root (missingInput).
+//   - GPUs: Docker fails the start without a GPU driver; Podman ignores
+//     DeviceRequests (but CDI ones in newer versions) and runs the job
+//     without GPUs (gpu_limit is refused on Podman).
+//   - logs with tail: Podman before 4.7 loses or misplaces a line written
+//     in pieces (containers/podman#19545), so the whole log is read and
+//     cut here (tailLines).
+//   - pull of an unreachable registry: Docker answers 500 at once; Podman
+//     answers 200 and the error inside the stream, without a code
+//     (drainPull reads both).
+//   - a comma in a bind source: Podman writes each of HostConfig.Mounts
+//     as a --mount option string, and a comma in the path breaks it
+//     ("invalid mount option"); Docker takes it (mountable).
+//   - 404 texts: Docker "No such container: x"; Podman "no container with
+//     name or ID "x" found: no such container". Both resolve an ID prefix
+//     (namedJID guards both).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+)
+
+// imageLabel keeps the image as the job named it (see Config.Image above).
+const imageLabel = "org.chrisproject.pman.image"
+
+// engineKind remembers whether the engine is Podman, asked once.
+type engineKind struct {
+	mu     sync.Mutex
+	known  bool
+	podman bool
+}
+
+// onPodman answers whether the engine is Podman. An engine that does not
+// answer is taken for Docker this time and asked again next time.
+func (d *dockerSched) onPodman(ctx context.Context) bool {
+	d.engine.mu.Lock()
+	defer d.engine.mu.Unlock()
+	if d.engine.known {
+		return d.engine.podman
+	}
+	v, err := d.cli.ServerVersion(ctx)
+	if err != nil {
+		return false
+	}
+	for _, c := range v.Components {
+		if c.Name == "Podman Engine" {
+			d.engine.podman = true
+		}
+	}
+	d.engine.known = true
+	d.log.Info("container engine", "podman", d.engine.podman, "version", v.Version, "api", v.APIVersion)
+	return d.engine.podman
+}
+
+// podmanChecks refuses what Podman would do wrong with the job: run it
+// without its GPUs, or on an input directory that it created empty.
+func (d *dockerSched) podmanChecks(ctx context.Context, j *jobSpec, base string) error {
+	podman := d.onPodman(ctx)
+	if err := mountable(base, podman); err != nil {
+		return err
+	}
+	if !podman {
+		return nil
+	}
+	if j.GPULimit > 0 {
+		return fieldError("gpu_limit", fmt.Sprintf("%d GPUs asked of a Podman engine: its Docker-compatible API ignores GPU requests, and the job would run without them", j.GPULimit))
+	}
+	return missingInput(j.JID, base, j.InputDir)
+}
+
+// mountable answers an error when STOREBASE (base: on the engine's host)
+// cannot be bound into a container: the output's Binds entry is
+// "source:target:rw", so no ':' on any engine, and on Podman no ','.
+// safeRel keeps both out of the job's own directories.
+func mountable(base string, podman bool) error {
+	bad := ":"
+	if podman {
+		bad = ":,"
+	}
+	if strings.ContainsAny(base, bad) {
+		return errorf(eUnavailable, "STOREBASE %q cannot be mounted into a container: it has one of %q", base, bad)
+	}
+	return nil
+}
+
+// nameInUse is the engine's answer to a create whose name is taken:
+// Docker's 409, or Podman's 500 saying so.
+func nameInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "is already in use")
+}
+
+// missingInput answers an error when the job's input directory does not
+// exist, as far as pman can see: Podman would create it empty and run the
+// job on nothing. When STOREBASE is not visible from pman (pman in a
+// container without it) there is nothing to check, and Podman's rule holds.
+func missingInput(jid, base, rel string) error {
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+		return nil
+	}
+	p := hostPath(base, rel)
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return refused(http.StatusBadRequest, "creating container %s: the input directory %s does not exist", jid, p)
+	}
+	return nil
+}
