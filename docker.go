@@ -91,7 +91,7 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		if rmErr := d.cli.ContainerRemove(rmCtx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
 			d.log.Warn("removing a container that did not start", "jid", j.JID, "error", rmErr)
 		}
-		return nil, engineError(err, "starting container "+j.JID)
+		return nil, startError(err, "starting container "+j.JID)
 	}
 	c, err := d.inspect(ctx, j.JID)
 	if err != nil {
@@ -330,6 +330,12 @@ func containerJob(jid string, c container.InspectResponse) *job {
 		j.Timestamp = lastChange(c.Created, s.StartedAt, s.FinishedAt)
 	}
 	j.Status, j.Message = containerStatus(s, memory)
+	if (j.Status == statusSuccess || j.Status == statusError) && lastChange(s.FinishedAt) != "" {
+		// An ended job's time is its end. Podman records StartedAt once
+		// its start call returns, which for a short job can be after the
+		// FinishedAt that conmon recorded.
+		j.Timestamp = s.FinishedAt
+	}
 	return j
 }
 

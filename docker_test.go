@@ -438,6 +438,15 @@ func TestDockerContainerStatus(t *testing.T) {
 			t.Errorf("timestamp(created %q, started %q, finished %q) = %q; want %q", s.created, s.startedAt, s.finishedAt, got, s.want)
 		}
 	}
+	// Podman: a short job's StartedAt (recorded when the start call
+	// returned) after its FinishedAt. The job ended: FinishedAt.
+	podmanEnded := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{
+		Created: "2026-11-25T19:21:39.5Z",
+		State:   &container.State{Status: "exited", StartedAt: "2026-11-25T19:21:39.743188373Z", FinishedAt: "2026-11-25T19:21:39.74272306Z"},
+	}}
+	if got := containerJob("j", podmanEnded).Timestamp; got != "2026-11-25T19:21:39.74272306Z" {
+		t.Errorf("timestamp of an ended job started (per Podman) after it finished = %q; want its FinishedAt", got)
+	}
 
 	// A half-empty answer (Podman, or a future engine) must not panic.
 	if j := containerJob("j", container.InspectResponse{}); j.Status != statusUndefined {
@@ -801,8 +810,8 @@ if touch "$1/intruder" 2>/dev/null; then echo WRITABLE; else echo READONLY; fi`)
 		body := e.jobBody(jid, "fs", "true")
 		body["entrypoint"] = []string{"/no/such/program"}
 		code, m := e.do(t, "POST", "/api/v1/", body)
-		if msg := fmt.Sprint(m["message"]); code < 400 || !strings.Contains(msg, "/no/such/program") || !strings.Contains(msg, jid) {
-			t.Errorf("POST of a program the image has not = %d %v; want an error naming the job and the program", code, m)
+		if msg := fmt.Sprint(m["message"]); code != http.StatusBadRequest || !strings.Contains(msg, "/no/such/program") || !strings.Contains(msg, jid) {
+			t.Errorf("POST of a program the image has not = %d %v; want 400 naming the job and the program", code, m)
 		}
 		e.noContainer(t, jid)
 	})
@@ -1362,6 +1371,7 @@ func testDockerPull(t *testing.T, eng *testEngine) {
 		body := e.jobBody(jid, "fs", "true")
 		body["image"] = img
 		code, m := e.do(t, "POST", "/api/v1/", body)
+		t.Logf("POST with a tag the registry has not: %d %v", code, m)
 		// Engine 20.10 answers the registry's "manifest unknown" with a
 		// 500 (so 503 here), newer ones with a 404.
 		if msg := fmt.Sprint(m["message"]); code != http.StatusNotFound && code != http.StatusServiceUnavailable ||

@@ -25,6 +25,11 @@ package main
 //   - pull of an unreachable registry: Docker answers 500 at once; Podman
 //     answers 200 and the error inside the stream, without a code
 //     (drainPull reads both).
+//   - StartedAt: Podman records it when its start call returns, so a
+//     short job's can be later than its FinishedAt (containerJob).
+//   - a start that fails because the command is not in the image: Docker
+//     400, Podman 500 "... OCI runtime attempted to invoke a command that
+//     was not found" (startError).
 //   - a comma in a bind source: Podman writes each of HostConfig.Mounts
 //     as a --mount option string, and a comma in the path breaks it
 //     ("invalid mount option"); Docker takes it (mountable).
@@ -104,6 +109,18 @@ func mountable(base string, podman bool) error {
 		return errorf(eUnavailable, "STOREBASE %q cannot be mounted into a container: it has one of %q", base, bad)
 	}
 	return nil
+}
+
+// startError is engineError for a container that did not start. The job's
+// command missing from its image is the request's fault on both engines:
+// Docker says so with a 400, Podman with a 500 and ErrOCIRuntimeNotFound's
+// text. Other start failures (Podman's "OCI permission denied" also means
+// an engine that cannot set the container's limits) stay the engine's.
+func startError(err error, what string) error {
+	if err != nil && strings.Contains(err.Error(), "OCI runtime attempted to invoke a command that was not found") {
+		return refused(http.StatusBadRequest, "%s: %v", what, err)
+	}
+	return engineError(err, what)
 }
 
 // nameInUse is the engine's answer to a create whose name is taken:
