@@ -10,7 +10,9 @@ package main
 //   - states: Podman also reports "stopped" (exited, cleanup pending),
 //     "configured" and "initialized" (not started), "stopping"
 //     (containerStatus).
-//   - OOMKilled: never set by Podman 4.3 on cgroup v1; the job exits 137.
+//   - OOMKilled: never set by Podman 4.3 on cgroup v1 (conmon 2.1.6 writes
+//     its "oom" file into the service's working directory, and Podman
+//     does not read it there); the job exits 137 (containerStatus).
 //   - Config.Image: Docker keeps the name as given; Podman answers it
 //     normalized ("docker.io/library/x:latest", "localhost/x:latest"), so
 //     the job keeps its image in a label (imageLabel).
