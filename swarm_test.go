@@ -4,15 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -361,7 +366,7 @@ func randSuffix() string {
 
 // needSwarm answers an engine client with Swarm active, or skips (fails
 // under CI) saying why.
-func needSwarm(t *testing.T) *client.Client {
+func needSwarm(t testing.TB) *client.Client {
 	t.Helper()
 	cli := needEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -615,5 +620,111 @@ func TestSwarmEndToEnd(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(key, "outgoing", "old.txt")); err != nil || string(got) != "old\n" {
 			t.Errorf("key-<jid>/outgoing/old.txt = %q, %v; want %q", got, err, "old\n")
 		}
+	})
+}
+
+// BenchmarkSwarmGetFinished measures what pfcon's polling costs once many
+// jobs have finished on one node: it runs PMAN_BENCH_SWARM_JOBS (default
+// 300) short jobs as services, waits for all to finish, then GETs them in
+// turn and reports the latency distribution of one GET (p50, p99, max) and
+// the share of answers whose logs are not the job's whole output. Making
+// the services takes minutes, so this is a benchmark, not a test:
+//
+//	go test -run '^$' -bench SwarmGetFinished -benchtime 600x .
+//
+// It removes every service it made, whatever happens.
+func BenchmarkSwarmGetFinished(b *testing.B) {
+	cli := needSwarm(b)
+	image := needTestImage(b, cli)
+	n := 300
+	if v := os.Getenv("PMAN_BENCH_SWARM_JOBS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("PMAN_BENCH_SWARM_JOBS=%q: want a positive number", v)
+		}
+	}
+	ctx := context.Background()
+	store := b.TempDir()
+	run := randSuffix()
+	cfg := &config{JobLabels: map[string]string{"org.chrisproject.pman.bench": run}}
+	jids := make([]string, n)
+	b.Cleanup(func() {
+		start := time.Now()
+		for _, jid := range jids {
+			if jid != "" {
+				cli.ServiceRemove(ctx, jid)
+			}
+		}
+		b.Logf("removed %d services in %s", n, time.Since(start).Round(time.Millisecond))
+	})
+	start := time.Now()
+	for i := range jids {
+		jid := fmt.Sprintf("swb-%s-%03d", run, i)
+		j := &jobSpec{JID: jid, Image: image, Workers: 1, CPULimit: 1000, MemoryLimit: 64,
+			Cmd: []string{"echo", jid, "done"}, InputDir: jid + "/in", OutputDir: jid + "/out"}
+		for _, d := range []string{jid, j.InputDir, j.OutputDir} {
+			if err := os.Mkdir(filepath.Join(store, d), 0o777); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := cli.ServiceCreate(ctx, serviceSpec(cfg, j, store), swarm.ServiceCreateOptions{}); err != nil {
+			b.Fatalf("creating service %d of %d: %v", i+1, n, err)
+		}
+		jids[i] = jid
+	}
+	created := time.Since(start)
+	for {
+		tasks, err := cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", "org.chrisproject.pman.bench="+run))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := 0
+		for _, t := range tasks {
+			switch t.Status.State {
+			case swarm.TaskStateComplete:
+				done++
+			case swarm.TaskStateFailed, swarm.TaskStateRejected, swarm.TaskStateShutdown, swarm.TaskStateOrphaned:
+				b.Fatalf("task %s of service %s: %s %s", t.ID, t.ServiceID, t.Status.State, t.Status.Err)
+			}
+		}
+		if done == n {
+			break
+		}
+		if time.Since(start) > 15*time.Minute {
+			b.Fatalf("%d of %d jobs finished after %s", done, n, time.Since(start))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	b.Logf("%d services created in %s, all finished after %s", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	base := startServer(b, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store})
+	b.Run("GET", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		partial := 0
+		for i := 0; i < b.N; i++ {
+			jid := jids[i%n]
+			t0 := time.Now()
+			resp, err := http.Get(base + "/api/v1/" + jid + "/")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var j job
+			err = json.NewDecoder(resp.Body).Decode(&j)
+			resp.Body.Close()
+			lat = append(lat, time.Since(t0))
+			if err != nil || resp.StatusCode != http.StatusOK || j.Status != statusSuccess {
+				b.Fatalf("GET %s: %d %+v %v; want 200 finishedSuccessfully", jid, resp.StatusCode, j, err)
+			}
+			if j.Logs != jid+" done\n" {
+				partial++
+			}
+		}
+		slices.Sort(lat)
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+		b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+		b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+		b.ReportMetric(float64(partial)/float64(b.N), "partial-logs/op")
 	})
 }
