@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
@@ -162,10 +164,10 @@ func TestSwarmTaskStatus(t *testing.T) {
 		{"orphaned", task("orphaned", "node down", "", -1), nil, nil, statusError, []string{"orphaned", "node down"}},
 		{"unknown state", task("dreaming", "zzz", "", -1), nil, nil, statusUndefined, []string{"dreaming"}},
 		{"pending with error", task("pending", "pending task scheduling", "no suitable node (insufficient resources on 1 node)", -1), nil, nil, statusError, []string{"no suitable node (insufficient resources on 1 node)"}},
-		{"OOM killed", task("failed", "started", "task: non-zero exit (137)", 137), mem, &yes, statusError, []string{"out of memory", "16 MiB"}},
-		{"exit 137 under a limit, container gone", task("failed", "started", "task: non-zero exit (137)", 137), mem, nil, statusError, []string{"out of memory", "16 MiB", "(137)"}},
+		{"OOM killed", task("failed", "started", "task: non-zero exit (137)", 137), mem, &yes, statusError, []string{outOfMemory(16, true)}},
+		{"exit 137 under a limit, container gone", task("failed", "started", "task: non-zero exit (137)", 137), mem, nil, statusError, []string{outOfMemory(16, false)}},
 		// OOMKilled may not be set yet when the task has failed.
-		{"exit 137 under a limit, OOMKilled not (yet) set", task("failed", "started", "task: non-zero exit (137)", 137), mem, &no, statusError, []string{"most likely out of memory", "16 MiB", "(137)"}},
+		{"exit 137 under a limit, OOMKilled not (yet) set", task("failed", "started", "task: non-zero exit (137)", 137), mem, &no, statusError, []string{outOfMemory(16, false)}},
 		{"exit 137 without a limit", task("failed", "started", "task: non-zero exit (137)", 137), nil, nil, statusError, []string{"non-zero exit (137)"}},
 	}
 	for _, tt := range tests {
@@ -286,51 +288,150 @@ func TestSwarmEngineRecovers(t *testing.T) {
 	}
 }
 
-// TestSwarmGetEngineCalls counts the engine calls of pfcon's polling path:
-// a GET of a finished job needs the service, its tasks and its logs.
+// TestSwarmGetEngineCalls counts the engine calls of pfcon's polling path
+// through a proxy in front of the engine: a GET of a job whose task has a
+// container costs the task list and the container's own logs, never the
+// service (the task carries its spec) nor the log broker (the container is
+// on this engine's node). It also checks that the answers stay right where
+// that path cannot be taken: a jid that is only the ID prefix of a job's
+// service, and logs that cannot be read.
 func TestSwarmGetEngineCalls(t *testing.T) {
 	cli := needSwarm(t)
 	image := needTestImage(t, cli)
 	sock := filepath.Join(t.TempDir(), "engine.sock")
 	calls := proxyEngine(t, cli, sock)
 	store := t.TempDir()
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
-		"DOCKER_HOST": "unix://" + sock})
-	jid := "sw-" + randSuffix() + "-calls"
-	t.Cleanup(func() { cli.ServiceRemove(context.Background(), jid) })
-	for _, d := range []string{"key-" + jid, "key-" + jid + "/incoming", "key-" + jid + "/outgoing"} {
-		if err := os.Mkdir(filepath.Join(store, d), 0o777); err != nil {
+	env := map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
+		"DOCKER_HOST": "unix://" + sock}
+	base := startServer(t, env)
+	suffix := randSuffix()
+	submit := func(name, script string) string {
+		jid := "sw-" + suffix + "-" + name
+		t.Cleanup(func() { cli.ServiceRemove(context.Background(), jid) })
+		for _, d := range []string{"key-" + jid, "key-" + jid + "/incoming", "key-" + jid + "/outgoing"} {
+			if err := os.Mkdir(filepath.Join(store, d), 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code, m := call(t, "POST", base+"/api/v1/", swarmJob(jid, image, script)); code != 201 {
+			t.Fatalf("POST %s: %d %v; want 201", jid, code, m)
+		}
+		return jid
+	}
+	done, running, gone := submit("done", "echo done"), submit("running", "echo up; sleep 300"), submit("gone", "echo gone")
+	untilStatus(t, base, done, 90*time.Second, statusSuccess)
+	untilStatus(t, base, gone, 90*time.Second, statusSuccess)
+	untilStatus(t, base, running, 90*time.Second, statusStarted)
+
+	// get answers the job and the engine calls of one GET.
+	get := func(jid string) (map[string]any, []string) {
+		t.Helper()
+		calls.reset()
+		code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+		got := calls.get()
+		if code != 200 {
+			t.Fatalf("GET %s: %d %v; want 200", jid, code, m)
+		}
+		checkJobShape(t, "GET "+jid, m)
+		t.Logf("GET %s: engine calls %q", jid, got)
+		return m, got
+	}
+	wantCalls := func(what string, got, want []string) {
+		t.Helper()
+		ok := len(got) == len(want)
+		for i := 0; ok && i < len(want); i++ {
+			ok = matchCall(want[i], got[i])
+		}
+		if !ok {
+			t.Errorf("engine calls of one GET of %s = %q; want %q", what, got, want)
+		}
+	}
+	local := []string{"/tasks", "/containers/*/logs"}
+
+	t.Run("finished job: its container's logs", func(t *testing.T) {
+		m, got := get(done)
+		if m["status"] != statusSuccess || m["logs"] != "done\n" || m["image"] != image || m["cmd"] != "sh -c echo done /share/outgoing" {
+			t.Errorf("GET %s: %v; want finishedSuccessfully, logs \"done\\n\", image %s, cmd of the service", done, m, image)
+		}
+		wantCalls("a finished job", got, local)
+	})
+
+	t.Run("running job: two engine calls", func(t *testing.T) {
+		m, got := get(running)
+		if m["status"] != statusStarted || m["logs"] != "up\n" {
+			t.Errorf("GET %s: %v; want started with logs \"up\\n\"", running, m)
+		}
+		wantCalls("a running job", got, local)
+	})
+
+	t.Run("an ID prefix of a job's service is not a jid", func(t *testing.T) {
+		svc, _, err := cli.ServiceInspectWithRaw(context.Background(), running, swarm.ServiceInspectOptions{})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if code, m := call(t, "POST", base+"/api/v1/", swarmJob(jid, image, "echo done")); code != 201 {
-		t.Fatalf("POST: %d %v; want 201", code, m)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		calls.reset()
-		_, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
-		if s, _ := m["status"].(string); strings.HasPrefix(s, "finished") {
-			if s != statusSuccess || m["logs"] != "done\n" {
-				t.Errorf("GET: %v; want finishedSuccessfully with logs \"done\\n\"", m)
+		prefix := svc.ID[:12]
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := call(t, method, base+"/api/v1/"+prefix+"/", nil); code != 404 {
+				t.Errorf("%s /api/v1/<ID prefix of %s>/ = %d %v; want 404", method, running, code, m)
 			}
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v after 90s; want finished*", jid, m)
+		if m, _ := get(running); m["status"] != statusStarted {
+			t.Errorf("after DELETE of its ID prefix, %s: %v; want still started", running, m)
 		}
-		time.Sleep(time.Second)
-	}
-	got := calls.get()
-	t.Logf("engine calls of one GET: %q", got)
-	want := []string{"/services/" + jid, "/tasks", "/services/*/logs"}
-	ok := len(got) == len(want)
-	for i := 0; ok && i < len(want); i++ {
-		ok = matchCall(want[i], got[i])
-	}
-	if !ok {
-		t.Errorf("engine calls of one GET = %q; want %q", got, want)
-	}
+	})
+
+	t.Run("task on another node: its logs through the broker", func(t *testing.T) {
+		// One node here: pretend the engine is another node, as it would
+		// be to a task that ran elsewhere.
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		sched, err := newSwarm(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sched.(*swarmSched)
+		s.nodeID = "not-this-one"
+		calls.reset()
+		j, err := s.get(context.Background(), done)
+		got := calls.get()
+		if err != nil || j.Status != statusSuccess || j.Logs != "done\n" || j.LogsIncomplete {
+			t.Errorf("get(%s) = %+v, %v; want finishedSuccessfully with logs \"done\\n\", complete", done, j, err)
+		}
+		wantCalls("a task on another node", got, []string{"/tasks", "/tasks/*/logs"})
+	})
+
+	t.Run("container removed behind pman's back: status with a note", func(t *testing.T) {
+		ctx := context.Background()
+		tasks, err := cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", gone))})
+		if err != nil || len(tasks) != 1 || tasks[0].Status.ContainerStatus == nil {
+			t.Fatalf("the tasks of %s: %+v, %v; want one with a container", gone, tasks, err)
+		}
+		if err := cli.ContainerRemove(ctx, tasks[0].Status.ContainerStatus.ContainerID, container.RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		m, got := get(gone)
+		logs, _ := m["logs"].(string)
+		if m["status"] != statusSuccess || !strings.HasPrefix(logs, "[pman] logs unavailable: ") || !strings.Contains(logs, "No such container") {
+			t.Errorf("GET %s: %v; want finishedSuccessfully, logs saying why they are unavailable", gone, m)
+		}
+		wantCalls("a job whose container is gone", got, local)
+
+		// The answer must never count as final: the flag is not on the wire.
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		sched, err := newSwarm(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := sched.get(ctx, gone)
+		if err != nil || !j.LogsIncomplete || j.Logs != logs {
+			t.Errorf("get(%s) = %+v, %v; want LogsIncomplete and the same logs", gone, j, err)
+		}
+	})
 }
 
 // matchCall says whether an engine path ("/v1.41/services/x/logs") is the
