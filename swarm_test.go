@@ -11,9 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -800,32 +803,64 @@ func BenchmarkSwarmGetFinished(b *testing.B) {
 	b.Logf("%d services created in %s, all finished after %s", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 
 	base := startServer(b, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store})
-	b.Run("GET", func(b *testing.B) {
-		lat := make([]time.Duration, 0, b.N)
-		partial := 0
-		for i := 0; i < b.N; i++ {
-			jid := jids[i%n]
-			t0 := time.Now()
-			resp, err := http.Get(base + "/api/v1/" + jid + "/")
-			if err != nil {
-				b.Fatal(err)
-			}
-			var j job
-			err = json.NewDecoder(resp.Body).Decode(&j)
-			resp.Body.Close()
-			lat = append(lat, time.Since(t0))
-			if err != nil || resp.StatusCode != http.StatusOK || j.Status != statusSuccess {
-				b.Fatalf("GET %s: %d %+v %v; want 200 finishedSuccessfully", jid, resp.StatusCode, j, err)
-			}
-			if j.Logs != jid+" done\n" {
-				partial++
-			}
+	var next atomic.Int64
+	// get GETs the next job in turn and answers how long that took and
+	// whether the logs were the job's whole output. It may run on
+	// RunParallel's goroutines, so it reports with Errorf, not Fatal.
+	get := func(b *testing.B) (time.Duration, bool) {
+		jid := jids[int(next.Add(1))%n]
+		t0 := time.Now()
+		resp, err := http.Get(base + "/api/v1/" + jid + "/")
+		if err != nil {
+			b.Error(err)
+			return time.Since(t0), false
 		}
+		var j job
+		err = json.NewDecoder(resp.Body).Decode(&j)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if err != nil || resp.StatusCode != http.StatusOK || j.Status != statusSuccess {
+			b.Errorf("GET %s: %d %+v %v; want 200 finishedSuccessfully", jid, resp.StatusCode, j, err)
+		}
+		return d, j.Logs == jid+" done\n"
+	}
+	report := func(b *testing.B, lat []time.Duration, partial int) {
 		slices.Sort(lat)
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 		b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 		b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 		b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
-		b.ReportMetric(float64(partial)/float64(b.N), "partial-logs/op")
+		b.ReportMetric(float64(partial)/float64(len(lat)), "partial-logs/op")
+	}
+	b.Run("GET", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		partial := 0
+		for i := 0; i < b.N; i++ {
+			d, whole := get(b)
+			lat = append(lat, d)
+			if !whole {
+				partial++
+			}
+		}
+		report(b, lat, partial)
+	})
+	// pfcon polls its jobs from several workers at once.
+	b.Run("GET-16-clients", func(b *testing.B) {
+		var mu sync.Mutex
+		lat := make([]time.Duration, 0, b.N)
+		partial := 0
+		b.SetParallelism((16 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				d, whole := get(b)
+				mu.Lock()
+				lat = append(lat, d)
+				if !whole {
+					partial++
+				}
+				mu.Unlock()
+			}
+		})
+		report(b, lat, partial)
 	})
 }
