@@ -27,6 +27,8 @@ type swarmSched struct {
 	cli  *client.Client
 	base *storeBase
 
+	logTimeout time.Duration // logReadTimeout; a test shortens it
+
 	nodeMu sync.Mutex
 	nodeID string // the engine's own Swarm node, asked on first use
 }
@@ -36,7 +38,7 @@ func newSwarm(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, er
 	if err != nil {
 		return nil, err
 	}
-	return &swarmSched{cfg: cfg, log: log, cli: cli, base: &storeBase{cfg: cfg, cli: cli}}, nil
+	return &swarmSched{cfg: cfg, log: log, cli: cli, base: &storeBase{cfg: cfg, cli: cli}, logTimeout: logReadTimeout}, nil
 }
 
 // gpuResource is the generic resource a Swarm node advertises for its
@@ -291,7 +293,7 @@ func (s *swarmSched) logs(ctx context.Context, out *job, t *swarm.Task) {
 		// logs: asking would cost a call for nothing.
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, logReadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.logTimeout)
 	defer cancel()
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(s.cfg.JobLogsTail)}
 	var rc io.ReadCloser
@@ -313,7 +315,7 @@ func (s *swarmSched) logs(ctx context.Context, out *job, t *swarm.Task) {
 	}
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("the engine sent no end of the logs within %s", logReadTimeout)
+			err = fmt.Errorf("the engine sent no end of the logs within %s", s.logTimeout)
 		}
 		s.log.Warn("reading a job's logs", "jid", out.JID, "from", from, "error", err)
 		if logs != "" && !strings.HasSuffix(logs, "\n") {

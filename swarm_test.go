@@ -5,9 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -405,6 +410,33 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 		wantCalls("a task on another node", got, []string{"/tasks", "/tasks/*/logs"})
 	})
 
+	t.Run("log stream that stalls: cut, status with a note", func(t *testing.T) {
+		// A proxy that passes the engine's logs and then holds the stream
+		// open, as the log broker does when it stalls.
+		stall := filepath.Join(t.TempDir(), "stall.sock")
+		stallEngine(t, sock, stall)
+		cfg, err := loadConfig(func(k string) string {
+			if k == "DOCKER_HOST" {
+				return "unix://" + stall
+			}
+			return env[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sched, err := newSwarm(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sched.(*swarmSched)
+		s.logTimeout = time.Second
+		j, err := s.get(context.Background(), done)
+		want := "done\n" + logsUnreadable(errors.New("the engine sent no end of the logs within 1s"))
+		if err != nil || j.Status != statusSuccess || j.Logs != want || !j.LogsIncomplete {
+			t.Errorf("get(%s) = %+v, %v; want finishedSuccessfully, logs %q, LogsIncomplete", done, j, err, want)
+		}
+	})
+
 	t.Run("container removed behind pman's back: status with a note", func(t *testing.T) {
 		ctx := context.Background()
 		tasks, err := cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", gone))})
@@ -435,6 +467,49 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 			t.Errorf("get(%s) = %+v, %v; want LogsIncomplete and the same logs", gone, j, err)
 		}
 	})
+}
+
+// stallEngine serves at sock a proxy to the engine at engine (a socket
+// path) that holds every log stream open after the engine has ended it.
+func stallEngine(t *testing.T, engine, sock string) {
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", engine)
+		}},
+		FlushInterval: -1,
+		ModifyResponse: func(r *http.Response) error {
+			if strings.HasSuffix(r.Request.URL.Path, "/logs") {
+				r.Body = &stalledBody{r.Body, r.Request.Context()}
+			}
+			return nil
+		},
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// stalledBody reads its body, then blocks instead of ending until ctx ends.
+type stalledBody struct {
+	io.ReadCloser
+	ctx context.Context
+}
+
+func (b *stalledBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		if n > 0 {
+			return n, nil
+		}
+		<-b.ctx.Done()
+		return 0, b.ctx.Err()
+	}
+	return n, err
 }
 
 // matchCall says whether an engine path ("/v1.41/services/x/logs") is the
