@@ -63,21 +63,31 @@ func TestCheckLabel(t *testing.T) {
 	}
 }
 
-func TestTailLines(t *testing.T) {
+func TestSplitTail(t *testing.T) {
 	tests := []struct {
-		in   string
-		n    int
-		want string
+		stdout, stderr string
+		n              int
+		want           string
 	}{
-		{"a\nb\nc\n", 2, "b\nc\n"},
-		{"a\nb\nc", 2, "b\nc"},
-		{"a\nb\n", 5, "a\nb\n"},
-		{"a\nb\n", 0, ""},
-		{"", 3, ""},
+		{"o1\no2\n", "e1\n", 10, "[pman] stdout:\no1\no2\n[pman] stderr:\ne1\n"},
+		{"o1\no2", "", 10, "[pman] stdout:\no1\no2\n[pman] stderr:\n"},
+		{"", "e1\n", 10, "[pman] stdout:\n[pman] stderr:\ne1\n"},
+		{"", "", 10, ""},
+		{"o1\n", "e1\n", 0, ""},
+		// A chatty stderr gets half; stdout keeps the rest.
+		{"o1\no2\no3\no4\n", "e1\ne2\ne3\ne4\ne5\n", 4,
+			"[pman] stdout, last 2 of 4 lines:\no3\no4\n[pman] stderr, last 2 of 5 lines:\ne4\ne5\n"},
+		// An odd budget leans to stdout.
+		{"o1\no2\no3\n", "e1\ne2\ne3\n", 3,
+			"[pman] stdout, last 2 of 3 lines:\no2\no3\n[pman] stderr, last 1 of 3 lines:\ne3\n"},
+		// What one stream does not use, the other may.
+		{"o1\n", "e1\ne2\ne3\ne4\n", 4, "[pman] stdout:\no1\n[pman] stderr, last 3 of 4 lines:\ne2\ne3\ne4\n"},
+		{"o1\no2\no3\no4\n", "e1\n", 4, "[pman] stdout, last 3 of 4 lines:\no2\no3\no4\n[pman] stderr:\ne1\n"},
+		{"o1\no2\n", "e1\ne2\n", 1, "[pman] stdout, last 1 of 2 lines:\no2\n[pman] stderr, last 0 of 2 lines:\n"},
 	}
 	for _, tt := range tests {
-		if got := tailLines(tt.in, tt.n); got != tt.want {
-			t.Errorf("tailLines(%q, %d) = %q; want %q", tt.in, tt.n, got, tt.want)
+		if got := splitTail(tt.stdout, tt.stderr, tt.n); got != tt.want {
+			t.Errorf("splitTail(%q, %q, %d) = %q; want %q", tt.stdout, tt.stderr, tt.n, got, tt.want)
 		}
 	}
 }
@@ -112,8 +122,9 @@ func TestToJobRecorded(t *testing.T) {
 
 func TestWorkflowStatus(t *testing.T) {
 	running := &callMetadata{ExecutionStatus: "Running", JobID: "42"}
-	rc := 137
+	rc, rc2 := 137, 2
 	killed := &callMetadata{ExecutionStatus: "Failed", ReturnCode: &rc}
+	exited := &callMetadata{ExecutionStatus: "Failed", ReturnCode: &rc2}
 	tests := []struct {
 		status string
 		call   *callMetadata
@@ -127,14 +138,15 @@ func TestWorkflowStatus(t *testing.T) {
 		{"Running", nil, &metadata{}, statusNotStarted, "waiting"},
 		{"Running", running, &metadata{}, statusStarted, "SLURM job 42"},
 		{"Succeeded", running, &metadata{}, statusSuccess, "Succeeded"},
-		{"Failed", killed, &metadata{}, statusError, "return code 137"},
+		{"Failed", killed, &metadata{}, statusError, outOfMemory(4000, false)},
+		{"Failed", exited, &metadata{}, statusError, "return code 2"},
 		{"Failed", nil, &metadata{Failures: []failure{{Message: "Workflow input processing failed", CausedBy: []failure{{Message: "bad runtime attribute"}}}}}, statusError, "bad runtime attribute"},
 		{"Aborting", running, &metadata{}, statusError, "being aborted"},
 		{"Aborted", nil, &metadata{}, statusError, "aborted"},
 		{"Exploded", nil, &metadata{}, statusUndefined, "Exploded"},
 	}
 	for _, tt := range tests {
-		got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md)
+		got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md, 4000)
 		if got != tt.want || !strings.Contains(msg, tt.msgHas) {
 			t.Errorf("workflowStatus(%q, %+v) = %q, %q; want %q with %q", tt.status, tt.call, got, msg, tt.want, tt.msgHas)
 		}
@@ -225,7 +237,8 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 				w.Write([]byte(`{"results": [], "totalResultsCount": 0}`))
 				return
 			}
-			w.Write(cwRecorded(t, "query-found.json"))
+			// The recorded answer, listing the new workflow.
+			io.WriteString(w, strings.Replace(string(cwRecorded(t, "query-found.json")), "69bec3cb-c2bc-46d3-96a7-8eb15fca2755", id, 1))
 		case "POST /api/workflows/v1":
 			w.WriteHeader(http.StatusCreated)
 			fmt.Fprintf(w, `{"id": %q, "status": "Submitted"}`, id)
@@ -256,8 +269,8 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 		t.Fatalf("Cromwell received %q; want %q", paths, want)
 	}
 	var query []map[string]string
-	if err := json.Unmarshal(reqs[0].body, &query); err != nil || !reflect.DeepEqual(query, []map[string]string{{"label": "org.chrisproject.pman.name:vitamin-d"}}) {
-		t.Errorf("query body %s (%v); want [{\"label\": \"org.chrisproject.pman.name:vitamin-d\"}]", reqs[0].body, err)
+	if err := json.Unmarshal(reqs[0].body, &query); err != nil || !reflect.DeepEqual(query, []map[string]string{{"label": "org.chrisproject.pman.name:vitamin-d"}, {"includeSubworkflows": "false"}}) {
+		t.Errorf("query body %s (%v); want the jid's label and no subworkflows", reqs[0].body, err)
 	}
 	if reqs[0].contentType != "application/json" {
 		t.Errorf("query Content-Type %q; want application/json", reqs[0].contentType)
@@ -278,7 +291,7 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 	if err != nil || image != spec.Image || !slices.Equal(argv, spec.Cmd) {
 		t.Errorf("submitted WDL reads back as %q, %q (%v); want %q, %q\n%s", image, argv, err, spec.Image, spec.Cmd, parts["workflowSource"])
 	}
-	if got, want := runtimeSection(t, parts["workflowSource"]), runtimeSection(t, cwMetadata(t, "metadata-notstarted.json").SubmittedFiles.Workflow); got != want {
+	if got, want := runtimeSection(t, parts["workflowSource"]), withBindDirs(runtimeSection(t, cwMetadata(t, "metadata-notstarted.json").SubmittedFiles.Workflow), "/storebase/key-vitamin-d", true); got != want {
 		t.Errorf("submitted runtime section:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -292,7 +305,9 @@ func TestCromwellCreateRefusals(t *testing.T) {
 		wantCode   int
 		wantSubmit bool
 	}{
-		{"duplicate jid", string(cwRecorded(t, "query-found.json")), 0, eConflict, 0, false},
+		{"duplicate jid", strings.Replace(string(cwRecorded(t, "query-found.json")), `"Succeeded"`, `"Running"`, 1), 0, eConflict, 0, false},
+		{"duplicate jid, being aborted", strings.Replace(string(cwRecorded(t, "query-found.json")), `"Succeeded"`, `"Aborting"`, 1), 0, eConflict, 0, false},
+		{"jid of an ended workflow", string(cwRecorded(t, "query-found.json")), http.StatusCreated, eUnavailable, 0, true}, // submit answers no id
 		{"Cromwell's 400", `{"results": []}`, http.StatusBadRequest, eRefused, http.StatusBadRequest, true},
 		{"Cromwell's 500", `{"results": []}`, http.StatusInternalServerError, eUnavailable, 0, true},
 		{"query's 500", "", 0, eUnavailable, 0, false},
@@ -396,8 +411,8 @@ func TestCromwellGetAndRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.Status != statusStarted || !strings.Contains(j.Logs, "/cromwell-executions/x/stdout") {
-		t.Errorf("get = %+v; want started, logs naming Cromwell's paths", j)
+	if j.Status != statusStarted || !strings.HasPrefix(j.Logs, logsUnreadable(nil)[:len("[pman] logs unavailable:")]) || !strings.Contains(j.Logs, "/cromwell-executions/x/stdout") || !j.LogsIncomplete {
+		t.Errorf("get = %+v; want started, logs unavailable naming Cromwell's paths, LogsIncomplete", j)
 	}
 
 	// The recorded query answer says Succeeded: nothing to abort.
@@ -443,34 +458,44 @@ func TestCromwellFindNewest(t *testing.T) {
 
 func TestCromwellLogsFromStore(t *testing.T) {
 	store := t.TempDir()
-	dir := filepath.Join(store, "cromwell-executions", "ChRISJob", "wf", "call-plugin_instance", "execution")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "stdout"), []byte("out1\nout2\nout3\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "stderr"), []byte("err1\n"), 0o644)
-	stdout, stderr := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
-	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
-		fmt.Fprintf(w, `{"calls": {"ChRISJob.plugin_instance": [
-			{"stdout": "/elsewhere/stdout", "stderr": "/elsewhere/stderr", "attempt": 1},
-			{"stdout": %q, "stderr": %q, "attempt": 2}]}}`, stdout, stderr)
-	})
+	dir := filepath.Join(store, "cromwell-executions", "ChRISJob", "wf", "call-plugin_instance")
+	for _, d := range []string{"attempt-2/execution", "shard-0/execution", "shard-1/execution", "shard-1/attempt-2/execution"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+		os.WriteFile(filepath.Join(dir, d, "stdout"), []byte(d+" out1\n"+d+" out2\n"+d+" out3\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, d, "stderr"), []byte(d+" err1\n"), 0o644)
+	}
+	// The last shard's highest attempt, wherever it is listed.
+	at := func(d string) string { return filepath.Join(dir, d) }
+	answer := fmt.Sprintf(`{"calls": {"ChRISJob.plugin_instance": [
+		{"stdout": "/elsewhere/stdout", "stderr": "/elsewhere/stderr", "shardIndex": 1, "attempt": 1},
+		{"stdout": %q, "stderr": %q, "shardIndex": 1, "attempt": 2},
+		{"stdout": %q, "stderr": %q, "shardIndex": 0, "attempt": 3}]}}`,
+		at("shard-1/attempt-2/execution/stdout"), at("shard-1/attempt-2/execution/stderr"), at("shard-0/execution/stdout"), at("shard-0/execution/stderr"))
+	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { io.WriteString(w, answer) })
+	const d = "shard-1/attempt-2/execution"
 	tests := []struct {
 		tail int
 		want string
 	}{
-		{2, "out3\nerr1\n"},
-		{100, "out1\nout2\nout3\nerr1\n"},
-		{0, ""},
+		{2, "[pman] stdout, last 1 of 3 lines:\n" + d + " out3\n[pman] stderr:\n" + d + " err1\n"},
+		{100, "[pman] stdout:\n" + d + " out1\n" + d + " out2\n" + d + " out3\n[pman] stderr:\n" + d + " err1\n"},
 	}
 	for _, tt := range tests {
 		c := testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: tt.tail})
-		if got := c.logs(context.Background(), "wf"); got != tt.want {
-			t.Errorf("logs with JOB_LOGS_TAIL=%d = %q; want %q", tt.tail, got, tt.want)
+		if got, err := c.logs(context.Background(), "wf"); err != nil || got != tt.want {
+			t.Errorf("logs with JOB_LOGS_TAIL=%d = %q, %v; want %q", tt.tail, got, err, tt.want)
 		}
 	}
 	// A path outside STOREBASE is named, never read.
 	c := testCromwell(t, srv.URL, &config{StoreBase: filepath.Join(store, "other"), JobLogsTail: 10})
-	if got := c.logs(context.Background(), "wf"); strings.Contains(got, "out1") || !strings.Contains(got, stdout) {
-		t.Errorf("logs outside STOREBASE = %q; want the paths, not the content", got)
+	if got, err := c.logs(context.Background(), "wf"); err == nil || strings.Contains(err.Error()+got, "out1") || !strings.Contains(err.Error(), at(d+"/stdout")) {
+		t.Errorf("logs outside STOREBASE = %q, %v; want an error naming the paths, not the content", got, err)
+	}
+	// Files not written yet (SLURM has not started the job) are empty logs.
+	answer = fmt.Sprintf(`{"calls": {"ChRISJob.plugin_instance": [{"stdout": %q, "stderr": %q, "shardIndex": -1, "attempt": 1}]}}`, at("none/stdout"), at("none/stderr"))
+	c = testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: 10})
+	if got, err := c.logs(context.Background(), "wf"); err != nil || got != "" {
+		t.Errorf("logs not written yet = %q, %v; want empty", got, err)
 	}
 }
 
@@ -497,15 +522,24 @@ type fakeCromwell struct {
 	store string // where the fake's executions write stdout/stderr
 	srv   *httptest.Server
 
+	// before, when set, runs before each request is served (outside mu):
+	// a slow or hanging Cromwell.
+	before func(r *http.Request)
+
 	mu        sync.Mutex
 	workflows []*fakeWorkflow
 	aborted   []string
 	fail500   bool
+	// indexLag is how many queries a new workflow stays unlisted for, as
+	// Cromwell's summarizer lags behind its submits.
+	indexLag int
 }
 
 type fakeWorkflow struct {
 	id, jid, wdl, status string
 	submission           string
+	unlisted             int  // queries left before the query lists it
+	archived             bool // metadata and logs answer the archive notice
 }
 
 func newFakeCromwell(t *testing.T, store string) *fakeCromwell {
@@ -540,6 +574,9 @@ func (f *fakeCromwell) execDir(id string) string {
 }
 
 func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
+	if f.before != nil {
+		f.before(r)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail500 {
@@ -564,22 +601,31 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[jidLabel], wdl: src, status: "Submitted",
-			submission: fmt.Sprintf("2026-01-01T00:00:%02d.000Z", len(f.workflows))}
+			submission: fmt.Sprintf("2026-01-01T00:00:%02d.000Z", len(f.workflows)), unlisted: f.indexLag}
 		f.workflows = append(f.workflows, wf)
 		w.WriteHeader(http.StatusCreated)
 		reply(map[string]string{"id": wf.id, "status": "Submitted"})
 	case r.Method == "POST" && p == "/query":
 		var q []map[string]string
-		if err := json.NewDecoder(r.Body).Decode(&q); err != nil || len(q) != 1 {
+		if err := json.NewDecoder(r.Body).Decode(&q); err != nil {
 			http.Error(w, `{"status": "fail", "message": "bad query"}`, http.StatusBadRequest)
 			return
 		}
-		k, v, _ := strings.Cut(q[0]["label"], ":")
+		var k, v string
+		for _, crit := range q {
+			if l, ok := crit["label"]; ok {
+				k, v, _ = strings.Cut(l, ":")
+			}
+		}
 		var ans map[string]any
 		json.Unmarshal(cwRecorded(f.t, "query-found.json"), &ans)
 		template := ans["results"].([]any)[0].(map[string]any)
 		results := []any{}
 		for _, wf := range f.workflows {
+			if wf.unlisted > 0 {
+				wf.unlisted--
+				continue
+			}
 			if k == jidLabel && wf.jid == v {
 				res := maps.Clone(template)
 				res["id"], res["status"], res["submission"] = wf.id, wf.status, wf.submission
@@ -600,6 +646,13 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"status": "fail", "message": "Unrecognized workflow ID"}`, http.StatusNotFound)
 			return
 		}
+		if wf.archived && r.Method == "GET" {
+			// Cromwell's answer once its archiver deleted the metadata
+			// (MetadataRouteSupport.processMetadataArchivedResponse).
+			reply(map[string]string{"id": wf.id, "metadataArchiveStatus": "ArchivedAndDeleted",
+				"message": "Cromwell has archived this workflow's metadata according to the lifecycle policy. The workflow completed at 2026-01-01T01:00:00Z, which was 2592000000 milliseconds ago. It is available in the archive bucket, or via a support request in the case of a managed instance."})
+			return
+		}
 		switch r.Method + " " + parts[1] {
 		case "GET metadata":
 			reply(f.metadataOf(wf))
@@ -609,7 +662,8 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 				map[string]any{"stdout": filepath.Join(d, "stdout"), "stderr": filepath.Join(d, "stderr"), "attempt": 1, "shardIndex": -1}}}})
 		case "POST abort":
 			if wf.status == "Succeeded" || wf.status == "Failed" || wf.status == "Aborted" {
-				http.Error(w, `{"status": "error", "message": "Couldn't abort because workflow is in terminal state"}`, http.StatusForbidden)
+				// Cromwell 30 and later (WorkflowStoreEngineActor).
+				http.Error(w, fmt.Sprintf(`{"status": "error", "message": "Couldn't abort %s because no workflow with that ID is in progress"}`, wf.id), http.StatusNotFound)
 				return
 			}
 			f.aborted = append(f.aborted, wf.id)
@@ -696,7 +750,7 @@ func TestCromwellEndToEnd(t *testing.T) {
 	}) + "/api/v1/"
 
 	code, j := call(t, "POST", base, cromwellJobBody("chris-jid-7"))
-	wantCmd := "python3 /usr/local/bin/simplefsapp --greeting it's ~{x} ${HOME} >>> /share/pl-b_2/data"
+	wantCmd := "python3 /usr/local/bin/simplefsapp --greeting it's ~{x} ${HOME} >>> /share/outgoing"
 	if code != http.StatusCreated || j["status"] != statusNotStarted || j["cmd"] != wantCmd || j["image"] != "fnndsc/pl-simplefsapp:2.0" || j["logs"] != "" {
 		t.Fatalf("POST = %d %v; want 201 notstarted with cmd %q", code, j, wantCmd)
 	}
@@ -705,7 +759,11 @@ func TestCromwellEndToEnd(t *testing.T) {
 	wdl := fake.workflows[0].wdl
 	fake.mu.Unlock()
 	rt := runtimeSection(t, wdl)
-	for _, line := range []string{"sharedir: '" + store + "/home/chris/feeds/feed_7'", "timelimit: '30'", "slurm_partition: 'short'", "cpu: '1'", "memory: '210M'"} {
+	if strings.Contains(rt, "sharedir") {
+		t.Errorf("submitted runtime of a 2023+ layout has a sharedir:\n%s", rt)
+	}
+	for _, line := range []string{"inputdir: '" + store + "/home/chris/feeds/feed_7/pl-a_1/data'", "outputdir: '" + store + "/home/chris/feeds/feed_7/pl-b_2/data'",
+		"timelimit: '30'", "slurm_partition: 'short'", "cpu: '1'", "memory: '210M'"} {
 		if !strings.Contains(rt, "        "+line+"\n") {
 			t.Errorf("submitted runtime lacks %q:\n%s", line, rt)
 		}
@@ -724,8 +782,8 @@ func TestCromwellEndToEnd(t *testing.T) {
 	os.WriteFile(filepath.Join(d, "stdout"), []byte("starting\nworking\n"), 0o644)
 	os.WriteFile(filepath.Join(d, "stderr"), []byte("warning: x\n"), 0o644)
 	code, j = call(t, "GET", base+"chris-jid-7", nil)
-	if code != http.StatusOK || j["status"] != statusStarted || j["logs"] != "working\nwarning: x\n" || j["timestamp"] != "" {
-		t.Errorf("GET while Running = %d %v; want started, the last 2 log lines, no timestamp", code, j)
+	if code != http.StatusOK || j["status"] != statusStarted || j["logs"] != "[pman] stdout, last 1 of 2 lines:\nworking\n[pman] stderr:\nwarning: x\n" || j["timestamp"] != "" {
+		t.Errorf("GET while Running = %d %v; want started, the last log line of each stream, no timestamp", code, j)
 	}
 	checkJobShape(t, "GET", j)
 
@@ -735,15 +793,26 @@ func TestCromwellEndToEnd(t *testing.T) {
 		t.Errorf("GET when Succeeded = %d %v; want finishedSuccessfully with the workflow's end", code, j)
 	}
 
-	code, j = call(t, "POST", base, cromwellJobBody("chris-jid-7"))
-	if code != http.StatusConflict || fake.submissions() != 1 {
-		t.Errorf("POST of a taken jid = %d %v, %d submissions; want 409 and nothing submitted", code, j, fake.submissions())
-	}
-
 	// A finished job: DELETE answers 204 and aborts nothing.
 	if code, j = call(t, "DELETE", base+"chris-jid-7/", nil); code != http.StatusNoContent || len(fake.abortedIDs()) != 0 {
 		t.Errorf("DELETE of a finished job = %d %v, aborted %v; want 204, no abort", code, j, fake.abortedIDs())
 	}
+
+	// Its jid can be used again (a CUBE database reset); GET then answers
+	// the new workflow, and the jid is taken while that one runs.
+	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-7")); code != http.StatusCreated || fake.submissions() != 2 {
+		t.Fatalf("POST of a finished job's jid = %d %v, %d submissions; want 201 and a second workflow", code, j, fake.submissions())
+	}
+	fake.mu.Lock()
+	id7b := fake.byJID("chris-jid-7").id
+	fake.mu.Unlock()
+	if code, j = call(t, "GET", base+"chris-jid-7/", nil); code != http.StatusOK || j["status"] != statusNotStarted || !strings.Contains(fmt.Sprint(j["message"]), id7b) {
+		t.Errorf("GET after resubmission = %d %v; want notstarted, of workflow %s", code, j, id7b)
+	}
+	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-7")); code != http.StatusConflict || fake.submissions() != 2 {
+		t.Errorf("POST of a jid whose workflow has not ended = %d %v, %d submissions; want 409 and nothing submitted", code, j, fake.submissions())
+	}
+	fake.advance("chris-jid-7", "Succeeded")
 
 	// A running job: DELETE aborts its workflow.
 	if code, j = call(t, "POST", base, cromwellJobBody("chris-jid-8")); code != http.StatusCreated {
@@ -812,16 +881,25 @@ func TestCromwellEndToEndRefused(t *testing.T) {
 }
 
 func TestCromwellAbortAnswers(t *testing.T) {
+	const cromwellErr = `{"status": "error", "message": "some reason"}`
 	tests := []struct {
 		code     int
+		body     string
 		wantKind errKind // -1: no error
 		wantCode int
+		msgHas   string
 	}{
-		{http.StatusOK, -1, 0},
-		{http.StatusForbidden, -1, 0}, // finished between our query and the abort
-		{http.StatusNotFound, eRefused, http.StatusNotFound},
-		{http.StatusBadRequest, eRefused, http.StatusBadRequest},
-		{http.StatusInternalServerError, eUnavailable, 0},
+		{http.StatusOK, `{"id": "wf-1", "status": "Aborting"}`, -1, 0, ""},
+		// Cromwell's own answers for a workflow that ended between our
+		// query (whose index lags) and the abort: 404 since Cromwell 30,
+		// 403 before.
+		{http.StatusNotFound, `{"status": "error", "message": "Couldn't abort wf-1 because no workflow with that ID is in progress"}`, -1, 0, ""},
+		{http.StatusForbidden, `{"status": "error", "message": "Couldn't abort because workflow is in terminal state"}`, -1, 0, ""},
+		// The same codes from something else: a deployment mistake.
+		{http.StatusNotFound, "<html>Not Found</html>", eUnavailable, 0, "path prefix"},
+		{http.StatusForbidden, "<html>Forbidden</html>", eUnavailable, 0, "proxy"},
+		{http.StatusBadRequest, cromwellErr, eRefused, http.StatusBadRequest, "some reason"},
+		{http.StatusInternalServerError, cromwellErr, eUnavailable, 0, "some reason"},
 	}
 	for _, tt := range tests {
 		aborts := 0
@@ -829,7 +907,7 @@ func TestCromwellAbortAnswers(t *testing.T) {
 			if strings.HasSuffix(r.URL.Path, "/abort") {
 				aborts++
 				w.WriteHeader(tt.code)
-				io.WriteString(w, `{"status": "error", "message": "some reason"}`)
+				io.WriteString(w, tt.body)
 				return
 			}
 			io.WriteString(w, `{"results": [{"id": "wf-1", "status": "Running", "submission": "2026-01-01T00:00:00Z"}]}`)
@@ -838,11 +916,11 @@ func TestCromwellAbortAnswers(t *testing.T) {
 		ae, _ := err.(*apiError)
 		switch {
 		case aborts != 1:
-			t.Errorf("abort answering %d: %d aborts sent; want 1", tt.code, aborts)
+			t.Errorf("abort answering %d %s: %d aborts sent; want 1", tt.code, tt.body, aborts)
 		case tt.wantKind < 0 && err != nil:
-			t.Errorf("remove with abort answering %d = %v; want nil", tt.code, err)
-		case tt.wantKind >= 0 && (ae == nil || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode || !strings.Contains(ae.msg, "some reason")):
-			t.Errorf("remove with abort answering %d = %v; want kind %d code %d with Cromwell's message", tt.code, err, tt.wantKind, tt.wantCode)
+			t.Errorf("remove with abort answering %d %s = %v; want nil", tt.code, tt.body, err)
+		case tt.wantKind >= 0 && (ae == nil || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode || !strings.Contains(ae.msg, tt.msgHas)):
+			t.Errorf("remove with abort answering %d %s = %v; want kind %d code %d saying %q", tt.code, tt.body, err, tt.wantKind, tt.wantCode, tt.msgHas)
 		}
 	}
 }
