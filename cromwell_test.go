@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -518,7 +519,7 @@ func TestCromwellUnavailable(t *testing.T) {
 // fakeCromwell keeps workflows and answers with the recorded responses,
 // patched with each workflow's id, status, WDL and labels.
 type fakeCromwell struct {
-	t     *testing.T
+	t     testing.TB
 	store string // where the fake's executions write stdout/stderr
 	srv   *httptest.Server
 
@@ -542,7 +543,7 @@ type fakeWorkflow struct {
 	archived             bool // metadata and logs answer the archive notice
 }
 
-func newFakeCromwell(t *testing.T, store string) *fakeCromwell {
+func newFakeCromwell(t testing.TB, store string) *fakeCromwell {
 	f := &fakeCromwell{t: t, store: store}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -968,6 +969,440 @@ func TestToJobWithoutMetadata(t *testing.T) {
 		j := (&cromwell{}).toJob("jid", tt.w, nil, "")
 		if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
 			t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
+		}
+	}
+}
+
+// ---- issue 9: what a real deployment meets -----------------------------------
+
+func TestCromwellConfigChecks(t *testing.T) {
+	base := []string{"CONTAINER_ENV", "cromwell", "CROMWELL_URL", "http://cromwell:8000", "TIMELIMIT_MINUTES", "5", "STOREBASE", "/sb"}
+	for _, p := range []string{"short", "gpu,short"} {
+		if c, err := loadConfig(env(append(base, "SLURM_PARTITION", p)...)); err != nil || c.SlurmPartition != p {
+			t.Errorf("SLURM_PARTITION=%q: %v; want it taken", p, err)
+		}
+	}
+	for _, p := range []string{"a b", "x;y", "it's", "~{x}", "a,,b"} {
+		if _, err := loadConfig(env(append(base, "SLURM_PARTITION", p)...)); err == nil || !strings.Contains(err.Error(), "SLURM_PARTITION") {
+			t.Errorf("SLURM_PARTITION=%q: %v; want a configuration error naming it", p, err)
+		}
+	}
+	// A CROMWELL_URL that does not parse is named without its password.
+	_, err := loadConfig(env(append(base[:2], "CROMWELL_URL", "http://chris:s3cret@[::1", "TIMELIMIT_MINUTES", "5", "STOREBASE", "/sb")...))
+	if err == nil || !strings.Contains(err.Error(), "CROMWELL_URL") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("loadConfig(bad CROMWELL_URL with a password) = %v; want an error naming CROMWELL_URL, not the password", err)
+	}
+}
+
+// lockedBuffer is a log destination tests can read while the server writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// cwServer serves the API over c, as run does, logging into the buffer.
+func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwell, *lockedBuffer) {
+	t.Helper()
+	var logs lockedBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	if cfg == nil {
+		cfg = &config{}
+	}
+	cfg.ContainerEnv, cfg.StorageType, cfg.RemoveJobs, cfg.CromwellURL = "cromwell", "host", true, cromwellURL
+	if cfg.StoreBase == "" {
+		cfg.StoreBase = t.TempDir()
+	}
+	cfg.TimelimitMinutes = 5
+	s, err := newCromwell(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.(*cromwell)
+	c.visibleWait, c.pollEvery = 200*time.Millisecond, 10*time.Millisecond
+	srv := httptest.NewServer(newMux(cfg, c, log))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/api/v1/", c, &logs
+}
+
+// TestCromwellDeploymentMistakes: answers no Cromwell gives on a right
+// URL become a 503 naming the likely mistake, for every method; the
+// credentials of CROMWELL_URL appear in no answer and no log line.
+func TestCromwellDeploymentMistakes(t *testing.T) {
+	var followed sync.Mutex
+	redirected := 0
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		followed.Lock()
+		redirected++
+		followed.Unlock()
+	}))
+	t.Cleanup(target.Close)
+	targetURL := strings.Replace(target.URL, "http://", "https://chris:s3cret@", 1)
+	tests := []struct {
+		name   string
+		answer func(w http.ResponseWriter, r *http.Request)
+		msgHas []string
+	}{
+		{"401", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cromwell"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		}, []string{"401", "proxy"}},
+		{"403 of a proxy", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "<html><body>403 Forbidden</body></html>", http.StatusForbidden)
+		}, []string{"403", "proxy"}},
+		{"404 without prefix", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
+			[]string{"404", "path prefix", "/api/workflows/v1/query"}},
+		{"404 of Cromwell on the query", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"status": "fail", "message": "no such route"}`, http.StatusNotFound)
+		}, []string{"404", "path prefix"}},
+		{"301 to https", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, targetURL+r.URL.Path, http.StatusMovedPermanently)
+		}, []string{"301", "redirecting to https://127.0.0.1:", "set CROMWELL_URL"}},
+		{"307", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/cromwell"+r.URL.Path, http.StatusTemporaryRedirect)
+		}, []string{"307", "/cromwell/api/workflows/v1/query"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := httptest.NewServer(http.HandlerFunc(tt.answer))
+			t.Cleanup(fake.Close)
+			cromwellURL := strings.Replace(fake.URL, "http://", "http://chris:s3cret@", 1)
+			base, _, logs := cwServer(t, cromwellURL, nil)
+			var answers []string
+			for _, m := range []struct {
+				method, url string
+				body        any
+			}{{"POST", base, cromwellJobBody("j-1")}, {"GET", base + "j-1/", nil}, {"DELETE", base + "j-1/", nil}} {
+				code, j := call(t, m.method, m.url, m.body)
+				msg := fmt.Sprint(j["message"])
+				answers = append(answers, msg)
+				if code != http.StatusServiceUnavailable {
+					t.Errorf("%s = %d %v; want 503", m.method, code, j)
+				}
+				for _, s := range append(tt.msgHas, "Cromwell at http://127.0.0.1:") {
+					if !strings.Contains(msg, s) {
+						t.Errorf("%s: message %q; want it to say %q", m.method, msg, s)
+					}
+				}
+			}
+			for what, text := range map[string]string{"answers": strings.Join(answers, "\n"), "log": logs.String()} {
+				if strings.Contains(text, "s3cret") || strings.Contains(text, "chris:") {
+					t.Errorf("the %s show CROMWELL_URL's credentials:\n%s", what, text)
+				}
+			}
+		})
+	}
+	if redirected != 0 {
+		t.Errorf("the redirect target got %d requests; want none: pman follows no redirect", redirected)
+	}
+
+	// Unreachable, and a deadline: the credentials stay out too.
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	dead := strings.Replace(fake.URL, "http://", "http://chris:s3cret@", 1)
+	fake.Close()
+	base, _, logs := cwServer(t, dead, nil)
+	code, j := call(t, "GET", base+"j-1/", nil)
+	if msg := fmt.Sprint(j["message"]); code != http.StatusServiceUnavailable || !strings.Contains(msg, "unreachable") || strings.Contains(msg+logs.String(), "s3cret") {
+		t.Errorf("GET with Cromwell down = %d %v; want 503 unreachable without the password (log: %s)", code, j, logs.String())
+	}
+}
+
+// TestCromwellResubmitAfterAbort: a jid is taken only while its workflow
+// has not ended; GET and DELETE act on the newest.
+func TestCromwellResubmitAfterAbort(t *testing.T) {
+	fake := newFakeCromwell(t, t.TempDir())
+	base, _, _ := cwServer(t, fake.srv.URL, &config{StoreBase: fake.store})
+	if code, j := call(t, "POST", base, cromwellJobBody("again")); code != http.StatusCreated {
+		t.Fatalf("POST = %d %v", code, j)
+	}
+	fake.advance("again", "Running")
+	if code, j := call(t, "POST", base, cromwellJobBody("again")); code != http.StatusConflict || fake.submissions() != 1 {
+		t.Errorf("POST while Running = %d %v, %d submissions; want 409", code, j, fake.submissions())
+	}
+	if code, j := call(t, "DELETE", base+"again/", nil); code != http.StatusNoContent || len(fake.abortedIDs()) != 1 {
+		t.Fatalf("DELETE = %d %v, aborted %v", code, j, fake.abortedIDs())
+	}
+	first := fake.abortedIDs()[0]
+	if code, j := call(t, "POST", base, cromwellJobBody("again")); code != http.StatusCreated || fake.submissions() != 2 {
+		t.Fatalf("POST after the abort = %d %v, %d submissions; want 201 and a second workflow", code, j, fake.submissions())
+	}
+	fake.mu.Lock()
+	second := fake.byJID("again").id
+	fake.mu.Unlock()
+	code, j := call(t, "GET", base+"again/", nil)
+	if msg := fmt.Sprint(j["message"]); code != http.StatusOK || j["status"] != statusNotStarted || !strings.Contains(msg, second) {
+		t.Errorf("GET = %d %v; want the new workflow %s, notstarted", code, j, second)
+	}
+	fake.advance("again", "Running")
+	if code, j := call(t, "DELETE", base+"again/", nil); code != http.StatusNoContent || !slices.Equal(fake.abortedIDs(), []string{first, second}) {
+		t.Errorf("DELETE = %d %v, aborted %v; want the new workflow %s aborted", code, j, fake.abortedIDs(), second)
+	}
+	if code, j := call(t, "GET", base+"again/", nil); code != http.StatusOK || j["status"] != statusError || !strings.Contains(fmt.Sprint(j["message"]), second) {
+		t.Errorf("GET after the second abort = %d %v; want finishedWithError of %s", code, j, second)
+	}
+}
+
+// TestCromwellOneWorkflowPerJID: two POSTs of one jid at once submit one
+// workflow, and so does a POST while Cromwell's query does not list the
+// first one yet; GET finds the new workflow meanwhile.
+func TestCromwellOneWorkflowPerJID(t *testing.T) {
+	fake := newFakeCromwell(t, t.TempDir())
+	inSubmit, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fake.before = func(r *http.Request) {
+		if r.Method == "POST" && r.URL.Path == "/api/workflows/v1" {
+			once.Do(func() {
+				close(inSubmit)
+				<-release
+			})
+		}
+	}
+	fake.mu.Lock()
+	fake.indexLag = 1 << 30 // never listed in this test
+	fake.mu.Unlock()
+	base, _, _ := cwServer(t, fake.srv.URL, &config{StoreBase: fake.store})
+
+	first := make(chan int, 1)
+	go func() {
+		code, _ := call(t, "POST", base, cromwellJobBody("twice"))
+		first <- code
+	}()
+	<-inSubmit // the first POST is submitting
+	code, j := call(t, "POST", base, cromwellJobBody("twice"))
+	if msg := fmt.Sprint(j["message"]); code != http.StatusConflict || !strings.Contains(msg, "being submitted") {
+		t.Errorf("second POST during the first's submit = %d %v; want 409", code, j)
+	}
+	close(release)
+	if code := <-first; code != http.StatusCreated {
+		t.Fatalf("first POST = %d; want 201", code)
+	}
+	// The query still does not list it: the jid stays taken, and GET
+	// answers the workflow submitted here.
+	code, j = call(t, "POST", base, cromwellJobBody("twice"))
+	if msg := fmt.Sprint(j["message"]); code != http.StatusConflict || !strings.Contains(msg, "does not list it yet") {
+		t.Errorf("POST while the query does not list the workflow = %d %v; want 409", code, j)
+	}
+	fake.mu.Lock()
+	id := fake.byJID("twice").id
+	fake.mu.Unlock()
+	if code, j := call(t, "GET", base+"twice/", nil); code != http.StatusOK || j["status"] != statusNotStarted || !strings.Contains(fmt.Sprint(j["message"]), id) {
+		t.Errorf("GET while unlisted = %d %v; want notstarted of %s", code, j, id)
+	}
+	if n := fake.submissions(); n != 1 {
+		t.Errorf("%d workflows submitted; want 1", n)
+	}
+	// Once listed, its status decides.
+	fake.mu.Lock()
+	fake.byJID("twice").unlisted = 0
+	fake.mu.Unlock()
+	fake.advance("twice", "Failed")
+	if code, j := call(t, "POST", base, cromwellJobBody("twice")); code != http.StatusCreated || fake.submissions() != 2 {
+		t.Errorf("POST once the workflow is listed and Failed = %d %v, %d submissions; want 201", code, j, fake.submissions())
+	}
+}
+
+// TestCromwellDeadline: a POST ends within its deadline however slow
+// Cromwell is. (How long it takes is measured by BenchmarkCromwellSlowPost;
+// here the hang guard only tells a bounded POST from one that is not.)
+func TestCromwellDeadline(t *testing.T) {
+	spec := func() *jobSpec {
+		return &jobSpec{JID: "slow", Image: "img", Workers: 1, Cmd: []string{"x", outgoingDir}, InputDir: "key-slow/incoming", OutputDir: "key-slow/outgoing"}
+	}
+	create := func(c *cromwell) (*job, error) {
+		type result struct {
+			j   *job
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			j, err := c.create(context.Background(), spec())
+			done <- result{j, err}
+		}()
+		select {
+		case r := <-done:
+			return r.j, r.err
+		case <-time.After(15 * time.Second): // far beyond the deadline, short of the client's 30 s
+			t.Fatal("create did not end: the POST is not bounded by its deadline")
+			return nil, nil
+		}
+	}
+	// hang holds a request until pman gives up on it. The server notices
+	// that only once the body is read; stop ends it when the test does.
+	stop := make(chan struct{})
+	hang := func(r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}
+
+	// Cromwell hangs from the start: nothing is submitted, and the 503
+	// says why.
+	fake := newFakeCromwell(t, t.TempDir())
+	fake.before = hang
+	t.Cleanup(func() { close(stop) }) // before the fakes close
+	c := testCromwell(t, fake.srv.URL, nil)
+	c.deadline, c.visibleWait = 300*time.Millisecond, 20*time.Second
+	_, err := create(c)
+	if ae, ok := err.(*apiError); !ok || ae.kind != eUnavailable || !strings.Contains(ae.msg, "did not answer in time") || fake.submissions() != 0 {
+		t.Errorf("create with Cromwell hanging = %v, %d submissions; want a 503 saying it did not answer in time", err, fake.submissions())
+	}
+
+	// Cromwell hangs after the submit: the job exists, so the POST
+	// answers 201 from the submitted WDL, within the deadline although
+	// visibleWait is longer.
+	fake = newFakeCromwell(t, t.TempDir())
+	fake.before = func(r *http.Request) {
+		if fake.submissions() > 0 {
+			hang(r)
+		}
+	}
+	c = testCromwell(t, fake.srv.URL, nil)
+	c.deadline, c.visibleWait = 300*time.Millisecond, 20*time.Second
+	j, err := create(c)
+	if err != nil || j.Status != statusNotStarted || j.Cmd != "x /share/outgoing" || fake.submissions() != 1 {
+		t.Errorf("create with Cromwell hanging after the submit = %+v, %v, %d submissions; want notstarted from the WDL", j, err, fake.submissions())
+	}
+}
+
+// BenchmarkCromwellSlowPost measures a POST against a Cromwell that takes
+// 100 ms per call and never lists the new workflow: it must end near the
+// deadline (here 1 s), not after visibleWait (20 s).
+func BenchmarkCromwellSlowPost(b *testing.B) {
+	fake := newFakeCromwell(b, b.TempDir())
+	fake.indexLag = 1 << 30
+	fake.before = func(*http.Request) { time.Sleep(100 * time.Millisecond) }
+	s, _ := newCromwell(context.Background(), &config{CromwellURL: fake.srv.URL, StoreBase: "/sb", TimelimitMinutes: 5}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := s.(*cromwell)
+	c.deadline = time.Second
+	for i := 0; b.Loop(); i++ {
+		jid := fmt.Sprintf("slow-%d", i)
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCromwellArchivedMetadata: once Cromwell has archived a workflow's
+// metadata, GET answers the query's status and end, says why the rest is
+// gone, and marks the logs unreadable.
+func TestCromwellArchivedMetadata(t *testing.T) {
+	fake := newFakeCromwell(t, t.TempDir())
+	c := testCromwell(t, fake.srv.URL, &config{StoreBase: fake.store, JobLogsTail: 10})
+	for _, st := range []struct{ cromwell, want string }{{"Succeeded", statusSuccess}, {"Failed", statusError}, {"Aborted", statusError}} {
+		jid := "archived-" + st.cromwell
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+			t.Fatal(err)
+		}
+		fake.advance(jid, st.cromwell)
+		fake.mu.Lock()
+		fake.byJID(jid).archived = true
+		fake.mu.Unlock()
+		j, err := c.get(context.Background(), jid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// query-found.json's end, which the fake answers for every workflow.
+		if j.Status != st.want || j.Timestamp != "2022-01-23T22:27:58.740Z" || !strings.Contains(strings.ToLower(j.Message), strings.ToLower(st.cromwell)) || !strings.Contains(j.Message, "ArchivedAndDeleted") ||
+			!strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || !strings.Contains(j.Logs, "archived") || !j.LogsIncomplete {
+			t.Errorf("get(%s, archived) = %+v; want %s at the query's end, saying it is archived, logs unavailable", st.cromwell, j, st.want)
+		}
+	}
+}
+
+// TestCromwellLogSymlinks: a log file is read only where it really lies
+// under STOREBASE.
+func TestCromwellLogSymlinks(t *testing.T) {
+	store, outside := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("root:x:0:0\n"), 0o644)
+	fake := newFakeCromwell(t, store)
+	c := testCromwell(t, fake.srv.URL, &config{StoreBase: store, JobLogsTail: 10})
+	setup := func(jid string, stdout func(dir string)) *job {
+		t.Helper()
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+			t.Fatal(err)
+		}
+		fake.advance(jid, "Running")
+		fake.mu.Lock()
+		dir := fake.execDir(fake.byJID(jid).id)
+		fake.mu.Unlock()
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "stderr"), []byte("err\n"), 0o644)
+		stdout(dir)
+		j, err := c.get(context.Background(), jid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	refused := []struct {
+		name   string
+		stdout func(dir string)
+	}{
+		{"file symlink", func(dir string) { os.Symlink(filepath.Join(outside, "secret"), filepath.Join(dir, "stdout")) }},
+		{"relative symlink", func(dir string) {
+			rel, _ := filepath.Rel(dir, filepath.Join(outside, "secret"))
+			os.Symlink(rel, filepath.Join(dir, "stdout"))
+		}},
+		{"directory symlink", func(dir string) {
+			os.Remove(filepath.Join(dir, "stderr"))
+			os.Remove(dir)
+			os.Symlink(outside, dir)
+			os.Rename(filepath.Join(outside, "secret"), filepath.Join(outside, "stdout"))
+			t.Cleanup(func() { os.Rename(filepath.Join(outside, "stdout"), filepath.Join(outside, "secret")) })
+		}},
+		{"fifo", func(dir string) {
+			if err := syscall.Mkfifo(filepath.Join(dir, "stdout"), 0o644); err != nil {
+				t.Skip("mkfifo:", err)
+			}
+		}},
+	}
+	for i, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			j := setup(fmt.Sprintf("link-%d", i), tt.stdout)
+			if j.Status != statusStarted || strings.Contains(j.Logs, "root:x") || !strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || !j.LogsIncomplete {
+				t.Errorf("get = %+v; want started, logs unavailable, nothing of the file outside STOREBASE", j)
+			}
+		})
+	}
+	// A symlink that stays inside STOREBASE is fine.
+	os.WriteFile(filepath.Join(store, "inside"), []byte("fine\n"), 0o644)
+	j := setup("link-inside", func(dir string) { os.Symlink(filepath.Join(store, "inside"), filepath.Join(dir, "stdout")) })
+	if j.Logs != "[pman] stdout:\nfine\n[pman] stderr:\nerr\n" || j.LogsIncomplete {
+		t.Errorf("get with a symlink inside STOREBASE = %+v; want its content", j)
+	}
+}
+
+// TestToJobLastCall: the call that speaks for the task is the highest
+// attempt of the last shard, wherever Cromwell lists it.
+func TestToJobLastCall(t *testing.T) {
+	rc := 1
+	calls := []callMetadata{
+		{ShardIndex: 0, Attempt: 2, ExecutionStatus: "Running", JobID: "wrong-shard"},
+		{ShardIndex: 1, Attempt: 2, ExecutionStatus: "Running", JobID: "77"},
+		{ShardIndex: 1, Attempt: 1, ExecutionStatus: "Failed", ReturnCode: &rc, JobID: "old-attempt"},
+	}
+	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
+		md := cwMetadata(t, "metadata-running.json")
+		md.Calls[cromwellTask] = nil
+		for _, i := range order {
+			md.Calls[cromwellTask] = append(md.Calls[cromwellTask], calls[i])
+		}
+		j := (&cromwell{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
+		if j.Status != statusStarted || !strings.HasSuffix(j.Message, "SLURM job 77") {
+			t.Errorf("toJob(calls in order %v) = %+v; want the running attempt 2 of shard 1, SLURM job 77", order, j)
 		}
 	}
 }

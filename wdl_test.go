@@ -336,3 +336,98 @@ func TestRenderJobRefuses(t *testing.T) {
 		t.Errorf("renderJob(valid) = %v; want nil", err)
 	}
 }
+
+// TestRenderJobBindDirs: the job's two directories go to the backend as
+// inputdir and outputdir, whatever their layout; sharedir only in pfcon
+// 2022's, where it is exactly the parent of both.
+func TestRenderJobBindDirs(t *testing.T) {
+	tests := []struct {
+		name, in, out string
+		share         string // "": no sharedir line
+	}{
+		{"2023+, no common parent", "SERVICES/PACS/MyPACS/1.2.3", "home/chris/feeds/feed_3/pl-dcm_5/data", ""},
+		{"2023+, one feed", "home/chris/feeds/feed_3/pl-a_1/data", "home/chris/feeds/feed_3/pl-b_2/data", ""},
+		{"a legal upload name", "home/chris/uploads/My Scan (1)", "home/chris/feeds/feed_4/pl-c_1/data", ""},
+		{"2022", "key-j/incoming", "key-j/outgoing", "/sb/key-j"},
+		{"key-<jid> but other names", "key-j/in", "key-j/outgoing", ""},
+		{"another jid's key", "key-k/incoming", "key-k/outgoing", ""},
+	}
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	cmd := []string{"plugin", "--in", incomingDir, incomingDir, outgoingDir}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: cmd, InputDir: tt.in, OutputDir: tt.out})
+			if err != nil {
+				t.Fatalf("renderJob: %v", err)
+			}
+			rt := runtimeSection(t, wdl)
+			for _, line := range []string{"inputdir: " + wdlString("/sb/"+tt.in), "outputdir: " + wdlString("/sb/"+tt.out)} {
+				if !strings.Contains(rt, "\n        "+line+"\n") {
+					t.Errorf("runtime lacks %s:\n%s", line, rt)
+				}
+			}
+			if hasShare := strings.Contains(rt, "sharedir"); tt.share == "" && hasShare || tt.share != "" && !strings.Contains(rt, "\n        sharedir: '"+tt.share+"'\n") {
+				t.Errorf("runtime:\n%s\nwant sharedir %q (empty: none)", rt, tt.share)
+			}
+			// The plugin's command is the same as on every other backend.
+			if _, argv, err := parseWDL(wdl); err != nil || !slices.Equal(argv, cmd) {
+				t.Errorf("command reads back as %q (%v); want %q", argv, err, cmd)
+			}
+		})
+	}
+}
+
+// TestBindDirQuoting: every directory checkBindDir lets through reaches
+// the README backend's bind intact: '${inputdir}' inside sbatch --wrap
+// "...", which bash expands into the job script and sh runs again.
+func TestBindDirQuoting(t *testing.T) {
+	for _, d := range []string{"/sb/home/chris/uploads/My Scan (1)", "/sb/a b/c;d&e|f", "/sb/[x]*?", "/sb/#!{}<>", "/sb/ünï ✓", "/sb/~/x~y{z}"} {
+		if msg := checkBindDir(d); msg != "" {
+			t.Errorf("checkBindDir(%q) = %q; want it accepted", d, msg)
+			continue
+		}
+		// Level 1: the submit-docker line; level 2: the --wrap script.
+		wrap := shellRun(t, `printf '%s\0' "--bind '`+d+`':/share/incoming:ro"`)
+		if len(wrap) != 1 {
+			t.Fatalf("wrap of %q = %q; want one word", d, wrap)
+		}
+		got := shellRun(t, `printf '%s\0' `+wrap[0])
+		if want := []string{"--bind", d + ":/share/incoming:ro"}; !slices.Equal(got, want) {
+			t.Errorf("bind of %q reaches apptainer as %q; want %q", d, got, want)
+		}
+	}
+	for _, d := range []string{"a'b", `a"b`, `a\b`, "a$b", "a`b", "a:b", "a,b", "a\nb", "a~{b}"} {
+		if checkBindDir(d) == "" {
+			t.Errorf("checkBindDir(%q) = \"\"; want it refused", d)
+		}
+	}
+}
+
+func TestWDLMemoryMiB(t *testing.T) {
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	for _, mib := range []int{1, 2, 200, 1000, 4000, 5678, 1 << 20} {
+		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, MemoryLimit: mib, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wdlMemoryMiB(wdl); got != mib {
+			t.Errorf("wdlMemoryMiB(rendered with %d MiB) = %d", mib, got)
+		}
+	}
+	if got := wdlMemoryMiB(cwMetadata(t, "metadata-failed.json").SubmittedFiles.Workflow); got != 0 {
+		t.Errorf("wdlMemoryMiB(no memory line) = %d; want 0", got)
+	}
+}
+
+func TestCheckPartition(t *testing.T) {
+	for _, p := range []string{"short", "gpu-a100", "my_part.1", "short,long"} {
+		if msg := checkPartition(p); msg != "" {
+			t.Errorf("checkPartition(%q) = %q; want ok", p, msg)
+		}
+	}
+	for _, p := range []string{"a b", "x;y", "p'", "~{x}", "${x}", "a,", ",a", "a,,b", "p "} {
+		if checkPartition(p) == "" {
+			t.Errorf("checkPartition(%q) = \"\"; want it refused", p)
+		}
+	}
+}
