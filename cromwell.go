@@ -189,6 +189,11 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 	}
 	c.log.Info("submitted to Cromwell", "jid", j.JID, "workflow", id)
 	c.mu.Lock()
+	for k, s := range c.unlisted {
+		if time.Since(s.at) > unlistedTTL {
+			delete(c.unlisted, k) // never asked about again
+		}
+	}
 	c.unlisted[j.JID] = submission{id: id, at: time.Now()}
 	c.mu.Unlock()
 
