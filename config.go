@@ -198,7 +198,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		if c.CromwellURL == "" {
 			bad("CROMWELL_URL", "required with CONTAINER_ENV=cromwell: the Cromwell server's URL")
 		} else if u, err := url.Parse(c.CromwellURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("CROMWELL_URL", "%q is not an http(s) URL", c.CromwellURL)
+			bad("CROMWELL_URL", "%q is not an http(s) URL", redactURL(c.CromwellURL))
+		}
+		if msg := checkPartition(c.SlurmPartition); c.SlurmPartition != "" && msg != "" {
+			bad("SLURM_PARTITION", "%s", msg)
 		}
 		if c.TimelimitMinutes == 0 {
 			bad("TIMELIMIT_MINUTES", "required with CONTAINER_ENV=cromwell: the SLURM time limit in minutes")

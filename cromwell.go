@@ -4,18 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 )
@@ -32,22 +33,42 @@ const (
 	// demanded [a-z0-9-] and 63 characters: our dotted key would fail
 	// there, and Cromwell 74 accepted it (see the recordings).
 	maxLabelLen = 255
-	// shareMount is where the backend mounts the sharedir runtime attribute
-	// inside the job.
-	shareMount = "/share"
 )
 
 type cromwell struct {
-	base string // CROMWELL_URL without trailing slash
-	http *http.Client
-	cfg  *config
-	log  *slog.Logger
-	// visibleWait bounds how long create waits for the label query to find
-	// the new workflow; pollEvery is the pause between queries. Fields so
-	// tests can shorten them.
+	base  string // CROMWELL_URL without trailing slash, credentials included: for requests only
+	where string // base without credentials: for messages and logs
+	http  *http.Client
+	cfg   *config
+	log   *slog.Logger
+	// deadline bounds each request of pfcon's, all its Cromwell calls
+	// together, well inside pfcon's own 100 s. visibleWait bounds how long
+	// create waits for the label query to find the new workflow, as pman 6
+	// did; pollEvery is the pause between queries. Fields so tests can
+	// shorten them.
+	deadline    time.Duration
 	visibleWait time.Duration
 	pollEvery   time.Duration
+
+	mu sync.Mutex
+	// inFlight holds the jids whose POST is being handled here.
+	inFlight map[string]bool
+	// unlisted holds the jids submitted here whose workflow Cromwell's
+	// query did not list yet: until it does, the jid is taken, and GET and
+	// DELETE find the workflow through it.
+	unlisted map[string]submission
 }
+
+// submission is a workflow create submitted, and when.
+type submission struct {
+	id string
+	at time.Time
+}
+
+// unlistedTTL bounds how long a submitted workflow the query never lists
+// holds its jid: Cromwell indexes within seconds, and a workflow it lost
+// must not block the jid for ever.
+const unlistedTTL = 10 * time.Minute
 
 func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
 	if msg := checkShareDir(cfg.StoreBase); msg != "" {
@@ -59,10 +80,11 @@ func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler,
 		}
 	}
 	return &cromwell{
-		base: strings.TrimRight(cfg.CromwellURL, "/"),
+		base:  strings.TrimRight(cfg.CromwellURL, "/"),
+		where: strings.TrimRight(redactURL(cfg.CromwellURL), "/"),
 		http: &http.Client{
-			// A whole request (the metadata of one workflow is a few KiB)
-			// should never take this long; pfcon's own timeout is longer.
+			// One call should never take this long; the request's deadline
+			// bounds them all together.
 			Timeout: 30 * time.Second,
 			Transport: &http.Transport{
 				Proxy:                 http.ProxyFromEnvironment,
@@ -72,12 +94,33 @@ func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler,
 				IdleConnTimeout:       90 * time.Second,
 				MaxIdleConnsPerHost:   4,
 			},
+			// An http->https 301 would turn the submit's POST into a GET:
+			// do answers every redirect as a deployment mistake instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		cfg:         cfg,
 		log:         log,
-		visibleWait: 5 * time.Second,
+		deadline:    60 * time.Second,
+		visibleWait: 20 * time.Second,
 		pollEvery:   250 * time.Millisecond,
+		inFlight:    map[string]bool{},
+		unlisted:    map[string]submission{},
 	}, nil
+}
+
+// redactURL is u without the user and password it may carry, for messages
+// and logs. A u that does not parse is replaced by a placeholder unless it
+// has no '@'.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		if strings.Contains(u, "@") {
+			return "(a URL that does not parse)"
+		}
+		return u
+	}
+	p.User = nil
+	return p.String()
 }
 
 // checkLabel says what is wrong with a Cromwell label, or "".
@@ -95,6 +138,12 @@ func checkLabel(key, value string) string {
 
 // ---- the scheduler interface -----------------------------------------------
 
+// ended says whether a workflow status is final: only then may its jid be
+// used again.
+func ended(status string) bool {
+	return status == "Succeeded" || status == "Failed" || status == "Aborted"
+}
+
 func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if msg := checkLabel(jidLabel, j.JID); msg != "" {
 		return nil, fieldError("jid", msg+": Cromwell cannot label a workflow with it")
@@ -103,16 +152,31 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.deadline)
+	defer cancel()
+	// Two POSTs of one jid at once submit one workflow: the second is a
+	// 409 until the first has submitted and the query lists its workflow
+	// (or visibleWait ended; unlisted covers the rest).
+	if !c.claim(j.JID) {
+		return nil, errorf(eConflict, "a job with jid %q is being submitted to Cromwell right now", j.JID)
+	}
+	defer c.release(j.JID)
+
 	found, err := c.query(ctx, j.JID)
 	if err != nil {
 		return nil, err
 	}
-	if len(found) > 0 {
-		return nil, errorf(eConflict, "a job with jid %q already exists (Cromwell workflow %s, %s)", j.JID, found[0].ID, found[0].Status)
+	for _, w := range found {
+		if !ended(w.Status) {
+			return nil, errorf(eConflict, "a job with jid %q already exists (Cromwell workflow %s, %s); the jid can be used again once the workflow has ended", j.JID, w.ID, w.Status)
+		}
 	}
-	labels := map[string]string{}
-	for k, v := range c.cfg.JobLabels {
-		labels[k] = v
+	if s, ok := c.unlistedOf(j.JID, found); ok {
+		return nil, errorf(eConflict, "a job with jid %q already exists (Cromwell workflow %s, submitted %s ago; Cromwell's query does not list it yet)", j.JID, s.id, time.Since(s.at).Round(time.Second))
+	}
+	labels := maps.Clone(c.cfg.JobLabels)
+	if labels == nil {
+		labels = map[string]string{}
 	}
 	labels[jidLabel] = j.JID
 	id, err := c.submit(ctx, wdl, labels)
@@ -120,14 +184,22 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 		return nil, err
 	}
 	c.log.Info("submitted to Cromwell", "jid", j.JID, "workflow", id)
+	c.mu.Lock()
+	for k, s := range c.unlisted {
+		if time.Since(s.at) > unlistedTTL {
+			delete(c.unlisted, k) // never asked about again
+		}
+	}
+	c.unlisted[j.JID] = submission{id: id, at: time.Now()}
+	c.mu.Unlock()
 
 	// Cromwell answers the submit before its query index knows the workflow.
 	// Waiting here makes a GET right after our 201 find the job, and lets
 	// the POST answer carry Cromwell's status rather than a guess. The job
 	// exists from here on: a failure to read it back is logged, not
 	// answered, or pfcon's retry of the POST would meet a 409.
-	if err := c.awaitVisible(ctx, j.JID); err != nil {
-		c.log.Warn("Cromwell's query does not find the new workflow yet", "jid", j.JID, "workflow", id, "error", err)
+	if err := c.awaitListed(ctx, j.JID, id); err != nil {
+		c.log.Warn("Cromwell's query does not list the new workflow yet", "jid", j.JID, "workflow", id, "error", err)
 	}
 	md, err := c.metadata(ctx, id)
 	if err != nil {
@@ -137,7 +209,43 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 	return c.toJob(j.JID, queryResult{ID: id, Status: "Submitted"}, md, wdl), nil
 }
 
+// claim marks jid's POST as being handled here; false if one already is.
+func (c *cromwell) claim(jid string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inFlight[jid] {
+		return false
+	}
+	c.inFlight[jid] = true
+	return true
+}
+
+func (c *cromwell) release(jid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inFlight, jid)
+}
+
+// unlistedOf is the workflow submitted here for jid that the query's
+// answer found does not list yet. One it lists, or one older than
+// unlistedTTL, is forgotten.
+func (c *cromwell) unlistedOf(jid string, found []queryResult) (submission, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.unlisted[jid]
+	if !ok {
+		return submission{}, false
+	}
+	if time.Since(s.at) > unlistedTTL || slices.ContainsFunc(found, func(w queryResult) bool { return w.ID == s.id }) {
+		delete(c.unlisted, jid)
+		return submission{}, false
+	}
+	return s, true
+}
+
 func (c *cromwell) get(ctx context.Context, jid string) (*job, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.deadline)
+	defer cancel()
 	w, err := c.find(ctx, jid)
 	if err != nil {
 		return nil, err
@@ -147,22 +255,42 @@ func (c *cromwell) get(ctx context.Context, jid string) (*job, error) {
 		return nil, err
 	}
 	j := c.toJob(jid, *w, md, "")
-	if md != nil && len(md.Calls[cromwellTask]) > 0 {
-		j.Logs = c.logs(ctx, w.ID)
+	switch {
+	case md == nil:
+		// Just submitted: nothing ran, nothing to read.
+	case md.archived():
+		c.logsFailed(j, jid, w.ID, fmt.Errorf("Cromwell has archived workflow %s's metadata (%s), the paths of its logs with it", w.ID, md.MetadataArchiveStatus))
+	case len(md.Calls[cromwellTask]) > 0:
+		if c.cfg.JobLogsTail == 0 {
+			break
+		}
+		logs, err := c.logs(ctx, w.ID)
+		if err != nil {
+			c.logsFailed(j, jid, w.ID, err)
+			break
+		}
+		j.Logs = logs
 	}
 	return j, nil
 }
 
+// logsFailed answers j's status without its logs, as policy.go says.
+func (c *cromwell) logsFailed(j *job, jid, id string, err error) {
+	c.log.Warn("cannot read the job's logs", "jid", jid, "workflow", id, "error", err)
+	j.Logs = logsUnreadable(err)
+	j.LogsIncomplete = true
+}
+
 func (c *cromwell) remove(ctx context.Context, jid string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.deadline)
+	defer cancel()
 	w, err := c.find(ctx, jid)
 	if err != nil {
 		return err
 	}
-	switch w.Status {
-	case "Succeeded", "Failed", "Aborted", "Aborting":
+	if ended(w.Status) || w.Status == "Aborting" {
 		// Nothing runs any more, or Cromwell is already stopping it.
-		// Cromwell keeps its history and has no delete; an abort would
-		// only earn a 403.
+		// Cromwell keeps its history and has no delete.
 		return nil
 	}
 	resp, err := c.do(ctx, "abort workflow "+w.ID, http.MethodPost, "/api/workflows/v1/"+url.PathEscape(w.ID)+"/abort", "", nil)
@@ -170,12 +298,15 @@ func (c *cromwell) remove(ctx context.Context, jid string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode < 300:
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusCreated, http.StatusAccepted:
 		return nil
-	case resp.StatusCode == http.StatusForbidden:
-		// Cromwell's answer for a workflow already in a terminal state: it
-		// finished between our query and the abort.
+	case http.StatusNotFound, http.StatusForbidden:
+		// do let through only Cromwell's own answers: "no workflow with
+		// that ID is in progress" (404, Cromwell 30 and later) or "in
+		// terminal state" (403, older). Either way it ended between our
+		// query, whose index lags, and the abort.
+		c.log.Info("Cromwell says the workflow is no longer running; nothing to abort", "jid", jid, "workflow", w.ID, "answer", errorBody(resp))
 		return nil
 	}
 	return refused(resp.StatusCode, "Cromwell refused to abort workflow %s of job %q: %s", w.ID, jid, errorBody(resp))
@@ -183,8 +314,10 @@ func (c *cromwell) remove(ctx context.Context, jid string) error {
 
 // ---- Cromwell REST calls ----------------------------------------------------
 
-// do sends one request. A transport error or a 5xx is an eUnavailable error
-// naming Cromwell and what failed; any other answer is returned open.
+// do sends one request. A transport error, a 5xx, a redirect, and the
+// answers of something other than Cromwell's API (401, and 403 or 404
+// without Cromwell's error body) are eUnavailable errors that name
+// Cromwell and what failed; any other answer is returned open.
 func (c *cromwell) do(ctx context.Context, what, method, p, contentType string, body []byte) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
@@ -192,7 +325,7 @@ func (c *cromwell) do(ctx context.Context, what, method, p, contentType string, 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+p, r)
 	if err != nil {
-		return nil, errorf(eInternal, "Cromwell request to %s: %v", what, err)
+		return nil, errorf(eInternal, "Cromwell request to %s: %v", what, redactErr(err))
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -200,13 +333,64 @@ func (c *cromwell) do(ctx context.Context, what, method, p, contentType string, 
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, errorf(eUnavailable, "Cromwell at %s is unreachable (%s): %v", c.base, what, err)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, errorf(eUnavailable, "Cromwell at %s did not answer in time to %s: pman gives a request %v in all, inside pfcon's timeout", c.where, what, c.deadline)
+		}
+		return nil, errorf(eUnavailable, "Cromwell at %s is unreachable (%s): %v", c.where, what, redactErr(err))
 	}
-	if resp.StatusCode >= 500 {
+	code := resp.StatusCode
+	switch {
+	case code >= 500:
 		defer resp.Body.Close()
-		return nil, errorf(eUnavailable, "Cromwell at %s failed to %s: %s: %s", c.base, what, resp.Status, errorBody(resp))
+		return nil, errorf(eUnavailable, "Cromwell at %s failed to %s: %s: %s", c.where, what, resp.Status, errorBody(resp))
+	case code >= 300 && code < 400:
+		resp.Body.Close()
+		loc := "nowhere (no Location)"
+		if u, err := resp.Location(); err == nil {
+			loc = redactURL(u.String())
+		}
+		return nil, errorf(eUnavailable, "Cromwell at %s answered %s to %s, redirecting to %s: pman follows no redirect (it would turn a POST into a GET); set CROMWELL_URL to where Cromwell's API really is", c.where, resp.Status, what, loc)
+	case code == http.StatusUnauthorized:
+		resp.Body.Close()
+		return nil, c.notCromwell(resp, what)
+	case code == http.StatusForbidden || code == http.StatusNotFound:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if !cromwellError(b) {
+			return nil, c.notCromwell(resp, what)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
 	}
 	return resp, nil
+}
+
+// notCromwell is the 503 for an answer that Cromwell's API does not give
+// on a right URL: a wrong CROMWELL_URL, a missing path prefix, or an
+// authenticating proxy in front of Cromwell. Passed on, pfcon would read
+// a 404 as "no such job" and a 401 or 403 as its own login failing.
+func (c *cromwell) notCromwell(resp *http.Response, what string) error {
+	why := "CROMWELL_URL points at something other than Cromwell's API, or lacks the path prefix it is served under"
+	if resp.StatusCode != http.StatusNotFound {
+		why = "an authenticating proxy stands in front of Cromwell, or CROMWELL_URL points at the wrong server (pman sends no credentials but those in CROMWELL_URL)"
+	}
+	return errorf(eUnavailable, "Cromwell at %s answered %s to %s (%s %s): most likely %s", c.where, resp.Status, what, resp.Request.Method, resp.Request.URL.Path, why)
+}
+
+// cromwellError says whether b is Cromwell's own error answer,
+// {"status": "fail" or "error", "message": "..."}.
+func cromwellError(b []byte) bool {
+	var e struct{ Status, Message string }
+	return json.Unmarshal(b, &e) == nil && (e.Status == "fail" || e.Status == "error") && e.Message != ""
+}
+
+// redactErr is err's text without the URL Go's client puts in it (it may
+// carry CROMWELL_URL's credentials): callers name Cromwell themselves.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // errorBody is the message of a Cromwell error answer
@@ -223,10 +407,14 @@ func errorBody(resp *http.Response) string {
 		}
 		return e.Message
 	}
-	if s := strings.TrimSpace(string(b)); s != "" {
-		return s
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "(empty answer)"
 	}
-	return "(empty answer)"
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
 }
 
 func decodeAnswer(resp *http.Response, what string, v any) error {
@@ -261,9 +449,15 @@ func (c *cromwell) submit(ctx context.Context, wdl string, labels map[string]str
 	if err := mw.Close(); err != nil {
 		return "", errorf(eInternal, "multipart: %v", err)
 	}
-	resp, err := c.do(ctx, "submit the workflow", http.MethodPost, "/api/workflows/v1", mw.FormDataContentType(), buf.Bytes())
+	const what = "submit the workflow"
+	resp, err := c.do(ctx, what, http.MethodPost, "/api/workflows/v1", mw.FormDataContentType(), buf.Bytes())
 	if err != nil {
 		return "", err
+	}
+	if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
+		// Not a workflow's URL: no answer of Cromwell's means "no such job".
+		resp.Body.Close()
+		return "", c.notCromwell(resp, what)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -289,10 +483,17 @@ type queryResult struct {
 
 // query lists the workflows labelled with jid, newest first.
 func (c *cromwell) query(ctx context.Context, jid string) ([]queryResult, error) {
-	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}})
-	resp, err := c.do(ctx, "query workflows of job "+jid, http.MethodPost, "/api/workflows/v1/query", "application/json", body)
+	// Each element is one criterion; several are ANDed. Our workflows
+	// have no subworkflows, but Cromwell lists them by default.
+	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}})
+	what := "query the workflows of job " + jid
+	resp, err := c.do(ctx, what, http.MethodPost, "/api/workflows/v1/query", "application/json", body)
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
+		resp.Body.Close()
+		return nil, c.notCromwell(resp, what)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -304,10 +505,10 @@ func (c *cromwell) query(ctx context.Context, jid string) ([]queryResult, error)
 	if err := decodeAnswer(resp, "the query", &ans); err != nil {
 		return nil, err
 	}
-	// Cromwell lists newest first, but nothing documents it: sort by
-	// submission time, keeping Cromwell's order where it gives none.
-	// (Java prints whole seconds without a fraction: compare times, not
-	// text.)
+	// Cromwell lists newest first (by its summary table's row id, which is
+	// the order it indexed them in): sort by submission time, keeping
+	// Cromwell's order where it gives none. (Java prints whole seconds
+	// without a fraction: compare times, not text.)
 	slices.SortStableFunc(ans.Results, func(a, b queryResult) int {
 		ta, ea := time.Parse(time.RFC3339Nano, a.Submission)
 		tb, eb := time.Parse(time.RFC3339Nano, b.Submission)
@@ -319,43 +520,50 @@ func (c *cromwell) query(ctx context.Context, jid string) ([]queryResult, error)
 	return ans.Results, nil
 }
 
-// find is the workflow of jid: the newest if pman was ever made to submit
-// twice (a lost answer, two pman instances).
+// find is the newest workflow of jid: jids are used again once their
+// workflow has ended, and Cromwell keeps them all. A workflow submitted
+// here that the query does not list yet is the newest.
 func (c *cromwell) find(ctx context.Context, jid string) (*queryResult, error) {
 	found, err := c.query(ctx, jid)
 	if err != nil {
 		return nil, err
 	}
+	if s, ok := c.unlistedOf(jid, found); ok {
+		return &queryResult{ID: s.id, Status: "Submitted"}, nil
+	}
 	if len(found) == 0 {
 		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s", jid, jidLabel, jid)
 	}
-	if len(found) > 1 {
-		ids := make([]string, len(found))
-		for i, w := range found {
-			ids[i] = w.ID
+	var running []string
+	for _, w := range found {
+		if !ended(w.Status) {
+			running = append(running, w.ID)
 		}
-		c.log.Warn("several Cromwell workflows carry one jid; using the newest", "jid", jid, "workflows", ids)
+	}
+	if len(running) > 1 {
+		// Two pman replicas each took one POST of the jid at once.
+		c.log.Warn("several unfinished Cromwell workflows carry one jid; using the newest", "jid", jid, "workflows", running)
 	}
 	return &found[0], nil
 }
 
-// awaitVisible polls the label query until it finds jid or visibleWait ends.
-func (c *cromwell) awaitVisible(ctx context.Context, jid string) error {
-	deadline := time.Now().Add(c.visibleWait)
+// awaitListed polls the label query until it lists workflow id of jid, or
+// visibleWait ends, and then forgets id as unlisted.
+func (c *cromwell) awaitListed(ctx context.Context, jid, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.visibleWait)
+	defer cancel()
 	for {
 		found, err := c.query(ctx, jid)
 		if err != nil {
 			return err
 		}
-		if len(found) > 0 {
+		if slices.ContainsFunc(found, func(w queryResult) bool { return w.ID == id }) {
+			c.unlistedOf(jid, found)
 			return nil
-		}
-		if time.Now().Add(c.pollEvery).After(deadline) {
-			return fmt.Errorf("not found after %v", c.visibleWait)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("not listed after %v", c.visibleWait)
 		case <-time.After(c.pollEvery):
 		}
 	}
@@ -364,14 +572,25 @@ func (c *cromwell) awaitVisible(ctx context.Context, jid string) error {
 // metadata is what Cromwell knows of a workflow; nil when it does not know
 // the id yet (a 404 right after a submit).
 type metadata struct {
-	ID             string `json:"id"`
-	Status         string `json:"status"`
-	End            string `json:"end"`
-	SubmittedFiles struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	End    string `json:"end"`
+	// MetadataArchiveStatus and Message are all, with ID, that Cromwell
+	// answers once its archiver has deleted the metadata
+	// (ArchivedAndDeleted).
+	MetadataArchiveStatus string `json:"metadataArchiveStatus"`
+	Message               string `json:"message"`
+	SubmittedFiles        struct {
 		Workflow string `json:"workflow"`
 	} `json:"submittedFiles"`
 	Calls    map[string][]callMetadata `json:"calls"`
 	Failures []failure                 `json:"failures"`
+}
+
+// archived says whether Cromwell answered its archive notice instead of
+// the metadata: no status then, and nothing else to read.
+func (md *metadata) archived() bool {
+	return md.Status == ""
 }
 
 type callMetadata struct {
@@ -379,6 +598,8 @@ type callMetadata struct {
 	CommandLine     string `json:"commandLine"`
 	JobID           string `json:"jobId"`
 	ReturnCode      *int   `json:"returnCode"`
+	ShardIndex      int    `json:"shardIndex"`
+	Attempt         int    `json:"attempt"`
 	// Strings in Cromwell 74; any keeps a number from failing the GET.
 	RuntimeAttributes map[string]any `json:"runtimeAttributes"`
 	Failures          []failure      `json:"failures"`
@@ -389,12 +610,30 @@ type failure struct {
 	CausedBy []failure `json:"causedBy"`
 }
 
+// lastCall is the index of the call that speaks for the task: the highest
+// attempt of the last shard (a retried or, were it ever scattered, a
+// sharded task has several). -1 when there is none. toJob and logs both
+// pick with it, so that the status and the logs are of one run.
+func lastCall[T any](calls []T, key func(T) (shard, attempt int)) int {
+	best := -1
+	var bs, ba int
+	for i, x := range calls {
+		s, a := key(x)
+		if best < 0 || s > bs || s == bs && a >= ba {
+			best, bs, ba = i, s, a
+		}
+	}
+	return best
+}
+
 func (c *cromwell) metadata(ctx context.Context, id string) (*metadata, error) {
 	resp, err := c.do(ctx, "read the metadata of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/metadata", "", nil)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusNotFound {
+		// Cromwell's own "Unrecognized workflow ID" (do let through no
+		// other 404): it does not know the new workflow yet.
 		resp.Body.Close()
 		return nil, nil
 	}
@@ -409,97 +648,13 @@ func (c *cromwell) metadata(ctx context.Context, id string) (*metadata, error) {
 	return &md, nil
 }
 
-// logs is the tail of the task's stdout and stderr when Cromwell's paths
-// for them lie under STOREBASE and can be read here; otherwise it says
-// where Cromwell keeps them. It never fails the GET: the status matters more.
-func (c *cromwell) logs(ctx context.Context, id string) string {
-	if c.cfg.JobLogsTail == 0 {
-		return ""
-	}
-	resp, err := c.do(ctx, "read the log paths of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/logs", "", nil)
-	if err != nil {
-		return err.Error()
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		return fmt.Sprintf("Cromwell gave no log paths for workflow %s: %s: %s", id, resp.Status, errorBody(resp))
-	}
-	var ans struct {
-		Calls map[string][]logPaths `json:"calls"`
-	}
-	if err := decodeAnswer(resp, "the logs request", &ans); err != nil {
-		return err.Error()
-	}
-	attempts := ans.Calls[cromwellTask]
-	if len(attempts) == 0 {
-		return fmt.Sprintf("Cromwell has no log paths for workflow %s yet", id)
-	}
-	last := slices.MaxFunc(attempts, func(a, b logPaths) int { return a.Attempt - b.Attempt })
-	var text []byte
-	for _, p := range []string{last.Stdout, last.Stderr} {
-		if p == "" {
-			continue
-		}
-		b, err := c.readStoreFile(p)
-		if err != nil {
-			return fmt.Sprintf("Cromwell says the task's logs are at stdout %s, stderr %s on the cluster; pman cannot read them here: %v", last.Stdout, last.Stderr, err)
-		}
-		text = append(text, b...)
-	}
-	return tailLines(string(text), c.cfg.JobLogsTail)
-}
-
-// logPaths is one attempt of a call in Cromwell's logs answer.
-type logPaths struct {
-	Stdout  string `json:"stdout"`
-	Stderr  string `json:"stderr"`
-	Attempt int    `json:"attempt"`
-}
-
-// readStoreFile reads p only if it lies under STOREBASE: Cromwell's answer
-// must not make pman read any file of this host.
-func (c *cromwell) readStoreFile(p string) ([]byte, error) {
-	clean := path.Clean(p)
-	base := path.Clean(c.cfg.StoreBase)
-	if !path.IsAbs(clean) || (clean != base && !strings.HasPrefix(clean, base+"/")) {
-		return nil, fmt.Errorf("not under STOREBASE %s", base)
-	}
-	f, err := os.Open(clean)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	// The tail is what counts; a plugin may write gigabytes.
-	const maxRead = 8 << 20
-	if st, err := f.Stat(); err == nil && st.Size() > maxRead {
-		f.Seek(st.Size()-maxRead, io.SeekStart)
-	}
-	return io.ReadAll(io.LimitReader(f, maxRead))
-}
-
-// tailLines is the last n lines of s.
-func tailLines(s string, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	trimmed := strings.TrimSuffix(s, "\n")
-	lines := strings.Split(trimmed, "\n")
-	if len(lines) <= n {
-		return s
-	}
-	out := strings.Join(lines[len(lines)-n:], "\n")
-	if len(trimmed) < len(s) {
-		out += "\n"
-	}
-	return out
-}
-
 // ---- status -----------------------------------------------------------------
 
 // toJob reads a job from its workflow's metadata. md is nil when Cromwell
-// has none: just after a submit, or (Cromwell's metadata archiving) long
-// after the end; status and end then come from the query's w, so that an
-// archived job stays finished. wdl is what we submitted, if we have it.
+// has none yet, just after a submit; when Cromwell has archived it, md
+// carries no status. In both cases status and end come from the query's
+// w, so that an archived job stays finished. wdl is what we submitted, if
+// we have it.
 func (c *cromwell) toJob(jid string, w queryResult, md *metadata, wdl string) *job {
 	j := &job{JID: jid, Timestamp: w.End}
 	id := w.ID
@@ -508,7 +663,7 @@ func (c *cromwell) toJob(jid string, w queryResult, md *metadata, wdl string) *j
 	if status == "" {
 		status = "Submitted"
 	}
-	if md != nil {
+	if md != nil && !md.archived() {
 		if md.SubmittedFiles.Workflow != "" {
 			wdl = md.SubmittedFiles.Workflow
 		}
@@ -517,8 +672,8 @@ func (c *cromwell) toJob(jid string, w queryResult, md *metadata, wdl string) *j
 		j.Timestamp = md.End
 	}
 	var call *callMetadata
-	if len(calls) > 0 {
-		call = &calls[len(calls)-1]
+	if i := lastCall(calls, func(c callMetadata) (int, int) { return c.ShardIndex, c.Attempt }); i >= 0 {
+		call = &calls[i]
 	}
 	if image, argv, err := parseWDL(wdl); err == nil {
 		j.Image, j.Cmd = image, strings.Join(argv, " ")
@@ -527,13 +682,22 @@ func (c *cromwell) toJob(jid string, w queryResult, md *metadata, wdl string) *j
 		j.Image, _ = call.RuntimeAttributes["docker"].(string)
 		j.Cmd = call.CommandLine
 	}
-	j.Status, j.Message = workflowStatus(id, status, call, md)
+	mdForStatus := md
+	if md != nil && md.archived() {
+		mdForStatus = &metadata{}
+	}
+	j.Status, j.Message = workflowStatus(id, status, call, mdForStatus, wdlMemoryMiB(wdl))
+	if md != nil && md.archived() {
+		j.Message += fmt.Sprintf(" (Cromwell has archived its metadata, %s: the image, command and logs are no longer known)", md.MetadataArchiveStatus)
+	}
 	return j
 }
 
 // workflowStatus maps a Cromwell workflow status to ours, with a message
 // saying what Cromwell reports.
-func workflowStatus(id, status string, call *callMetadata, md *metadata) (string, string) {
+// memMiB is the job's memory limit, 0 if unknown: a return code of 137
+// (SIGKILL) is then said the way every backend says out of memory.
+func workflowStatus(id, status string, call *callMetadata, md *metadata, memMiB int) (string, string) {
 	wf := "Cromwell workflow " + id
 	switch status {
 	case "Submitted", "On Hold", "Running":
@@ -561,8 +725,10 @@ func workflowStatus(id, status string, call *callMetadata, md *metadata) (string
 		var why []string
 		if call != nil {
 			why = failureMessages(call.Failures)
-			if len(why) == 0 && call.ReturnCode != nil && *call.ReturnCode != 0 {
-				why = []string{"the task exited with return code " + strconv.Itoa(*call.ReturnCode)}
+			if rc := call.ReturnCode; rc != nil && *rc == 137 {
+				why = append([]string{"the task was " + outOfMemory(memMiB, false)}, why...)
+			} else if len(why) == 0 && rc != nil && *rc != 0 {
+				why = []string{"the task exited with return code " + strconv.Itoa(*rc)}
 			}
 		}
 		if len(why) == 0 && md != nil {

@@ -13,12 +13,18 @@ import (
 
 // wdlJob is what the submitted WDL says.
 type wdlJob struct {
-	Image     string
-	ShareDir  string   // on the cluster, mounted at /share
+	Image string
+	// InputDir and OutputDir are the job's directories on the cluster, for
+	// the backend to bind at /share/incoming (read-only) and
+	// /share/outgoing.
+	InputDir, OutputDir string
+	// ShareDir is STOREBASE/key-<jid> in pfcon 2022's layout, for sites
+	// whose backend still binds sharedir at /share; "" otherwise.
+	ShareDir  string
 	Env       []string // KEY=value
-	Argv      []string // paths already inside /share
-	CPU       int      // cores; 0: not set
-	MemoryMB  int      // 0: not set
+	Argv      []string
+	CPU       int // cores; 0: not set
+	MemoryMB  int // 0: not set
 	GPU       int
 	Workers   int
 	Timelimit int // minutes
@@ -45,20 +51,29 @@ func (c *cromwell) renderJob(j *jobSpec) (string, error) {
 		}
 	}
 	for _, d := range []struct{ field, dir string }{{"input_dir", j.InputDir}, {"output_dir", j.OutputDir}} {
-		if msg := checkShareDir(d.dir); msg != "" {
+		if msg := checkBindDir(d.dir); msg != "" {
 			return "", fieldError(d.field, msg)
 		}
 	}
-	share, in, out := shareLayout(c.cfg.StoreBase, j.InputDir, j.OutputDir)
 	w := wdlJob{
 		Image:     j.Image,
-		ShareDir:  share,
+		InputDir:  path.Join(c.cfg.StoreBase, j.InputDir),
+		OutputDir: path.Join(c.cfg.StoreBase, j.OutputDir),
 		Env:       j.Env,
-		Argv:      remapShare(j.Cmd, in, out),
+		Argv:      j.Cmd,
 		GPU:       j.GPULimit,
 		Workers:   j.Workers,
 		Timelimit: c.cfg.TimelimitMinutes,
 		Partition: c.cfg.SlurmPartition,
+	}
+	if key := "key-" + j.JID; j.InputDir == key+"/incoming" && j.OutputDir == key+"/outgoing" {
+		// pfcon 2022: /share/incoming and /share/outgoing are exactly the
+		// two directories below sharedir, so a site configuration of pman
+		// 4's time (sharedir bound at /share) still runs the job right.
+		if msg := checkShareDir(key); msg != "" {
+			return "", fieldError("jid", msg+" (the 2022 layout puts the jid into sharedir, STOREBASE/key-<jid>)")
+		}
+		w.ShareDir = path.Join(c.cfg.StoreBase, key)
 	}
 	if !c.cfg.IgnoreLimits {
 		w.CPU = ceilDiv(j.CPULimit, 1000)
@@ -98,70 +113,73 @@ func shellName(s string) bool {
 	return true
 }
 
-// checkShareDir says why a directory cannot be part of sharedir, or "". The
-// value travels in a WDL string (which interpolates ~{ and ${ and has
-// escapes) and then, in most backend configs, unquoted into a submit
-// command line (--bind ${sharedir}:/share): keep to harmless characters.
+// checkShareDir says why a path cannot be part of sharedir (or STOREBASE,
+// which every bind starts with), or "". Site configurations of pman 4's
+// time put sharedir unquoted into a submit command line (--bind
+// ${sharedir}:/share), and it travels in a WDL string (which interpolates
+// ~{ and ${): keep to harmless characters.
 func checkShareDir(d string) string {
 	for _, r := range d {
 		if r < 0x20 || r == 0x7f || strings.ContainsRune(" \t'\"\\$~{}`;&|<>*?[]()#!", r) {
-			return fmt.Sprintf("%q: with Cromwell the job's directories must not contain whitespace, quotes or shell/WDL special characters", d)
+			return fmt.Sprintf("%q: with Cromwell this path must not contain whitespace, quotes or shell/WDL special characters", d)
 		}
 	}
 	return ""
 }
 
-// shareLayout decides what the cluster mounts at /share and where the
-// job's directories appear in it.
-//
-// Cromwell's sharedir is one directory, so it must hold both: it is the
-// deepest directory that contains the parents of input and output. Taking
-// the parents (not the directories) keeps each directory a named entry
-// below /share even when one contains the other or both are equal. For
-// pfcon of 2022 (key-<jid>/incoming, key-<jid>/outgoing) sharedir is
-// STOREBASE/key-<jid> and the paths stay /share/incoming and
-// /share/outgoing, exactly as pman 4 ran them; for pfcon 2023+ directories
-// of a feed (…/feed_1/pl-a_1/data, …/feed_1/pl-b_2/data) sharedir is the
-// feed and the command's /share/incoming and /share/outgoing become
-// /share/pl-a_1/data and /share/pl-b_2/data. The price: the input is not
-// read-only and the job sees its siblings under the common directory,
-// STOREBASE itself when the two have nothing in common.
-func shareLayout(storeBase, inDir, outDir string) (sharedir, in, out string) {
-	seg := func(p string) []string {
-		if p = path.Dir(p); p == "." {
-			return nil
+// checkBindDir says why a job directory cannot reach the backend's binds
+// as the inputdir or outputdir runtime attribute, or "". The README's
+// backend quotes them ('${inputdir}' inside sbatch --wrap "..."), so
+// spaces and brackets are fine; what would end those quotes, expand in
+// them, interpolate in a WDL string or split a --bind (':' and ',', which
+// storeDirs already refuses) is not.
+func checkBindDir(d string) string {
+	for _, r := range d {
+		if r < 0x20 || r == 0x7f || strings.ContainsRune("'\"\\$`:,", r) {
+			return fmt.Sprintf("%q: with Cromwell a job directory must not contain control characters, quotes, '\\', '$', '`', ':' or ','", d)
 		}
-		return strings.Split(p, "/")
 	}
-	a, b := seg(inDir), seg(outDir)
-	n := 0
-	for n < len(a) && n < len(b) && a[n] == b[n] {
-		n++
+	if strings.Contains(d, "~{") {
+		return fmt.Sprintf("%q: with Cromwell a job directory must not contain \"~{\" (a WDL placeholder)", d)
 	}
-	common := strings.Join(a[:n], "/")
-	rel := func(d string) string {
-		if common == "" {
-			return path.Join(shareMount, d)
-		}
-		return path.Join(shareMount, strings.TrimPrefix(d, common+"/"))
-	}
-	return path.Join(storeBase, common), rel(inDir), rel(outDir)
+	return ""
 }
 
-// remapShare points the command's /share/incoming and /share/outgoing
-// (and paths below them) at where shareLayout put the directories.
-func remapShare(argv []string, in, out string) []string {
-	res := make([]string, len(argv))
-	for i, a := range argv {
-		switch {
-		case a == incomingDir || strings.HasPrefix(a, incomingDir+"/"):
-			a = in + strings.TrimPrefix(a, incomingDir)
-		case a == outgoingDir || strings.HasPrefix(a, outgoingDir+"/"):
-			a = out + strings.TrimPrefix(a, outgoingDir)
+// checkPartition says why SLURM_PARTITION cannot be used, or "". It goes
+// into a WDL string and, in the README's backend, unquoted into sbatch -p,
+// which takes a comma-separated list of partition names.
+func checkPartition(p string) string {
+	for _, name := range strings.Split(p, ",") {
+		if name == "" {
+			return fmt.Sprintf("%q: an empty partition name", p)
 		}
-		res[i] = a
+		for _, r := range name {
+			if !isAlnum(r) && !strings.ContainsRune("_-.", r) {
+				return fmt.Sprintf("%q: a partition name is letters, digits, '_', '-' and '.', several separated by ','", p)
+			}
+		}
 	}
-	return res
+	return ""
+}
+
+// wdlMemoryMiB reads back the memory limit, in MiB, from the runtime
+// section renderWDL wrote ('<MB>M'); 0 when there is none.
+func wdlMemoryMiB(wdl string) int {
+	i := strings.Index(wdl, "\n        memory: '")
+	if i < 0 {
+		return 0
+	}
+	v := wdl[i+len("\n        memory: '"):]
+	end := strings.Index(v, "M'")
+	if end < 0 {
+		return 0
+	}
+	mb, err := strconv.Atoi(v[:end])
+	if err != nil || mb <= 0 {
+		return 0
+	}
+	// renderJob rounded MiB x 1.048576 up by less than one MB.
+	return mb * 1000000 / 1048576
 }
 
 // renderWDL writes the one-task workflow. The runtime section has the
@@ -189,7 +207,11 @@ func renderWDL(w wdlJob) string {
 	b.WriteString("\n    >>>\n    runtime {\n")
 	attr := func(k, v string) { fmt.Fprintf(&b, "        %s: %s\n", k, wdlString(v)) }
 	attr("docker", w.Image)
-	attr("sharedir", w.ShareDir)
+	if w.ShareDir != "" {
+		attr("sharedir", w.ShareDir)
+	}
+	attr("inputdir", w.InputDir)
+	attr("outputdir", w.OutputDir)
 	if w.CPU > 0 {
 		attr("cpu", strconv.Itoa(w.CPU))
 	}
@@ -233,7 +255,8 @@ func shQuote(s string) string {
 }
 
 // wdlString is a WDL single-quoted string literal. Values reaching it are
-// checked (validImage, checkShareDir, numbers) or come from configuration;
+// checked (validImage, checkShareDir, checkBindDir, checkPartition,
+// numbers);
 // quotes and backslashes are escaped all the same.
 func wdlString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"

@@ -38,30 +38,52 @@ func commandBody(t testing.TB, wdl string) string {
 	return rest[:j]
 }
 
+// withBindDirs is a runtime section pman 4 submitted (recorded), as we
+// submit it for the same job: the inputdir and outputdir of the 2022
+// layout after its sharedir line, which stays only if keepShare.
+func withBindDirs(rt, shareDir string, keepShare bool) string {
+	lines := strings.SplitAfter(rt, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if strings.HasPrefix(l, "        sharedir: ") {
+			if keepShare {
+				b.WriteString(l)
+			}
+			fmt.Fprintf(&b, "        inputdir: '%s/incoming'\n        outputdir: '%s/outgoing'\n", shareDir, shareDir)
+			continue
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
 // ---- WDL rendering ----------------------------------------------------------
 
 // TestRenderJobRuntimeMatchesRecorded renders jobs whose values reproduce
 // what the Python pman submitted, and compares the runtime section with the
-// recorded submittedFiles.workflow text byte for byte.
+// recorded submittedFiles.workflow text byte for byte, plus the inputdir
+// and outputdir we add. sharedir stays only in the 2022 layout
+// (key-<jid>/incoming and key-<jid>/outgoing).
 func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
 	tests := []struct {
-		file string
-		cfg  config
-		spec jobSpec
+		file      string
+		cfg       config
+		spec      jobSpec
+		keepShare bool
 	}{
 		{"metadata-notstarted.json",
 			config{StoreBase: "/storebase", TimelimitMinutes: 50},
 			jobSpec{JID: "vitamin-d", Image: "ghcr.io/fnndsc/pl-salute-the-sun:latest", Workers: 1, CPULimit: 2000, MemoryLimit: 5678, GPULimit: 2,
 				Cmd:      []string{"/usr/local/bin/python", "/usr/local/bin/whatsgood", "--day", "sunny", incomingDir, outgoingDir},
-				InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}},
+				InputDir: "key-vitamin-d/incoming", OutputDir: "key-vitamin-d/outgoing"}, true},
 		{"metadata-queued.json",
 			config{StoreBase: "/storebase", TimelimitMinutes: 70},
 			jobSpec{JID: "fruity-fruit", Image: "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", Workers: 3, CPULimit: 1, MemoryLimit: 789, GPULimit: 0,
-				Cmd: []string{"fruit_machine", outgoingDir}, InputDir: "key-fruity-fruit/incoming", OutputDir: "key-fruity-fruit/outgoing"}},
+				Cmd: []string{"fruit_machine", outgoingDir}, InputDir: "key-fruity-fruit/incoming", OutputDir: "key-fruity-fruit/outgoing"}, true},
 		{"metadata-running.json",
 			config{StoreBase: "/mounted/storebase", TimelimitMinutes: 5, SlurmPartition: "my-slurm-partition"},
 			jobSpec{JID: "example-jid-1234", Image: "docker.io/fnndsc/pl-office-convert:0.0.1", Workers: 1, CPULimit: 1500, MemoryLimit: 4000,
-				Cmd: []string{"office_convert", incomingDir, outgoingDir}, InputDir: "example-jid-1234/incoming", OutputDir: "example-jid-1234/outgoing"}},
+				Cmd: []string{"office_convert", incomingDir, outgoingDir}, InputDir: "example-jid-1234/incoming", OutputDir: "example-jid-1234/outgoing"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -71,7 +93,10 @@ func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
 				t.Fatalf("renderJob: %v", err)
 			}
 			got := runtimeSection(t, wdl)
-			want := runtimeSection(t, cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+			recorded := runtimeSection(t, cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+			_, share, _ := strings.Cut(recorded, "sharedir: '")
+			share, _, _ = strings.Cut(share, "'")
+			want := withBindDirs(recorded, share, tt.keepShare)
 			if got != want {
 				t.Errorf("runtime section:\n%s\nwant (cwRecorded):\n%s", got, want)
 			}
@@ -275,35 +300,6 @@ func TestParseWDLBroken(t *testing.T) {
 	}
 }
 
-func TestShareLayout(t *testing.T) {
-	tests := []struct {
-		in, out            string
-		share, inAt, outAt string
-	}{
-		{"key-j/incoming", "key-j/outgoing", "/sb/key-j", "/share/incoming", "/share/outgoing"},
-		{"home/u/feeds/feed_1/pl-a_1/data", "home/u/feeds/feed_1/pl-b_2/data", "/sb/home/u/feeds/feed_1", "/share/pl-a_1/data", "/share/pl-b_2/data"},
-		{"in", "out", "/sb", "/share/in", "/share/out"},
-		{"a/x", "b/y", "/sb", "/share/a/x", "/share/b/y"},
-		{"a/b/c", "a/b/c", "/sb/a/b", "/share/c", "/share/c"},
-		{"a/b", "a/b/c", "/sb/a", "/share/b", "/share/b/c"},
-		{"ab/x", "a/y", "/sb", "/share/ab/x", "/share/a/y"},
-	}
-	for _, tt := range tests {
-		share, in, out := shareLayout("/sb", tt.in, tt.out)
-		if share != tt.share || in != tt.inAt || out != tt.outAt {
-			t.Errorf("shareLayout(/sb, %q, %q) = %q, %q, %q; want %q, %q, %q", tt.in, tt.out, share, in, out, tt.share, tt.inAt, tt.outAt)
-		}
-	}
-}
-
-func TestRemapShare(t *testing.T) {
-	in := []string{"prog", "--dir", "/share/incoming", "/share/incoming/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/outgoing", "/share/outgoing/", "/share"}
-	want := []string{"prog", "--dir", "/share/a/in", "/share/a/in/sub/f", "/share/incomingx", "--x=/share/incoming", "/share/b/out", "/share/b/out/", "/share"}
-	if got := remapShare(in, "/share/a/in", "/share/b/out"); !slices.Equal(got, want) {
-		t.Errorf("remapShare(%q) = %q; want %q", in, got, want)
-	}
-}
-
 func TestRenderJobRefuses(t *testing.T) {
 	base := func() *jobSpec {
 		return &jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"}
@@ -321,7 +317,10 @@ func TestRenderJobRefuses(t *testing.T) {
 		{"args", func(s *jobSpec) { s.Cmd = []string{"x", "a\x00b"} }},
 		{"input_dir", func(s *jobSpec) { s.InputDir = "feed ~{x}/in" }},
 		{"output_dir", func(s *jobSpec) { s.OutputDir = "it's/out" }},
-		{"output_dir", func(s *jobSpec) { s.OutputDir = "a b/out" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "a$b/out" }},
+		{"output_dir", func(s *jobSpec) { s.OutputDir = "a`id`/out" }},
+		{"input_dir", func(s *jobSpec) { s.InputDir = "a\nb/in" }},
+		{"jid", func(s *jobSpec) { s.JID, s.InputDir, s.OutputDir = "j k", "key-j k/incoming", "key-j k/outgoing" }},
 	}
 	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
 	for _, tt := range tests {
@@ -335,5 +334,100 @@ func TestRenderJobRefuses(t *testing.T) {
 	}
 	if _, err := c.renderJob(base()); err != nil {
 		t.Errorf("renderJob(valid) = %v; want nil", err)
+	}
+}
+
+// TestRenderJobBindDirs: the job's two directories go to the backend as
+// inputdir and outputdir, whatever their layout; sharedir only in pfcon
+// 2022's, where it is exactly the parent of both.
+func TestRenderJobBindDirs(t *testing.T) {
+	tests := []struct {
+		name, in, out string
+		share         string // "": no sharedir line
+	}{
+		{"2023+, no common parent", "SERVICES/PACS/MyPACS/1.2.3", "home/chris/feeds/feed_3/pl-dcm_5/data", ""},
+		{"2023+, one feed", "home/chris/feeds/feed_3/pl-a_1/data", "home/chris/feeds/feed_3/pl-b_2/data", ""},
+		{"a legal upload name", "home/chris/uploads/My Scan (1)", "home/chris/feeds/feed_4/pl-c_1/data", ""},
+		{"2022", "key-j/incoming", "key-j/outgoing", "/sb/key-j"},
+		{"key-<jid> but other names", "key-j/in", "key-j/outgoing", ""},
+		{"another jid's key", "key-k/incoming", "key-k/outgoing", ""},
+	}
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	cmd := []string{"plugin", "--in", incomingDir, incomingDir, outgoingDir}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: cmd, InputDir: tt.in, OutputDir: tt.out})
+			if err != nil {
+				t.Fatalf("renderJob: %v", err)
+			}
+			rt := runtimeSection(t, wdl)
+			for _, line := range []string{"inputdir: " + wdlString("/sb/"+tt.in), "outputdir: " + wdlString("/sb/"+tt.out)} {
+				if !strings.Contains(rt, "\n        "+line+"\n") {
+					t.Errorf("runtime lacks %s:\n%s", line, rt)
+				}
+			}
+			if hasShare := strings.Contains(rt, "sharedir"); tt.share == "" && hasShare || tt.share != "" && !strings.Contains(rt, "\n        sharedir: '"+tt.share+"'\n") {
+				t.Errorf("runtime:\n%s\nwant sharedir %q (empty: none)", rt, tt.share)
+			}
+			// The plugin's command is the same as on every other backend.
+			if _, argv, err := parseWDL(wdl); err != nil || !slices.Equal(argv, cmd) {
+				t.Errorf("command reads back as %q (%v); want %q", argv, err, cmd)
+			}
+		})
+	}
+}
+
+// TestBindDirQuoting: every directory checkBindDir lets through reaches
+// the README backend's bind intact: '${inputdir}' inside sbatch --wrap
+// "...", which bash expands into the job script and sh runs again.
+func TestBindDirQuoting(t *testing.T) {
+	for _, d := range []string{"/sb/home/chris/uploads/My Scan (1)", "/sb/a b/c;d&e|f", "/sb/[x]*?", "/sb/#!{}<>", "/sb/ünï ✓", "/sb/~/x~y{z}"} {
+		if msg := checkBindDir(d); msg != "" {
+			t.Errorf("checkBindDir(%q) = %q; want it accepted", d, msg)
+			continue
+		}
+		// Level 1: the submit-docker line; level 2: the --wrap script.
+		wrap := shellRun(t, `printf '%s\0' "--bind '`+d+`':/share/incoming:ro"`)
+		if len(wrap) != 1 {
+			t.Fatalf("wrap of %q = %q; want one word", d, wrap)
+		}
+		got := shellRun(t, `printf '%s\0' `+wrap[0])
+		if want := []string{"--bind", d + ":/share/incoming:ro"}; !slices.Equal(got, want) {
+			t.Errorf("bind of %q reaches apptainer as %q; want %q", d, got, want)
+		}
+	}
+	for _, d := range []string{"a'b", `a"b`, `a\b`, "a$b", "a`b", "a:b", "a,b", "a\nb", "a~{b}"} {
+		if checkBindDir(d) == "" {
+			t.Errorf("checkBindDir(%q) = \"\"; want it refused", d)
+		}
+	}
+}
+
+func TestWDLMemoryMiB(t *testing.T) {
+	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	for _, mib := range []int{1, 2, 200, 1000, 4000, 5678, 1 << 20} {
+		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, MemoryLimit: mib, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wdlMemoryMiB(wdl); got != mib {
+			t.Errorf("wdlMemoryMiB(rendered with %d MiB) = %d", mib, got)
+		}
+	}
+	if got := wdlMemoryMiB(cwMetadata(t, "metadata-failed.json").SubmittedFiles.Workflow); got != 0 {
+		t.Errorf("wdlMemoryMiB(no memory line) = %d; want 0", got)
+	}
+}
+
+func TestCheckPartition(t *testing.T) {
+	for _, p := range []string{"short", "gpu-a100", "my_part.1", "short,long"} {
+		if msg := checkPartition(p); msg != "" {
+			t.Errorf("checkPartition(%q) = %q; want ok", p, msg)
+		}
+	}
+	for _, p := range []string{"a b", "x;y", "p'", "~{x}", "${x}", "a,", ",a", "a,,b", "p "} {
+		if checkPartition(p) == "" {
+			t.Errorf("checkPartition(%q) = \"\"; want it refused", p)
+		}
 	}
 }
