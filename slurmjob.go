@@ -190,8 +190,11 @@ func (e *slurmExit) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
+	var obj map[string]json.RawMessage
+	_ = json.Unmarshal(b, &obj)
+	_, verbose := obj["return_code"]
 	var raw flexNum
-	if raw.UnmarshalJSON(b) == nil {
+	if !verbose && raw.UnmarshalJSON(b) == nil {
 		// A wait status: the low 7 bits are the signal, the next 8 the code.
 		*e = slurmExit{Code: int(raw>>8) & 0xff, Signal: int(raw) & 0x7f, Set: true}
 		return nil
@@ -204,11 +207,13 @@ func (e *slurmExit) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("exit_code: %v", err)
 	}
 	*e = slurmExit{Code: int(v.ReturnCode), Set: true}
+	// The signal's number is "id" from 0.0.40 on, "signal_id" in 0.0.39.
 	var sig struct {
-		ID flexNum `json:"id"`
+		ID       flexNum `json:"id"`
+		SignalID flexNum `json:"signal_id"`
 	}
 	if len(v.Signal) > 0 && json.Unmarshal(v.Signal, &sig) == nil {
-		e.Signal = int(sig.ID)
+		e.Signal = int(max(sig.ID, sig.SignalID))
 	}
 	return nil
 }
