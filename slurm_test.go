@@ -406,8 +406,8 @@ func newFakeSlurmrestd(t *testing.T, v string) *fakeSlurmrestd {
 		"GET /ping":        {200, "cancel-ok.json"},
 		"POST /job/submit": {200, "submit-ok.json"},
 		"GET /jobs":        {200, "jobs.json"},
-		"DELETE /job/ID": {200, "cancel-ok.json"},
-		"GET /job/ID":    {200, "job-pending.json"},
+		"DELETE /job/ID":   {200, "cancel-ok.json"},
+		"GET /job/ID":      {200, "job-pending.json"},
 	}}
 	if v == "0.0.38" {
 		f.answers["GET /job/ID"] = fakeAnswer{200, "job-pending-held.json"}
