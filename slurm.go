@@ -488,7 +488,14 @@ func (s *slurmSched) call(ctx context.Context, what, method, p string, body any,
 		return 0, errorf(eUnavailable, "slurmrestd at %s: its answer to %s is not JSON: %v", s.cfg.Slurm.URL, what, err)
 	}
 	if ans.unavailable() {
-		return 0, errorf(eUnavailable, "slurmrestd at %s could not %s: %s", s.cfg.Slurm.URL, what, ans.messages())
+		hint := ""
+		if req.Header.Get("X-SLURM-USER-TOKEN") != "" {
+			// slurmrestd passes the token on to slurmctld, and 22.05 answers
+			// its refusal with the same "Unspecified error" as a slurmctld
+			// that is down.
+			hint = " (slurmctld is down, or it refused pman's token: check SLURM_JWT and SLURM_USER)"
+		}
+		return 0, errorf(eUnavailable, "slurmrestd at %s could not %s: %s%s", s.cfg.Slurm.URL, what, ans.messages(), hint)
 	}
 	if resp.StatusCode >= 300 && len(ans.Errors) == 0 {
 		return 0, errorf(eUnavailable, "slurmrestd at %s failed to %s: %s: %s", s.cfg.Slurm.URL, what, resp.Status, shortBody(raw))

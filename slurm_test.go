@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -594,6 +596,15 @@ func TestSlurmFakeErrors(t *testing.T) {
 				t.Errorf("a refused job left its record: %v", err)
 			}
 
+			if v == "0.0.38" {
+				// What 22.05 answers a bad token: slurmctld refused it.
+				f.answer("GET /jobs", 500, "jobs-bad-token.json")
+				_, err = s.create(ctx, fakeJob("jid-3"))
+				if code, body := errorStatus(err); code != 503 || !strings.Contains(fmt.Sprint(body), "refused pman's token") {
+					t.Errorf("token refused by slurmctld: %d %v; want 503 naming the token", code, body)
+				}
+				f.answer("GET /jobs", 200, "written-jobs.json")
+			}
 			if down != "" {
 				f.answer("POST /job/submit", 500, down)
 				_, err = s.create(ctx, fakeJob("jid-3"))
@@ -700,4 +711,315 @@ func startSlurm(t *testing.T, store string, extra map[string]string) *dockerEnv 
 		env[k] = v
 	}
 	return &dockerEnv{url: startServer(t, env), store: store, cli: cli, image: img}
+}
+
+// slurmJobID is the SLURM job id of a job of the server's, from its record.
+func slurmJobID(t *testing.T, e *dockerEnv, jid string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(slurmRecordsDir(e.store), jid, "job.json"))
+	if err != nil {
+		t.Fatalf("the record of %s: %v", jid, err)
+	}
+	var m slurmJobMeta
+	if err := json.Unmarshal(b, &m); err != nil || m.SlurmJobID == 0 {
+		t.Fatalf("the record of %s: %s, %v", jid, b, err)
+	}
+	return m.SlurmJobID
+}
+
+// slurmctldKnows asks the test cluster whether it still knows job id.
+func slurmctldKnows(t *testing.T, id int) bool {
+	t.Helper()
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", slurmSocket)
+		}}}
+	resp, err := c.Get(fmt.Sprintf("http://slurmrestd/slurm/v0.0.38/job/%d", id))
+	if err != nil {
+		t.Fatalf("asking slurmrestd about job %d: %v", id, err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		slurmAnswer
+		Jobs []slurmJobInfo `json:"jobs"`
+	}
+	json.NewDecoder(resp.Body).Decode(&ans)
+	if ans.hasError(slurmInvalidJobID) {
+		return false
+	}
+	if len(ans.Jobs) == 0 {
+		t.Fatalf("slurmrestd on job %d: %d %+v", id, resp.StatusCode, ans)
+	}
+	return true
+}
+
+// noSlurmContainer waits until the container of SLURM job id is gone.
+func noSlurmContainer(t *testing.T, e *dockerEnv, id int) {
+	t.Helper()
+	name := fmt.Sprintf("pman-slurm-%d", id)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := e.cli.ContainerInspect(context.Background(), name)
+		if err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("container %s still exists 60 s after its job ended", name)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func TestSlurmEndToEnd(t *testing.T) {
+	e := startSlurm(t, "", nil)
+
+	t.Run("info", func(t *testing.T) {
+		code, m := e.do(t, "GET", "/api/v1/", nil)
+		if code != 200 || m["container_env"] != "slurm" || m["storage_type"] != "host" {
+			t.Errorf("GET /api/v1/ = %d %v; want 200, slurm, host", code, m)
+		}
+	})
+
+	t.Run("ds job reads its input and writes its output", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "ds")
+		e.dir(t, jid+"/in", map[string]string{"a.txt": "hello from the input\n"})
+		e.submit(t, e.jobBody(jid, "ds", `cat "$1/a.txt"; cp "$1/a.txt" "$2/b.txt"; echo "$2" > "$2/where"; if touch "$1/x" 2>/dev/null; then echo input-writable; fi`))
+		done := e.wait(t, jid)
+		if done["status"] != statusSuccess {
+			t.Fatalf("job = %v; want %s", done, statusSuccess)
+		}
+		if b, err := os.ReadFile(filepath.Join(e.store, jid, "out", "b.txt")); err != nil || string(b) != "hello from the input\n" {
+			t.Errorf("output b.txt = %q, %v; want the input's text", b, err)
+		}
+		logs := done["logs"].(string)
+		if !strings.Contains(logs, "hello from the input") || strings.Contains(logs, "input-writable") {
+			t.Errorf("logs = %q; want the input's text, and the input read-only", logs)
+		}
+		rec := filepath.Join(slurmRecordsDir(e.store), jid)
+		for _, f := range []string{"job.json", "job.log", "end.json", "answer.json"} {
+			if _, err := os.Stat(filepath.Join(rec, f)); err != nil {
+				t.Errorf("record %s: %v", f, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(e.store, jid, "out", ".pman")); err == nil {
+			t.Errorf("the record is inside the output directory")
+		}
+	})
+
+	t.Run("fs job writes its output", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "fs")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", `echo made > "$1/c.txt"; echo fs-done`))
+		done := e.wait(t, jid)
+		if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "fs-done") {
+			t.Errorf("job = %v; want %s with fs-done in the logs", done, statusSuccess)
+		}
+		if b, err := os.ReadFile(filepath.Join(e.store, jid, "out", "c.txt")); err != nil || string(b) != "made\n" {
+			t.Errorf("output c.txt = %q, %v; want \"made\\n\"", b, err)
+		}
+	})
+
+	t.Run("failing job", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "fail")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "echo failing >&2; exit 3"))
+		done := e.wait(t, jid)
+		if done["status"] != statusError || !strings.Contains(done["message"].(string), "exit code 3") || !strings.Contains(done["logs"].(string), "failing") {
+			t.Errorf("job = %v; want %s, exit code 3, \"failing\" in the logs", done, statusError)
+		}
+	})
+
+	t.Run("killed for memory", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "oom")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "dd if=/dev/zero of=/dev/null bs=64M count=1")
+		body["memory_limit"] = 8
+		e.submit(t, body)
+		done := e.wait(t, jid)
+		if done["status"] != statusError || done["message"] != outOfMemory(8, true) {
+			t.Errorf("job = %v; want %s, %q", done, statusError, outOfMemory(8, true))
+		}
+	})
+
+	t.Run("hostile arguments, env, jid and directories reach the plugin unchanged", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, `x %j %% 'q' "dq" $(id) ;`)
+		in, out := jid+`/in $1 'x' $(id)`, jid+`/out "y" ;`
+		e.dir(t, in, nil)
+		args := slices.Clone(wdlHostileArgs)
+		body := e.jobBody(jid, "fs", `for a; do printf '%s\0' "$a"; done > /share/outgoing/argv; printf '%s\0' "$WEIRD" "$ODD" > /share/outgoing/env`)
+		body["entrypoint"] = append(body["entrypoint"].([]string), args...)
+		body["input_dir"], body["output_dir"] = in, out
+		weird := strings.Join(wdlHostileArgs, " ")
+		body["env"] = []string{"WEIRD=" + weird, "ODD=a=b,c d'e"}
+		e.submit(t, body)
+		done := untilStatus(t, e.url, url.PathEscape(jid), time.Minute, statusSuccess, statusError)
+		if done["status"] != statusSuccess || done["jid"] != jid {
+			t.Fatalf("job = %v; want %s", done, statusSuccess)
+		}
+		read := func(name string) []string {
+			b, err := os.ReadFile(filepath.Join(e.store, out, name))
+			if err != nil {
+				t.Fatalf("output %s: %v", name, err)
+			}
+			w := strings.Split(string(b), "\x00")
+			return w[:len(w)-1]
+		}
+		if got, want := read("argv"), append(args, outgoingDir); !slices.Equal(got, want) {
+			t.Errorf("the plugin got %q; want %q", got, want)
+		}
+		if got, want := read("env"), []string{weird, "a=b,c d'e"}; !slices.Equal(got, want) {
+			t.Errorf("the plugin's env = %q; want %q", got, want)
+		}
+	})
+
+	t.Run("DELETE while running", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "del")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "echo up; sleep 300"))
+		untilStatus(t, e.url, jid, 60*time.Second, statusStarted)
+		id := slurmJobID(t, e, jid)
+		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %v; want 204", code, m)
+		}
+		if code, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil); code != http.StatusNotFound {
+			t.Errorf("GET after DELETE = %d %v; want 404", code, m)
+		}
+		noSlurmContainer(t, e, id)
+	})
+
+	t.Run("duplicate jid", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "dup")
+		e.dir(t, jid+"/in", nil)
+		e.submit(t, e.jobBody(jid, "fs", "sleep 300"))
+		code, m := e.do(t, "POST", "/api/v1/", e.jobBody(jid, "fs", "true"))
+		if code != http.StatusConflict || !strings.Contains(fmt.Sprint(m["message"]), jid) {
+			t.Errorf("second POST = %d %v; want 409 naming the jid", code, m)
+		}
+		id := slurmJobID(t, e, jid)
+		e.do(t, "DELETE", "/api/v1/"+jid+"/", nil)
+		noSlurmContainer(t, e, id)
+	})
+
+	t.Run("pman restarted mid-job", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "restart")
+		e.dir(t, jid+"/in", nil)
+		t.Run("first pman", func(t *testing.T) {
+			// This server stops when the subtest ends.
+			first := startSlurm(t, e.store, nil)
+			first.submit(t, first.jobBody(jid, "fs", `sleep 4; echo survived > "$1/r.txt"`))
+			untilStatus(t, first.url, jid, 60*time.Second, statusStarted)
+		})
+		second := startSlurm(t, e.store, nil)
+		done := second.wait(t, jid)
+		if done["status"] != statusSuccess || done["image"] != e.image || !strings.Contains(done["cmd"].(string), "survived") {
+			t.Errorf("job after the restart = %v; want %s with its image and command", done, statusSuccess)
+		}
+		if b, _ := os.ReadFile(filepath.Join(e.store, jid, "out", "r.txt")); string(b) != "survived\n" {
+			t.Errorf("output r.txt = %q; want \"survived\\n\"", b)
+		}
+	})
+
+	t.Run("finished jobs after slurmctld forgot them", func(t *testing.T) {
+		t.Parallel()
+		seen, unseen := e.newJID(t, "seen"), e.newJID(t, "unseen")
+		for _, jid := range []string{seen, unseen} {
+			e.dir(t, jid+"/in", nil)
+			e.submit(t, e.jobBody(jid, "fs", "echo done-"+jid))
+		}
+		// seen is polled to its end; unseen is not asked again until
+		// slurmctld has forgotten it.
+		before := e.wait(t, seen)
+		for _, jid := range []string{seen, unseen} {
+			id := slurmJobID(t, e, jid)
+			// MinJobAge of .ci/slurm is 10 s, and slurmctld purges about once a minute.
+			deadline := time.Now().Add(3 * time.Minute)
+			for slurmctldKnows(t, id) {
+				if time.Now().After(deadline) {
+					t.Fatalf("slurmctld still knows job %d after 3 minutes (MinJobAge of .ci/slurm/start?)", id)
+				}
+				time.Sleep(2 * time.Second)
+			}
+		}
+		_, after := e.do(t, "GET", "/api/v1/"+seen+"/", nil)
+		if !reflect.DeepEqual(after, before) {
+			t.Errorf("job once forgotten = %v; want what it answered before: %v", after, before)
+		}
+		_, late := e.do(t, "GET", "/api/v1/"+unseen+"/", nil)
+		if late["status"] != statusSuccess || !strings.Contains(late["logs"].(string), "done-"+unseen) || late["timestamp"] == "" {
+			t.Errorf("job first asked after slurmctld forgot it = %v; want %s with its logs and a timestamp", late, statusSuccess)
+		}
+	})
+
+	t.Run("time limit", func(t *testing.T) {
+		t.Parallel()
+		// SLURM's smallest time limit is a minute, and slurmctld checks it
+		// every 30 s: this job takes 1 to 2 minutes.
+		slow := startSlurm(t, e.store, map[string]string{"TIMELIMIT_MINUTES": "1"})
+		jid := e.newJID(t, "timeout")
+		e.dir(t, jid+"/in", nil)
+		slow.submit(t, slow.jobBody(jid, "fs", "sleep 600"))
+		done := untilStatus(t, slow.url, jid, 4*time.Minute, statusSuccess, statusError)
+		if done["status"] != statusError || !strings.Contains(done["message"].(string), "time limit of 1 minutes") {
+			t.Errorf("job = %v; want %s saying it exceeded its time limit of 1 minutes", done, statusError)
+		}
+		noSlurmContainer(t, e, slurmJobID(t, slow, jid))
+	})
+
+	t.Run("a partition that does not exist", func(t *testing.T) {
+		t.Parallel()
+		nowhere := startSlurm(t, e.store, map[string]string{"SLURM_PARTITION": "no-such-partition"})
+		jid := e.newJID(t, "nopart")
+		e.dir(t, jid+"/in", nil)
+		code, m := nowhere.do(t, "POST", "/api/v1/", nowhere.jobBody(jid, "fs", "true"))
+		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(m["message"]), "Invalid partition name specified") {
+			t.Errorf("POST = %d %v; want 400 with SLURM's message", code, m)
+		}
+		if code, m := nowhere.do(t, "GET", "/api/v1/"+jid+"/", nil); code != http.StatusNotFound {
+			t.Errorf("GET of the refused job = %d %v; want 404", code, m)
+		}
+	})
+}
+
+// slurmJWT is the token .ci/slurm/start made for root.
+func slurmJWT(t *testing.T) string {
+	dir := os.Getenv("PMAN_CI_LOGS")
+	if dir == "" {
+		dir = "/tmp/pman-ci"
+	}
+	p := filepath.Join(dir, "slurm-jwt")
+	if _, err := os.Stat(p); err != nil {
+		needOrSkip(t, "no JWT of the SLURM test cluster (bash .ci/slurm/start): "+err.Error())
+	}
+	return p
+}
+
+func TestSlurmJWTEndToEnd(t *testing.T) {
+	needSlurm(t)
+	tokenFile := slurmJWT(t)
+	e := startSlurm(t, "", map[string]string{"SLURMRESTD_URL": "http://127.0.0.1:6820", "SLURM_JWT_FILE": tokenFile, "SLURM_USER": "root"})
+	jid := e.newJID(t, "jwt")
+	e.dir(t, jid+"/in", nil)
+	e.submit(t, e.jobBody(jid, "fs", "echo through-jwt"))
+	if done := e.wait(t, jid); done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "through-jwt") {
+		t.Errorf("job = %v; want %s", done, statusSuccess)
+	}
+
+	bad := startSlurm(t, e.store, map[string]string{"SLURMRESTD_URL": "http://127.0.0.1:6820", "SLURM_JWT": "not-a-token", "SLURM_USER": "root", "SLURM_API_VERSION": "0.0.38"})
+	jid2 := e.newJID(t, "badjwt")
+	e.dir(t, jid2+"/in", nil)
+	code, m := bad.do(t, "POST", "/api/v1/", bad.jobBody(jid2, "fs", "true"))
+	// SLURM 22.05's slurmrestd passes the token on to slurmctld, whose
+	// refusal it answers as "Unspecified error", as when slurmctld is down.
+	if msg := fmt.Sprint(m["message"]); code != http.StatusServiceUnavailable || !strings.Contains(msg, "slurmrestd at http://127.0.0.1:6820") || !strings.Contains(msg, "SLURM_JWT") {
+		t.Errorf("POST with a bad token = %d %v; want 503 naming slurmrestd and the credentials", code, m)
+	}
 }
