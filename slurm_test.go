@@ -633,6 +633,10 @@ func TestSlurmFakeErrors(t *testing.T) {
 			if len(f.requests("DELETE", "/job/ID")) == 0 {
 				t.Errorf("a job that can never run was not cancelled")
 			}
+			f.answer("GET /job/ID", 200, "job-cancelled.json")
+			if again, err := s.get(ctx, "jid-5"); err != nil || again.Status != j.Status || again.Message != j.Message {
+				t.Errorf("GET after = %+v, %v; want the POST's answer %q", again, err, j.Message)
+			}
 
 			// A duplicate jid: the record is there, or SLURM runs a job of
 			// that name; a finished one of that name is no obstacle.
