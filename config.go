@@ -50,6 +50,9 @@ type config struct {
 	CromwellURL      string
 	TimelimitMinutes int
 	SlurmPartition   string
+
+	// SLURM through slurmrestd (CONTAINER_ENV=slurm); see slurm.go.
+	Slurm slurmConfig
 }
 
 // storageTypes lists which STORAGE_TYPE each backend can mount.
@@ -59,6 +62,7 @@ var storageTypes = map[string][]string{
 	"podman":     {"host", "nfs", "docker_local_volume"},
 	"kubernetes": {"host", "nfs", "kubernetes_pvc"},
 	"cromwell":   {"host", "nfs"},
+	"slurm":      {"host", "nfs"},
 }
 
 // loadConfig reads the environment. Every bad value is an error that names
@@ -141,7 +145,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	allowed, ok := storageTypes[c.ContainerEnv]
 	if !ok {
-		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell", c.ContainerEnv)
+		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell, slurm", c.ContainerEnv)
 	}
 	// pman 6 defaulted to the Docker volume on a plain engine: miniChRIS
 	// sets neither STORAGE_TYPE nor STOREBASE.
@@ -206,6 +210,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		if c.TimelimitMinutes == 0 {
 			bad("TIMELIMIT_MINUTES", "required with CONTAINER_ENV=cromwell: the SLURM time limit in minutes")
 		}
+	}
+	if c.ContainerEnv == "slurm" {
+		c.Slurm = loadSlurmConfig(c, str, bad)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuration:\n%w", err)

@@ -101,6 +101,8 @@ func newScheduler(ctx context.Context, cfg *config, log *slog.Logger) (scheduler
 		return newKube(ctx, cfg, log)
 	case "cromwell":
 		return newCromwell(ctx, cfg, log)
+	case "slurm":
+		return newSlurm(ctx, cfg, log)
 	}
 	// loadConfig accepts only the names above.
 	return nil, fmt.Errorf("unknown CONTAINER_ENV %q", cfg.ContainerEnv)
