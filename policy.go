@@ -3,7 +3,10 @@ package main
 // The policies every backend obeys. A situation that all schedulers share is
 // decided here once; a backend file says only how its scheduler shows it.
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // logsUnreadable returns the one line a status answer's logs carry when the
 // job's status is known but its logs could not be read. The status is still
@@ -25,4 +28,22 @@ func outOfMemory(limitMiB int, certain bool) string {
 		msg += fmt.Sprintf(" of %d MiB", limitMiB)
 	}
 	return msg
+}
+
+// tailLines returns the last n lines of s, keeping a final newline; the
+// JOB_LOGS_TAIL cut for backends whose scheduler cannot cut logs itself.
+func tailLines(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	trimmed := strings.TrimSuffix(s, "\n")
+	lines := strings.Split(trimmed, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	out := strings.Join(lines[len(lines)-n:], "\n")
+	if len(trimmed) < len(s) {
+		out += "\n"
+	}
+	return out
 }
