@@ -113,8 +113,8 @@ type layerProgress struct {
 
 // observe records one message of the pull's progress stream.
 func (p *pull) observe(m *jsonmessage.JSONMessage) {
-	if m.ID == "" || m.ID == p.tag() {
-		return // "Pulling from ...", "Digest: ...", "Status: ..."
+	if m.ID == "" || strings.HasPrefix(m.Status, "Pulling from") {
+		return // the image's lines, not a layer's: its tag is the ID
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -134,15 +134,6 @@ func (p *pull) observe(m *jsonmessage.JSONMessage) {
 			l.current = l.total
 		}
 	}
-}
-
-// tag is the last part of ref that the stream's first message carries as
-// its ID ("Pulling from repo", id "1").
-func (p *pull) tag() string {
-	if i := strings.LastIndexAny(p.ref, ":@"); i >= 0 && !strings.Contains(p.ref[i:], "/") {
-		return p.ref[i+1:]
-	}
-	return "latest"
 }
 
 // progress says how far the pull is: layers done of those announced, and
@@ -184,8 +175,15 @@ func (d *dockerSched) joinPull(ref string) *pull {
 	d.pulls[ref] = p
 	go func() {
 		pullStarted(ref)
+		d.log.Info("pulling image", "image", ref)
+		start := time.Now()
 		err := d.pullImage(ctx, p)
 		pullEnded(ref, err)
+		if err != nil {
+			d.log.Warn("pulling image failed", "image", ref, "duration", time.Since(start).String(), "error", err)
+		} else {
+			d.log.Info("image pulled", "image", ref, "duration", time.Since(start).String())
+		}
 		d.mu.Lock()
 		if d.pulls[ref] == p {
 			delete(d.pulls, ref)
@@ -462,7 +460,11 @@ func (d *dockerSched) finish(ctx context.Context, j *jobSpec) error {
 		}
 		return engineError(err, "removing the pending record of "+j.JID)
 	}
-	return d.start(ctx, j.JID, created.ID)
+	if err := d.start(ctx, j.JID, created.ID); err != nil {
+		return err
+	}
+	d.log.Info("started a job whose image was pulled", "jid", j.JID, "image", j.Image)
+	return nil
 }
 
 // markFailed records in the engine why the pending job jid can never run.
