@@ -451,7 +451,9 @@ func (d *dockerSched) finish(ctx context.Context, j *jobSpec) error {
 		return engineError(err, "creating container "+j.JID)
 	}
 	// The claim: only one caller removes the record. Lost, it was DELETE.
-	if err := d.cli.VolumeRemove(ctx, recordName(j.JID), true); err != nil {
+	// Never with force: the engine answers a forced removal of a volume
+	// that is not there with success.
+	if err := d.cli.VolumeRemove(ctx, recordName(j.JID), false); err != nil {
 		if rmErr := d.cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
 			d.log.Warn("removing the container of a job deleted while it was created", "jid", j.JID, "error", rmErr)
 		}
@@ -482,7 +484,7 @@ func (d *dockerSched) markFailed(ctx context.Context, jid string, why error) {
 	// A DELETE between the failure and now removed the record: the mark
 	// goes too.
 	if _, err := d.cli.VolumeInspect(ctx, recordName(jid)); cerrdefs.IsNotFound(err) {
-		d.cli.VolumeRemove(ctx, failedName(jid), true)
+		d.cli.VolumeRemove(ctx, failedName(jid), false)
 	}
 }
 
@@ -499,7 +501,7 @@ func (d *dockerSched) removePending(ctx context.Context, jid string) (found bool
 
 func (d *dockerSched) removeRecords(ctx context.Context, jid string) (found bool, err error) {
 	for _, name := range []string{recordName(jid), failedName(jid)} {
-		switch err := d.cli.VolumeRemove(ctx, name, true); {
+		switch err := d.cli.VolumeRemove(ctx, name, false); {
 		case err == nil:
 			found = true
 		case !cerrdefs.IsNotFound(err):
