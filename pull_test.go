@@ -39,7 +39,7 @@ type slowRegistry struct {
 	release   func()
 	cancelled chan struct{} // closed when a held download was abandoned by the engine
 
-	mu              sync.Mutex
+	mu               sync.Mutex
 	bigGets, tagGets int
 }
 
