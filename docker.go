@@ -19,7 +19,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -28,8 +27,9 @@ import (
 )
 
 // dockerSched runs each job as one container on a Docker engine (or
-// Podman's Docker-compatible API), named by the jid. It keeps nothing but
-// the client: every answer comes from the engine.
+// Podman's Docker-compatible API), named by the jid. Every answer comes
+// from the engine; what it holds besides the client are the pulls it runs
+// for jobs whose record is in the engine (pull.go).
 type dockerSched struct {
 	cfg  *config
 	cli  *client.Client
@@ -37,6 +37,12 @@ type dockerSched struct {
 	log  *slog.Logger
 
 	engine engineKind // Docker or Podman (podman.go)
+
+	bg       context.Context // the server's life: pulls outlive requests
+	postWait time.Duration   // postPullWait
+	mu       sync.Mutex
+	pulls    map[string]*pull       // by image reference
+	jobs     map[string]*pendingJob // by jid
 }
 
 func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
@@ -44,7 +50,8 @@ func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, e
 	if err != nil {
 		return nil, err
 	}
-	return &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}, log: log}, nil
+	return &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}, log: log,
+		bg: ctx, postWait: postPullWait, pulls: map[string]*pull{}, jobs: map[string]*pendingJob{}}, nil
 }
 
 // containerName is the engine's rule for container names (it refuses
@@ -64,6 +71,11 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	} else if !isKind(err, eNotFound) {
 		return nil, err
 	}
+	if rec, err := d.findRecord(ctx, j.JID); err != nil {
+		return nil, err
+	} else if rec != nil {
+		return nil, errorf(eConflict, "a job named %q already exists (waiting for its image)", j.JID)
+	}
 	base, err := d.base.get(ctx)
 	if err != nil {
 		return nil, err
@@ -71,8 +83,10 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err := d.podmanChecks(ctx, j, base); err != nil {
 		return nil, err
 	}
-	if err := d.ensureImage(ctx, j.Image); err != nil {
+	if have, err := d.haveImage(ctx, j.Image); err != nil {
 		return nil, err
+	} else if !have {
+		return d.createPending(ctx, j)
 	}
 	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
@@ -82,16 +96,8 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, engineError(err, "creating container "+j.JID)
 	}
-	if err := d.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		// A container that cannot start is removed, so the jid can be
-		// submitted again; the removal must happen even if the request
-		// was cancelled.
-		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if rmErr := d.cli.ContainerRemove(rmCtx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
-			d.log.Warn("removing a container that did not start", "jid", j.JID, "error", rmErr)
-		}
-		return nil, startError(err, "starting container "+j.JID)
+	if err := d.start(ctx, j.JID, created.ID); err != nil {
+		return nil, err
 	}
 	c, err := d.inspect(ctx, j.JID)
 	if err != nil {
@@ -103,8 +109,33 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	return containerJob(j.JID, c), nil
 }
 
+// start starts the container id of job jid, or removes it, so the jid can
+// be submitted again; the removal must happen even if the request was
+// cancelled.
+func (d *dockerSched) start(ctx context.Context, jid, id string) error {
+	err := d.cli.ContainerStart(ctx, id, container.StartOptions{})
+	if err == nil {
+		return nil
+	}
+	rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
+		d.log.Warn("removing a container that did not start", "jid", jid, "error", rmErr)
+	}
+	return startError(err, "starting container "+jid)
+}
+
 func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
 	c, err := d.inspect(ctx, jid)
+	if isKind(err, eNotFound) && containerName.MatchString(jid) {
+		// No container: a job waiting for its image, or none. The
+		// container may have been created between the two looks.
+		jb, perr := d.getPending(ctx, jid)
+		if !isKind(perr, eNotFound) {
+			return jb, perr
+		}
+		c, err = d.inspect(ctx, jid)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +182,27 @@ func (d *dockerSched) logs(ctx context.Context, c container.InspectResponse) (st
 }
 
 func (d *dockerSched) remove(ctx context.Context, jid string) error {
+	// The record first: a pull that ends now then finds it gone, and
+	// removes the container it may have just created.
+	pending := false
+	if containerName.MatchString(jid) {
+		var err error
+		if pending, err = d.removePending(ctx, jid); err != nil {
+			return err
+		}
+	}
 	c, err := d.inspect(ctx, jid)
+	if pending && isKind(err, eNotFound) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	// By ID: the name may be reused by a new job between the two calls.
 	err = d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if cerrdefs.IsNotFound(err) && pending {
+		return nil
+	}
 	if cerrdefs.IsNotFound(err) {
 		return errorf(eNotFound, "no job %q", jid)
 	}
@@ -192,29 +238,10 @@ func isKind(err error, kind errKind) bool {
 	return errors.As(err, &ae) && ae.kind == kind
 }
 
-// ensureImage pulls an image the engine does not have, as `docker run`
-// does: ContainerCreate itself never pulls.
-func (d *dockerSched) ensureImage(ctx context.Context, ref string) error {
-	_, err := d.cli.ImageInspect(ctx, ref)
-	switch {
-	case err == nil:
-		return nil
-	case cerrdefs.IsInvalidArgument(err):
-		return fieldError("image", fmt.Sprintf("%q: %v", ref, err))
-	case !cerrdefs.IsNotFound(err):
-		return engineError(err, fmt.Sprintf("inspecting image %q", ref))
-	}
-	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
-	if err != nil {
-		// An unreachable registry is the engine's 500: a 503, retryable.
-		return engineError(err, fmt.Sprintf("pulling image %q (not on the engine)", ref))
-	}
-	return drainPull(rc, ref)
-}
-
 // drainPull reads a pull's progress stream to its end: the pull is done
-// only then, and a failure midway is reported only inside the stream.
-func drainPull(rc io.ReadCloser, ref string) error {
+// only then, and a failure midway is reported only inside the stream. Each
+// message goes to the observers (pull.observe).
+func drainPull(rc io.ReadCloser, ref string, observers ...func(*jsonmessage.JSONMessage)) error {
 	defer rc.Close()
 	dec := json.NewDecoder(rc)
 	for {
@@ -235,6 +262,9 @@ func drainPull(rc io.ReadCloser, ref string) error {
 				return refused(code, "pulling image %q: %s", ref, msg)
 			}
 			return errorf(eUnavailable, "pulling image %q: %s", ref, msg)
+		}
+		for _, o := range observers {
+			o(&m)
 		}
 	}
 }

@@ -1,0 +1,513 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/image"
+)
+
+// slowRegistry serves one image, <repo>:1, over the registry HTTP API, with
+// two layers: busybox (sh, echo) and a 2 MiB file of random bytes. The big
+// layer is held: its first half is sent, and the rest only once release is
+// called. With missingBlob the held layer is answered "blob unknown" instead.
+type slowRegistry struct {
+	host, image string
+	bigDigest   string
+
+	hold      chan struct{}
+	release   func()
+	cancelled chan struct{} // closed when a held download was abandoned by the engine
+
+	mu               sync.Mutex
+	bigGets, tagGets int
+}
+
+func newSlowRegistry(t testing.TB, missingBlob bool) *slowRegistry {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		needOrSkip(t, "no static busybox for the registry's image: "+err.Error())
+	}
+	tarOf := func(files map[string][]byte, links ...string) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		for name, body := range files {
+			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), ModTime: time.Unix(0, 0)})
+			tw.Write(body)
+		}
+		for _, a := range links {
+			tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: time.Unix(0, 0)})
+		}
+		tw.Close()
+		return b.Bytes()
+	}
+	gzipped := func(b []byte) []byte {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(b)
+		zw.Close()
+		return gz.Bytes()
+	}
+	digest := func(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
+	// The random bytes also make the image unique: no other test's pull
+	// shares a layer with it.
+	big := make([]byte, 2<<20)
+	rand.Read(big)
+	tars := [][]byte{tarOf(map[string][]byte{"bin/busybox": bb}, "sh", "echo", "cat"), tarOf(map[string][]byte{"data/big": big})}
+	var layers []any
+	var diffIDs []string
+	blobs := map[string][]byte{}
+	for _, tb := range tars {
+		gz := gzipped(tb)
+		diffIDs = append(diffIDs, digest(tb))
+		blobs[digest(gz)] = gz
+		layers = append(layers, map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(gz), "digest": digest(gz)})
+	}
+	bigDigest := layers[1].(map[string]any)["digest"].(string)
+	config, _ := json.Marshal(map[string]any{
+		"architecture": runtime.GOARCH, "os": "linux", "config": map[string]any{},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
+	})
+	blobs[digest(config)] = config
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.docker.distribution.manifest.v2+json",
+		"config":        map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": digest(config)},
+		"layers":        layers,
+	})
+	var rb [4]byte
+	rand.Read(rb[:])
+	repo := fmt.Sprintf("pl-%x/slow", rb)
+
+	r := &slowRegistry{bigDigest: bigDigest, hold: make(chan struct{}), cancelled: make(chan struct{})}
+	var once, cancelOnce sync.Once
+	r.release = func() { once.Do(func() { close(r.hold) }) }
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/{$}", func(w http.ResponseWriter, req *http.Request) {})
+	mux.HandleFunc("/v2/"+repo+"/manifests/{ref}", func(w http.ResponseWriter, req *http.Request) {
+		ref := req.PathValue("ref")
+		if ref != "1" && ref != digest(manifest) {
+			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
+			return
+		}
+		if ref == "1" { // a pull asks the tag once (HEAD or GET), then by digest
+			r.mu.Lock()
+			r.tagGets++
+			r.mu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+		w.Header().Set("Docker-Content-Digest", digest(manifest))
+		w.Header().Set("Content-Length", strconv.Itoa(len(manifest)))
+		if req.Method == http.MethodGet {
+			w.Write(manifest)
+		}
+	})
+	mux.HandleFunc("GET /v2/"+repo+"/blobs/{digest}", func(w http.ResponseWriter, req *http.Request) {
+		d := req.PathValue("digest")
+		b, ok := blobs[d]
+		if !ok {
+			http.NotFound(w, req)
+			return
+		}
+		if d != bigDigest {
+			w.Write(b)
+			return
+		}
+		r.mu.Lock()
+		r.bigGets++
+		r.mu.Unlock()
+		wait := func() bool {
+			select {
+			case <-r.hold:
+				return true
+			case <-req.Context().Done():
+				cancelOnce.Do(func() { close(r.cancelled) })
+				return false
+			}
+		}
+		if missingBlob {
+			if wait() {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				w.Write([]byte(`{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`))
+			}
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		if wait() {
+			w.Write(b[len(b)/2:])
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		r.release()
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	r.host = strings.TrimPrefix(srv.URL, "http://")
+	r.image = r.host + "/" + repo + ":1"
+	return r
+}
+
+func (r *slowRegistry) counts() (bigGets, tagGets int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bigGets, r.tagGets
+}
+
+// startStoppable is startServer with a stop of its own, for a restart in
+// the middle of a test.
+func startStoppable(t *testing.T, env map[string]string) (url string, stop func()) {
+	t.Helper()
+	env["PORT"] = "0"
+	for _, k := range []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"} {
+		if _, ok := env[k]; !ok {
+			env[k] = os.Getenv(k)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, func(k string) string { return env[k] }, pw)
+		pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				addr <- line.Addr
+			}
+			if testing.Verbose() {
+				os.Stderr.Write(append(sc.Bytes(), '\n'))
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case a := <-addr:
+		_, port, _ := net.SplitHostPort(a)
+		return "http://127.0.0.1:" + port, stop
+	case err := <-done:
+		t.Fatalf("run did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not log \"listening\" within 60s")
+	}
+	return "", stop
+}
+
+// shortPullWait makes the POSTs of this test wait 1 s for a pull instead of
+// postPullWait (read when a server starts; top-level tests run one by one).
+func shortPullWait(t *testing.T) {
+	old := postPullWait
+	postPullWait = time.Second
+	t.Cleanup(func() { postPullWait = old })
+}
+
+// pendingJID is newJID whose pending records are also removed at the end.
+func (e *dockerEnv) pendingJID(t *testing.T, name string) string {
+	jid := e.newJID(t, name)
+	t.Cleanup(func() {
+		for _, v := range []string{recordName(jid), failedName(jid)} {
+			e.cli.VolumeRemove(context.Background(), v, true)
+		}
+	})
+	return jid
+}
+
+// noRecords fails if the engine keeps a pending record of jid.
+func (e *dockerEnv) noRecords(t *testing.T, jid string) {
+	t.Helper()
+	for _, v := range []string{recordName(jid), failedName(jid)} {
+		if _, err := e.cli.VolumeInspect(context.Background(), v); !cerrdefs.IsNotFound(err) {
+			t.Errorf("volume %s of %s: %v; want none", v, jid, err)
+		}
+	}
+}
+
+func removeImage(t *testing.T, e *dockerEnv, img string) {
+	t.Cleanup(func() { e.cli.ImageRemove(context.Background(), img, image.RemoveOptions{Force: true}) })
+}
+
+// progressRE is how a pending job's message says how far the pull is.
+var progressRE = regexp.MustCompile(`(\d+) of (\d+) layers done, ([0-9.]+) MiB of ([0-9.]+) MiB downloaded`)
+
+// untilProgress polls GET until the pull has downloaded some bytes, and
+// answers the job; it must stay notstarted meanwhile.
+func untilProgress(t *testing.T, e *dockerEnv, jid string) map[string]any {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil)
+		if code != http.StatusOK || m["status"] != statusNotStarted {
+			t.Fatalf("GET %s while its image is held = %d %v; want 200 %s", jid, code, m, statusNotStarted)
+		}
+		checkJobShape(t, "GET "+jid, m)
+		if p := progressRE.FindStringSubmatch(fmt.Sprint(m["message"])); p != nil && p[3] != "0.0" {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: message %q after 60s; want the pull's progress", jid, m["message"])
+		}
+	}
+}
+
+// TestDockerPullDetached runs jobs whose image is pulled from a registry
+// that holds a layer until the test releases it: the POST answers before
+// the pull ends, by construction.
+func TestDockerPullDetached(t *testing.T) {
+	shortPullWait(t)
+	forEachEngine(t, testDockerPullDetached)
+}
+
+func testDockerPullDetached(t *testing.T, eng *testEngine) {
+	e := startDocker(t, eng, nil)
+
+	t.Run("slow pull", func(t *testing.T) {
+		reg := newSlowRegistry(t, false)
+		removeImage(t, e, reg.image)
+		jid := e.pendingJID(t, "slow")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "echo ran after the pull; cat /data/big | wc -c")
+		body["image"] = reg.image
+		m := e.submit(t, body)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusNotStarted || !strings.Contains(msg, "pulling image "+reg.image) {
+			t.Fatalf("POST = %v; want %s, saying it pulls %s", m, statusNotStarted, reg.image)
+		}
+		if m["cmd"] != "sh -c echo ran after the pull; cat /data/big | wc -c sh /share/outgoing" || m["timestamp"] == "" {
+			t.Errorf("POST answer cmd, timestamp = %q, %q; want the job's command and the record's time", m["cmd"], m["timestamp"])
+		}
+		if code, m := e.do(t, "POST", "/api/v1/", body); code != http.StatusConflict || !strings.Contains(fmt.Sprint(m["message"]), jid) {
+			t.Errorf("second POST while pulling = %d %v; want 409 naming %s", code, m, jid)
+		}
+		m = untilProgress(t, e, jid)
+		t.Logf("GET while held: %q", m["message"])
+		e.noContainer(t, jid)
+		reg.release()
+		done := e.wait(t, jid)
+		if done["status"] != statusSuccess || done["logs"] != "ran after the pull\n2097152\n" {
+			t.Errorf("job = %v; want %s with logs \"ran after the pull\\n2097152\\n\"", done, statusSuccess)
+		}
+		e.noRecords(t, jid)
+	})
+
+	t.Run("failed pull", func(t *testing.T) {
+		reg := newSlowRegistry(t, true)
+		removeImage(t, e, reg.image)
+		jid := e.pendingJID(t, "pullfails")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = reg.image
+		if m := e.submit(t, body); m["status"] != statusNotStarted {
+			t.Fatalf("POST = %v; want %s", m, statusNotStarted)
+		}
+		reg.release()
+		done := e.wait(t, jid)
+		if msg := fmt.Sprint(done["message"]); done["status"] != statusError || !strings.Contains(msg, reg.image) || !strings.Contains(msg, "unknown blob") {
+			t.Errorf("job = %v; want %s naming %s with the registry's BLOB_UNKNOWN (\"unknown blob\")", done, statusError, reg.image)
+		}
+		e.noContainer(t, jid)
+		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %v; want 204", code, m)
+		}
+		if code, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil); code != http.StatusNotFound {
+			t.Errorf("GET after DELETE = %d %v; want 404", code, m)
+		}
+		e.noRecords(t, jid)
+	})
+
+	t.Run("DELETE mid-pull", func(t *testing.T) {
+		reg := newSlowRegistry(t, false)
+		removeImage(t, e, reg.image)
+		jid := e.pendingJID(t, "cancel")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = reg.image
+		e.submit(t, body)
+		untilProgress(t, e, jid)
+		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %v; want 204", code, m)
+		}
+		// The engine may go on with the download it started (Docker 20.10
+		// does): let it end, then nothing of the job may appear.
+		reg.release()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if _, err := e.cli.ImageInspect(context.Background(), reg.image); err == nil {
+				break
+			}
+			select {
+			case <-reg.cancelled:
+				deadline = time.Now()
+			default:
+			}
+		}
+		time.Sleep(time.Second) // what a pull that was not cancelled would do next
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := e.do(t, method, "/api/v1/"+jid+"/", nil); code != http.StatusNotFound {
+				t.Errorf("%s after DELETE = %d %v; want 404", method, code, m)
+			}
+		}
+		e.noContainer(t, jid)
+		e.noRecords(t, jid)
+	})
+
+	t.Run("two jobs share one pull", func(t *testing.T) {
+		reg := newSlowRegistry(t, false)
+		removeImage(t, e, reg.image)
+		var jids []string
+		for _, name := range []string{"share1", "share2"} {
+			jid := e.pendingJID(t, name)
+			e.dir(t, jid+"/in", nil)
+			body := e.jobBody(jid, "fs", "echo "+name)
+			body["image"] = reg.image
+			if m := e.submit(t, body); m["status"] != statusNotStarted {
+				t.Fatalf("POST %s = %v; want %s", jid, m, statusNotStarted)
+			}
+			jids = append(jids, jid)
+		}
+		reg.release()
+		for i, jid := range jids {
+			if done := e.wait(t, jid); done["status"] != statusSuccess || done["logs"] != fmt.Sprintf("share%d\n", i+1) {
+				t.Errorf("job %s = %v; want %s", jid, done, statusSuccess)
+			}
+		}
+		if big, tags := reg.counts(); big != 1 || tags != 1 {
+			t.Errorf("the registry served the big layer %d times and the tag %d times; want 1 and 1 (one pull)", big, tags)
+		}
+	})
+
+	t.Run("pman restarts mid-pull", func(t *testing.T) {
+		reg := newSlowRegistry(t, false)
+		removeImage(t, e, reg.image)
+		env := serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": e.store})
+		url1, stop := startStoppable(t, env)
+		first := newEnv(eng, e.store)
+		first.url = url1
+		jid := first.pendingJID(t, "restart")
+		first.dir(t, jid+"/in", nil)
+		body := first.jobBody(jid, "fs", "echo survived")
+		body["image"] = reg.image
+		first.submit(t, body)
+		untilProgress(t, first, jid)
+		stop()
+		select {
+		case <-reg.cancelled:
+		case <-time.After(5 * time.Second):
+			t.Logf("the engine may go on with the first pull after pman stopped")
+		}
+		e.noContainer(t, jid)
+		reg.release()
+		// A new pman knows nothing but what the engine keeps.
+		second := newEnv(eng, e.store)
+		second.url = startServer(t, serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": e.store}))
+		if done := second.wait(t, jid); done["status"] != statusSuccess || done["logs"] != "survived\n" {
+			t.Errorf("job after the restart = %v; want %s with logs \"survived\"", done, statusSuccess)
+		}
+		second.noRecords(t, jid)
+	})
+}
+
+func TestPullProgress(t *testing.T) {
+	p := &pull{ref: "reg:5000/pl-app:1.2", layers: map[string]*layerProgress{}}
+	if got := p.progress(); got != "starting" {
+		t.Errorf("progress before any layer = %q; want starting", got)
+	}
+	stream := `{"status":"Pulling from pl-app","id":"1.2"}
+{"status":"Pulling fs layer","progressDetail":{},"id":"aaa"}
+{"status":"Pulling fs layer","progressDetail":{},"id":"bbb"}
+{"status":"Already exists","progressDetail":{},"id":"ccc"}
+{"status":"Downloading","progressDetail":{"current":1048576,"total":4194304},"id":"aaa"}
+{"status":"Downloading","progressDetail":{"current":524288,"total":1048576},"id":"bbb"}
+{"status":"Download complete","progressDetail":{},"id":"bbb"}
+`
+	if err := drainPull(io.NopCloser(strings.NewReader(stream)), p.ref, p.observe); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.progress(), "2 of 3 layers done, 2.0 MiB of 5.0 MiB downloaded"; got != want {
+		t.Errorf("progress = %q; want %q", got, want)
+	}
+}
+
+// BenchmarkDockerPostDuringPull measures a POST whose image is being pulled
+// from a registry that holds a layer: each POST waits postPullWait and
+// answers notstarted. One registry, one held pull, a new job per POST.
+func BenchmarkDockerPostDuringPull(b *testing.B) {
+	cli := needEngine(b)
+	needTestImage(b, cli)
+	store := b.TempDir()
+	os.Chmod(store, 0o777)
+	url := startServer(b, map[string]string{"CONTAINER_ENV": "docker", "STORAGE_TYPE": "host", "STOREBASE": store})
+	reg := newSlowRegistry(b, false)
+	b.Cleanup(func() { cli.ImageRemove(context.Background(), reg.image, image.RemoveOptions{Force: true}) })
+	var jids []string
+	b.Cleanup(func() {
+		for _, jid := range jids {
+			http.DefaultClient.Do(must(http.NewRequest("DELETE", url+"/api/v1/"+jid+"/", nil)))
+		}
+	})
+	b.ResetTimer()
+	for i := range b.N {
+		jid := fmt.Sprintf("dk-%d-%d-benchpull", time.Now().UnixNano(), i)
+		os.MkdirAll(store+"/"+jid+"/in", 0o777)
+		jids = append(jids, jid)
+		body, _ := json.Marshal(map[string]any{
+			"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
+			"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": reg.image,
+			"entrypoint": []string{"true"}, "type": "fs", "input_dir": jid + "/in", "output_dir": jid + "/out",
+		})
+		resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated || m["status"] != statusNotStarted {
+			b.Fatalf("POST = %d %v; want 201 %s", resp.StatusCode, m, statusNotStarted)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
