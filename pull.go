@@ -153,6 +153,10 @@ func (p *pull) progress() string {
 		cur += l.current
 		total += l.total
 	}
+	if total == 0 {
+		// Podman's pull stream names the layers but never their sizes.
+		return fmt.Sprintf("%d of %d layers done", done, len(p.layers))
+	}
 	return fmt.Sprintf("%d of %d layers done, %s of %s downloaded", done, len(p.layers), mib(cur), mib(total))
 }
 
