@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,6 +21,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -40,13 +45,62 @@ const (
 	kubeShmVolume   = "dshm"
 )
 
-// imagePullGrace is how long a pod may fail to pull its image before the job
-// is reported finishedWithError. The kubelet keeps retrying (with back-off
-// up to 5 minutes), and a registry hiccup or rate limit can pass, so the
-// first ErrImagePull is not the end; but a job that can never run must end
-// (API.md), and the Job controller alone would wait for
-// activeDeadlineSeconds, a week. Tests shorten it.
-var imagePullGrace = 3 * time.Minute
+// kubeGraces are how long each trouble that can pass may last before pman
+// ends the job as finishedWithError. Each is measured from the pod's own times
+// (or, with no pod yet, the Job's), as pman keeps no state. Without them
+// a job that can never run would wait for activeDeadlineSeconds, a week, and
+// pfcon with it (API.md forbids that).
+type kubeGraces struct {
+	// Pull: ErrImagePull, ImagePullBackOff, ErrImageNeverPull. The kubelet
+	// retries with back-off up to 5 minutes, and a registry hiccup or rate
+	// limit can pass.
+	Pull time.Duration
+	// Container: CreateContainerConfigError, CreateContainerError,
+	// RunContainerError. Mostly a Secret or ConfigMap the pod names that does
+	// not exist (yet: an operator may be creating it); the kubelet retries.
+	Container time.Duration
+	// Creating: a pod that stays in ContainerCreating with no image pull under
+	// way, i.e. a volume that does not mount (NFS export missing, PVC not
+	// attachable). The kubelet itself gives up a mount after about 2 minutes
+	// and retries; attaching a cloud disk can take minutes.
+	Creating time.Duration
+	// Quota: the Job controller cannot create the pods for a reason that can
+	// heal: a ResourceQuota exceeded (other jobs will finish), or an error of
+	// the API server or a webhook. Refusals that cannot heal (Pod Security,
+	// a LimitRange, a webhook that denies) end the job at once.
+	Quota time.Duration
+	// Unschedulable: a pod that no node can ever take (a PVC that does not
+	// exist, a node selector no node matches). Long enough for a cluster
+	// autoscaler to say it adds a node (its TriggeredScaleUp event).
+	Unschedulable time.Duration
+}
+
+// kubeGrace holds the defaults that README.md states. No setting changes
+// them; tests shorten them (the only reason this is a variable).
+var kubeGrace = kubeGraces{
+	Pull:          3 * time.Minute,
+	Container:     time.Minute,
+	Creating:      5 * time.Minute,
+	Quota:         5 * time.Minute,
+	Unschedulable: 30 * time.Second,
+}
+
+// When pman itself declares a Job failed, it writes why and when on the Job,
+// so that every later GET answers the same, whatever the pods do next (the
+// Job controller's own Failed condition, which follows, says only
+// "DeadlineExceeded").
+const (
+	kubeFailedAnnotation   = "pman.chrisproject.org/failed"
+	kubeFailedAtAnnotation = "pman.chrisproject.org/failed-at"
+)
+
+// Logs of one GET are bounded in bytes as well as in lines: at most
+// kubeLogBytes in all (split evenly between the pods read), from at most
+// kubeLogPods pods.
+const (
+	kubeLogBytes = 1 << 20
+	kubeLogPods  = 64
+)
 
 // pullFailures are the waiting reasons of a container whose image cannot be
 // pulled. InvalidImageName never heals and ends the job at once.
@@ -59,13 +113,13 @@ var pullFailures = map[string]bool{
 
 // kube runs each job as a batch/v1 Job named by its jid in JOB_NAMESPACE.
 type kube struct {
-	client    kubernetes.Interface
-	cfg       *config
-	log       *slog.Logger
-	ns        string
-	host      string // the API server, for messages
-	pullGrace time.Duration
-	now       func() time.Time
+	client kubernetes.Interface
+	cfg    *config
+	log    *slog.Logger
+	ns     string
+	host   string // the API server, for messages
+	grace  kubeGraces
+	now    func() time.Time
 }
 
 func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
@@ -84,13 +138,13 @@ func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, err
 	// should serve once it does, and every request reports the trouble.
 	log.Info("kubernetes", "api_server", rc.Host, "credentials", source, "namespace", cfg.JobNamespace)
 	return &kube{
-		client:    client,
-		cfg:       cfg,
-		log:       log,
-		ns:        cfg.JobNamespace,
-		host:      rc.Host,
-		pullGrace: imagePullGrace,
-		now:       time.Now,
+		client: client,
+		cfg:    cfg,
+		log:    log,
+		ns:     cfg.JobNamespace,
+		host:   rc.Host,
+		grace:  kubeGrace,
+		now:    time.Now,
 	}, nil
 }
 
@@ -199,6 +253,11 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 	if p := kubeNameProblem(s.JID); p != "" {
 		return nil, fieldError("jid", p)
 	}
+	// parallelism and completions are int32s: a bigger number would wrap
+	// around and the API server would answer a puzzling 422.
+	if s.Workers > math.MaxInt32 {
+		return nil, fieldError("number_of_workers", fmt.Sprintf("must be at most %d with CONTAINER_ENV=kubernetes (a Job's parallelism is an int32), not %d", math.MaxInt32, s.Workers))
+	}
 	uid, gid, err := k.ids()
 	if err != nil {
 		return nil, err
@@ -208,14 +267,18 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, k.apiError(err, "create", "jobs.batch", s.JID)
 	}
-	status, msg := jobStatus(created, nil, k.now(), k.pullGrace)
+	// A Job this new has no pods and no events yet: none are asked for.
+	v, err := jobStatus(created, nil, k.now(), k.grace, noEvents)
+	if err != nil {
+		return nil, err
+	}
 	return &job{
 		JID:       s.JID,
 		Image:     s.Image,
 		Cmd:       strings.Join(s.Cmd, " "),
-		Status:    status,
-		Message:   msg,
-		Timestamp: kubeTimestamp(created),
+		Status:    v.status,
+		Message:   v.msg,
+		Timestamp: kubeTimestamp(v.at),
 	}, nil
 }
 
@@ -325,7 +388,13 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
 				Spec: corev1.PodSpec{
-					RestartPolicy:    corev1.RestartPolicyNever,
+					RestartPolicy: corev1.RestartPolicyNever,
+					// The Pod Security "restricted" policy wants a seccomp
+					// profile, and the runtime's default is what a plain
+					// Docker or Podman container gets anyway.
+					SecurityContext: &corev1.PodSecurityContext{
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
 					NodeSelector:     nodeSelector,
 					ImagePullSecrets: pullSecrets,
 					Volumes:          volumes,
@@ -341,6 +410,10 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 							RunAsUser:                uid,
 							RunAsGroup:               gid,
+							// "restricted" wants it too; it holds only when
+							// the user is known not to be root (an image's
+							// own user may be, so it is not set then).
+							RunAsNonRoot: nonRoot(uid),
 						},
 					}},
 				},
@@ -349,33 +422,103 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 	}
 }
 
+// nonRoot is true for a user id that is set and not 0, else nil (unset).
+func nonRoot(uid *int64) *bool {
+	if uid != nil && *uid != 0 {
+		return ptr(true)
+	}
+	return nil
+}
+
 func (k *kube) get(ctx context.Context, jid string) (*job, error) {
 	if p := kubeNameProblem(jid); p != "" {
 		return nil, errorf(eNotFound, "no job %q: %s", jid, p)
 	}
-	kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
-	if err != nil {
-		return nil, k.apiError(err, "get", "jobs.batch", jid)
-	}
-	// The pods are needed for the logs, and for the status unless the Job
-	// already says it succeeded.
-	var pods []corev1.Pod
-	if k.cfg.JobLogsTail > 0 || conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet) == nil {
-		if pods, err = k.pods(ctx, kj); err != nil {
+	// A Job that changes while pman ends it is read again (see stop).
+	for attempt := 1; ; attempt++ {
+		kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
+		if err != nil {
+			return nil, k.apiError(err, "get", "jobs.batch", jid)
+		}
+		// The pods are needed for the logs, and for the status unless the
+		// Job already says how it ended.
+		var pods []corev1.Pod
+		_, judged := kj.Annotations[kubeFailedAnnotation]
+		if k.cfg.JobLogsTail > 0 || !judged && conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet) == nil {
+			if pods, err = k.pods(ctx, kj); err != nil {
+				return nil, err
+			}
+		}
+		v, err := jobStatus(kj, pods, k.now(), k.grace, k.events(ctx))
+		if err != nil {
 			return nil, err
 		}
+		if v.own {
+			err := k.stop(ctx, kj, v)
+			if apierrors.IsConflict(err) {
+				if attempt < 3 {
+					continue
+				}
+				return nil, errorf(eUnavailable, "job %q kept changing while pman ended it: %v", jid, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		j := &job{JID: jid, Status: v.status, Message: v.msg, Timestamp: kubeTimestamp(v.at)}
+		j.Logs, j.LogsIncomplete = k.logs(ctx, pods)
+		if cs := kj.Spec.Template.Spec.Containers; len(cs) > 0 {
+			j.Image = cs[0].Image
+			j.Cmd = strings.Join(slices.Concat(cs[0].Command, cs[0].Args), " ")
+		}
+		return j, nil
 	}
-	status, msg := jobStatus(kj, pods, k.now(), k.pullGrace)
-	logs, err := k.logs(ctx, pods)
+}
+
+// stop ends for good a Job that pman has declared failed, so that its status
+// never changes back: a pull that succeeds after all, a quota that frees up
+// or a volume that mounts late would otherwise run the job while pfcon has
+// moved on. The Job's deadline is lowered to the time it has been active,
+// which makes the Job controller fail it (DeadlineExceeded) and delete its
+// pods, and the verdict is written on the Job, which is what every later GET
+// answers. The patch carries the resourceVersion the verdict was made from:
+// if the Job changed since (it may just have succeeded), it is a Conflict,
+// and the caller judges again.
+func (k *kube) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
+	start := kj.CreationTimestamp.Time
+	if kj.Status.StartTime != nil {
+		start = kj.Status.StartTime.Time
+	}
+	deadline := max(int64(math.Ceil(v.at.Sub(start).Seconds())), 1) // the API wants it positive
+	if d := kj.Spec.ActiveDeadlineSeconds; d != nil && *d < deadline {
+		deadline = *d
+	}
+	msg := v.msg
+	if len(msg) > 4096 { // events may be long; an annotation need not be
+		msg = msg[:4096] + "..."
+	}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{
+			"resourceVersion": kj.ResourceVersion,
+			"annotations": map[string]string{
+				kubeFailedAnnotation:   msg,
+				kubeFailedAtAnnotation: v.at.UTC().Format(time.RFC3339Nano),
+			},
+		},
+		"spec": map[string]any{"activeDeadlineSeconds": deadline},
+	})
 	if err != nil {
-		return nil, err
+		return errorf(eInternal, "patch for job %q: %v", kj.Name, err)
 	}
-	j := &job{JID: jid, Status: status, Message: msg, Timestamp: kubeTimestamp(kj), Logs: logs}
-	if cs := kj.Spec.Template.Spec.Containers; len(cs) > 0 {
-		j.Image = cs[0].Image
-		j.Cmd = strings.Join(slices.Concat(cs[0].Command, cs[0].Args), " ")
+	_, err = k.client.BatchV1().Jobs(k.ns).Patch(ctx, kj.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsConflict(err) {
+		return err
 	}
-	return j, nil
+	if err != nil {
+		return k.apiError(err, "patch", "jobs.batch", kj.Name)
+	}
+	k.log.Info("job ended by pman", "jid", kj.Name, "namespace", k.ns, "active_deadline_seconds", deadline, "reason", msg)
+	return nil
 }
 
 // pods lists the Job's pods by its own selector (its uid), not by the
@@ -398,19 +541,57 @@ func (k *kube) pods(ctx context.Context, kj *batchv1.Job) ([]corev1.Pod, error) 
 	return pods, nil
 }
 
+// eventLister lists the events about one object (a Job or a pod), oldest
+// first. Events say what no status does: why the Job controller cannot
+// create pods (FailedCreate), why a volume does not mount (FailedMount).
+type eventLister func(obj metav1.Object) ([]corev1.Event, error)
+
+func noEvents(metav1.Object) ([]corev1.Event, error) { return nil, nil }
+
+// events lists events by the object's uid, so an earlier object of the
+// same name never speaks for this one.
+func (k *kube) events(ctx context.Context) eventLister {
+	return func(obj metav1.Object) ([]corev1.Event, error) {
+		list, err := k.client.CoreV1().Events(k.ns).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(obj.GetUID())).String(),
+		})
+		if err != nil {
+			return nil, k.apiError(err, "list", "events", obj.GetName())
+		}
+		evs := list.Items
+		slices.SortStableFunc(evs, func(a, b corev1.Event) int { return eventTime(&a).Compare(eventTime(&b)) })
+		return evs, nil
+	}
+}
+
+// eventTime is when an event last happened, whichever API wrote it.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.FirstTimestamp.Time
+}
+
 // logs is the tail of each pod's log; with several pods, each part starts
 // with a line naming its pod. A pod whose container has not started has no
 // log: it contributes why it waits (asking would be an error, pman#234).
-func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (string, error) {
+// A log that cannot be read never hides the status: its part is the one
+// line of logsUnreadable, the server logs a warning, and incomplete is set.
+func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (logs string, incomplete bool) {
 	if k.cfg.JobLogsTail == 0 || len(pods) == 0 {
-		return "", nil
+		return "", false
 	}
-	parts := make([]string, len(pods))
-	errs := make([]error, len(pods))
+	shown := pods[:min(len(pods), kubeLogPods)]
+	limit := int64(kubeLogBytes / len(shown))
+	parts := make([]string, len(shown))
+	errs := make([]error, len(shown))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4) // a job of many workers must not flood the API server
-	for i := range pods {
-		p := &pods[i]
+	for i := range shown {
+		p := &shown[i]
 		if !containerStarted(p) {
 			parts[i] = waitingText(p)
 			continue
@@ -420,44 +601,73 @@ func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (string, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			parts[i], errs[i] = k.podLog(ctx, p.Name)
+			parts[i], errs[i] = k.podLog(ctx, p, limit)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return "", err
+	for i, err := range errs {
+		if err != nil {
+			k.log.Warn("logs unavailable", "pod", shown[i].Name, "namespace", k.ns, "error", err.Error())
+			parts[i] = logsUnreadable(err)
+			incomplete = true
+		}
 	}
 	if len(pods) == 1 {
-		return parts[0], nil
+		return parts[0], incomplete
 	}
 	var b strings.Builder
-	for i, p := range pods {
+	for i, p := range shown {
 		fmt.Fprintf(&b, "==> pod %s <==\n", p.Name)
 		b.WriteString(parts[i])
 		if parts[i] != "" && !strings.HasSuffix(parts[i], "\n") {
 			b.WriteByte('\n')
 		}
 	}
-	return b.String(), nil
+	if n := len(pods) - len(shown); n > 0 {
+		fmt.Fprintf(&b, "[pman] and %d more pods, whose logs are not shown\n", n)
+	}
+	return b.String(), incomplete
 }
 
-// podLog is one pod's log tail. Only a permission or credential problem is
-// an error (the deployment is wrong); a pod that vanished or whose log is
-// not there becomes a line in the logs, so the status still gets through.
-func (k *kube) podLog(ctx context.Context, pod string) (string, error) {
-	tail := int64(k.cfg.JobLogsTail)
-	rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(pod, &corev1.PodLogOptions{Container: kubeContainer, TailLines: &tail}).Stream(ctx)
-	if err == nil {
+// podLog is the tail of the log of the pod's first container, whatever its
+// name (pman 6 named it after the jid, and its jobs may still run), at most
+// limit bytes.
+func (k *kube) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, error) {
+	container := kubeContainer
+	if len(p.Spec.Containers) > 0 {
+		container = p.Spec.Containers[0].Name
+	}
+	read := func(lines int64) ([]byte, error) {
+		opts := &corev1.PodLogOptions{Container: container, TailLines: &lines, LimitBytes: &limit}
+		rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(p.Name, opts).Stream(ctx)
+		if err != nil {
+			return nil, err
+		}
 		defer rc.Close()
-		var b []byte
-		if b, err = io.ReadAll(rc); err == nil {
-			return string(b), nil
+		return io.ReadAll(io.LimitReader(rc, limit))
+	}
+	lines := int64(k.cfg.JobLogsTail)
+	b, err := read(lines)
+	if err != nil {
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return "", k.apiError(err, "get", "pods/log", p.Name)
+		}
+		return "", fmt.Errorf("pod %s: %w", p.Name, err)
+	}
+	if int64(len(b)) < limit {
+		return string(b), nil
+	}
+	// LimitBytes cuts the tail's end, and the end is what matters (the
+	// error that ended the job): ask again for as many lines as fit.
+	if fit := int64(bytes.Count(b, []byte{'\n'})) * 9 / 10; fit < lines {
+		if again, err := read(max(fit, 1)); err == nil {
+			b = again
 		}
 	}
-	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-		return "", k.apiError(err, "get", "pods/log", pod)
+	if int64(len(b)) >= limit {
+		return string(b) + fmt.Sprintf("\n[pman] log cut at %d bytes\n", limit), nil
 	}
-	return fmt.Sprintf("(no logs from pod %s: %v)\n", pod, err), nil
+	return string(b), nil
 }
 
 func (k *kube) remove(ctx context.Context, jid string) error {
@@ -511,21 +721,42 @@ func rbacDenial(msg string) bool {
 
 // ---- status -----------------------------------------------------------------
 
-// jobStatus is a Job's status and message from its conditions and counters,
-// and from its pods where the Job alone hides the truth: it says Failed
-// without saying the container ran out of memory, and says nothing at all of
-// an image that cannot be pulled or a pod that cannot be scheduled.
-func jobStatus(kj *batchv1.Job, pods []corev1.Pod, now time.Time, grace time.Duration) (string, string) {
+// kubeVerdict is what a GET answers about a Job.
+type kubeVerdict struct {
+	status, msg string
+	at          time.Time // when it finished; zero until then
+	// own is set when pman itself declares the Job failed, on evidence the
+	// Job controller does not act on: the Job must then be stopped (stop).
+	own bool
+}
+
+// jobStatus judges a Job from its conditions and counters, and from its pods
+// and events where the Job alone hides the truth: it says Failed without
+// saying the container ran out of memory, and says nothing at all of an
+// image that cannot be pulled, a pod that cannot be scheduled or created,
+// or a volume that does not mount. events is asked only in those cases.
+func jobStatus(kj *batchv1.Job, pods []corev1.Pod, now time.Time, g kubeGraces, events eventLister) (kubeVerdict, error) {
+	// pman's own verdict, once given, is final.
+	if msg, ok := kj.Annotations[kubeFailedAnnotation]; ok {
+		at, _ := time.Parse(time.RFC3339Nano, kj.Annotations[kubeFailedAtAnnotation])
+		return kubeVerdict{status: statusError, msg: msg, at: at}, nil
+	}
 	// Kubernetes 1.33 adds SuccessCriteriaMet (FailureTarget) as soon as
 	// the outcome is known and Complete (Failed) only once every pod has
 	// terminated; either is the end for pfcon.
 	if c := conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet); c != nil {
-		return statusSuccess, conditionText(c, "completed")
+		return kubeVerdict{status: statusSuccess, msg: conditionText(c, "completed"),
+			at: finishTime(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet)}, nil
 	}
 	var fatal, notes []string
+	var fatalAt time.Time
+	own := true // every fatal note is pman's own evidence
 	started, unscheduled := false, 0
 	for i := range pods {
-		n := inspectPod(&pods[i], now, grace)
+		n, err := inspectPod(&pods[i], now, g, events)
+		if err != nil {
+			return kubeVerdict{}, err
+		}
 		started = started || n.started
 		if n.unscheduled {
 			unscheduled++
@@ -534,62 +765,133 @@ func jobStatus(kj *batchv1.Job, pods []corev1.Pod, now time.Time, grace time.Dur
 		case n.text == "":
 		case n.fatal:
 			fatal = append(fatal, n.text)
+			own = own && n.own
+			if n.at.After(fatalAt) {
+				fatalAt = n.at
+			}
 		default:
 			notes = append(notes, n.text)
 		}
 	}
 	if c := conditionOf(kj, batchv1.JobFailed, batchv1.JobFailureTarget); c != nil {
-		return statusError, joinNotes(append(fatal, conditionText(c, "failed")))
+		return kubeVerdict{status: statusError, msg: joinNotes(append(fatal, conditionText(c, "failed"))),
+			at: finishTime(kj, batchv1.JobFailed, batchv1.JobFailureTarget)}, nil
 	}
 	if len(fatal) > 0 {
 		// With backoffLimit 0, one failed pod fails the Job: say so now,
-		// with the reason the Job's condition will not carry.
-		return statusError, joinNotes(fatal)
+		// with the reason the Job's condition will not carry. A pod that
+		// cannot start does not fail the Job: pman does (own).
+		v := kubeVerdict{status: statusError, msg: joinNotes(fatal), at: fatalAt, own: own}
+		if own || v.at.IsZero() {
+			v.at = now
+		}
+		return v, nil
 	}
 	st := kj.Status
 	switch {
 	case st.Succeeded > 0 || st.Failed > 0 || started:
 		if len(notes) == 0 {
-			return statusStarted, "running"
+			return kubeVerdict{status: statusStarted, msg: "running"}, nil
 		}
-		return statusStarted, "running; " + joinNotes(notes)
+		return kubeVerdict{status: statusStarted, msg: "running; " + joinNotes(notes)}, nil
 	case len(pods) > 0 && unscheduled == len(pods):
-		return statusNotStarted, joinNotes(notes)
+		return kubeVerdict{status: statusNotStarted, msg: joinNotes(notes)}, nil
 	case len(pods) == 0 && st.Active > 0:
 		// Pods not looked at (or gone): the Job's word, as pman 6 took it.
-		return statusStarted, "running"
+		return kubeVerdict{status: statusStarted, msg: "running"}, nil
 	case len(notes) > 0:
-		return statusNotStarted, joinNotes(notes)
+		return kubeVerdict{status: statusNotStarted, msg: joinNotes(notes)}, nil
 	case len(pods) > 0:
-		return statusNotStarted, "pods created, waiting to start"
+		return kubeVerdict{status: statusNotStarted, msg: "pods created, waiting to start"}, nil
 	}
-	// Right after creation every counter is zero and there is no condition:
-	// the Job controller has not acted yet. That is a job about to start,
-	// not an unknown state (pman#225 reported such jobs as undefined).
-	return statusNotStarted, "submitted, waiting for the Job controller"
+	return createTrouble(kj, now, g, events)
+}
+
+// createTrouble judges a Job with no pod, no counter and no condition. Right
+// after creation that is a job about to start, not an unknown state
+// (pman#225 reported such jobs as undefined). Later it is a Job controller
+// that cannot create the pods, which only its FailedCreate events say:
+// refused by Pod Security admission, a LimitRange, a webhook, a quota.
+func createTrouble(kj *batchv1.Job, now time.Time, g kubeGraces, events eventLister) (kubeVerdict, error) {
+	evs, err := events(kj)
+	if err != nil {
+		return kubeVerdict{}, err
+	}
+	var last *corev1.Event
+	for i := range evs {
+		if evs[i].Reason == "FailedCreate" {
+			last = &evs[i]
+		}
+	}
+	if last == nil {
+		return kubeVerdict{status: statusNotStarted, msg: "submitted, waiting for the Job controller"}, nil
+	}
+	why := strings.TrimPrefix(strings.TrimSpace(last.Message), "Error creating: ")
+	if createCanHeal(why) {
+		if d := now.Sub(kj.CreationTimestamp.Time); d < g.Quota {
+			return kubeVerdict{status: statusNotStarted, msg: fmt.Sprintf(
+				"the Job controller cannot create pods yet: %s (the job fails if this lasts %s)", why, g.Quota)}, nil
+		}
+		return kubeVerdict{status: statusError, at: now, own: true, msg: fmt.Sprintf(
+			"the Job controller could not create pods for %s: %s", now.Sub(kj.CreationTimestamp.Time).Round(time.Second), why)}, nil
+	}
+	return kubeVerdict{status: statusError, at: now, own: true, msg: "the Job controller cannot create pods: " + why}, nil
+}
+
+// createCanHeal tells a refusal that may pass (a quota exceeded, an API
+// server or webhook that failed) from one that never will: the API
+// server's "forbidden" (Pod Security, a LimitRange, a quota that requires
+// limits the job lacks), "invalid", or a webhook's denial.
+func createCanHeal(msg string) bool {
+	if strings.Contains(msg, "exceeded quota") {
+		return true
+	}
+	for _, never := range []string{" is forbidden: ", " is invalid: ", " denied the request"} {
+		if strings.Contains(msg, never) {
+			return false
+		}
+	}
+	return true
 }
 
 // podNote is what one pod says about the job.
 type podNote struct {
 	text        string
-	fatal       bool // the job cannot succeed any more
-	started     bool // a container of it ran (or runs)
+	fatal       bool      // the job cannot succeed any more
+	own         bool      // ...on evidence only pman acts on (see kubeVerdict)
+	at          time.Time // when a fatal end happened, if known
+	started     bool      // a container of it ran (or runs)
 	unscheduled bool
 }
 
-func inspectPod(p *corev1.Pod, now time.Time, grace time.Duration) podNote {
+// containerNeverCreated are the waiting reasons of a container the kubelet
+// could not create or start.
+var containerNeverCreated = map[string]bool{
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+	"RunContainerError":          true,
+}
+
+func inspectPod(p *corev1.Pod, now time.Time, g kubeGraces, events eventLister) (podNote, error) {
 	n := podNote{started: containerStarted(p) || p.Status.Phase == corev1.PodRunning ||
 		p.Status.Phase == corev1.PodSucceeded}
+	since := podSince(p)
 	for _, cs := range p.Status.ContainerStatuses {
 		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
 			if t != nil && t.Reason == "OOMKilled" {
-				n.text = fmt.Sprintf("pod %s: out of memory: the container was killed (OOMKilled, exit code %d)%s",
-					p.Name, t.ExitCode, memoryLimitText(p))
-				n.fatal = true
-				return n
+				n.text = fmt.Sprintf("pod %s: %s (OOMKilled, exit code %d)", p.Name, outOfMemory(memoryLimitMiB(p), true), t.ExitCode)
+				n.fatal, n.at = true, t.FinishedAt.Time
+				return n, nil
 			}
 		}
 		if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
+			n.fatal, n.at = true, t.FinishedAt.Time
+			if limit := memoryLimitMiB(p); t.ExitCode == 137 && limit > 0 {
+				// Killed by SIGKILL under a memory limit, and the kubelet
+				// did not say OOMKilled: most likely the memory all the same.
+				n.text = fmt.Sprintf("pod %s: %s", p.Name, outOfMemory(limit, false))
+				return n, nil
+			}
 			n.text = fmt.Sprintf("pod %s: the container exited with code %d", p.Name, t.ExitCode)
 			if t.Reason != "" {
 				n.text += " (" + t.Reason + ")"
@@ -597,42 +899,129 @@ func inspectPod(p *corev1.Pod, now time.Time, grace time.Duration) podNote {
 			if t.Message != "" {
 				n.text += ": " + strings.TrimSpace(t.Message)
 			}
-			n.fatal = true
-			return n
+			return n, nil
 		}
-		if w := cs.State.Waiting; w != nil && pullFailures[w.Reason] {
+		w := cs.State.Waiting
+		if w == nil {
+			continue
+		}
+		var grace time.Duration
+		switch {
+		case w.Reason == "InvalidImageName":
+			// Never heals: no grace.
 			n.text = fmt.Sprintf("pod %s: cannot pull image %s: %s", p.Name, cs.Image, reasonText(w.Reason, w.Message))
-			since := podSince(p)
-			switch {
-			case w.Reason == "InvalidImageName":
-				n.fatal = true
-			case since.IsZero() || now.Sub(since) < grace:
-				n.text += fmt.Sprintf(" (the job fails if this lasts %s)", grace)
-			default:
-				n.text += fmt.Sprintf(" (for %s)", now.Sub(since).Round(time.Second))
-				n.fatal = true
-			}
-			return n
+		case pullFailures[w.Reason]:
+			n.text = fmt.Sprintf("pod %s: cannot pull image %s: %s", p.Name, cs.Image, reasonText(w.Reason, w.Message))
+			grace = g.Pull
+		case containerNeverCreated[w.Reason]:
+			n.text = fmt.Sprintf("pod %s: the container cannot be created: %s", p.Name, reasonText(w.Reason, w.Message))
+			grace = g.Container
+		default:
+			continue
 		}
+		waited := now.Sub(since)
+		if grace > 0 && (since.IsZero() || waited < grace) {
+			n.text += fmt.Sprintf(" (the job fails if this lasts %s)", grace)
+			return n, nil
+		}
+		if grace > 0 {
+			n.text += fmt.Sprintf(" (for %s)", waited.Round(time.Second))
+		}
+		n.fatal, n.own = true, true
+		return n, nil
 	}
 	if p.Status.Phase == corev1.PodFailed {
 		n.text = fmt.Sprintf("pod %s failed: %s", p.Name, reasonText(p.Status.Reason, p.Status.Message))
 		n.fatal = true
-		return n
+		return n, nil
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
 			n.unscheduled = true
 			n.text = fmt.Sprintf("pod %s cannot be scheduled: %s", p.Name, reasonText(c.Reason, c.Message))
-			return n
+			if !neverSchedulable(c.Message) || now.Sub(c.LastTransitionTime.Time) < g.Unschedulable {
+				return n, nil
+			}
+			evs, err := events(p)
+			if err != nil {
+				return n, err
+			}
+			for _, e := range evs {
+				if e.Reason == "TriggeredScaleUp" {
+					n.text += " (the cluster autoscaler is adding a node: " + strings.TrimSpace(e.Message) + ")"
+					return n, nil
+				}
+			}
+			n.fatal, n.own = true, true
+			return n, nil
 		}
 	}
 	if !n.started {
-		if w := waitingReason(p); w != "" {
+		w := waitingReason(p)
+		if w != "" {
 			n.text = fmt.Sprintf("pod %s: %s", p.Name, w)
 		}
+		if w == "ContainerCreating" && !since.IsZero() && now.Sub(since) >= g.Creating {
+			return stuckCreating(p, n, now.Sub(since), events)
+		}
 	}
-	return n
+	return n, nil
+}
+
+// stuckCreating judges a pod that has been in ContainerCreating longer than
+// its grace. While an image is being pulled (the kubelet mounts the volumes
+// first) it may go on: a big image takes its time. Otherwise a volume does
+// not mount, and its FailedMount event, when there is one, says why.
+func stuckCreating(p *corev1.Pod, n podNote, waited time.Duration, events eventLister) (podNote, error) {
+	evs, err := events(p)
+	if err != nil {
+		return n, err
+	}
+	pulling, why := false, ""
+	for _, e := range evs {
+		switch e.Reason {
+		case "Pulling":
+			pulling = true
+		case "Pulled", "Failed", "BackOff":
+			pulling = false
+		case "FailedMount", "FailedAttachVolume", "FailedMapVolume":
+			why = e.Reason + ": " + strings.TrimSpace(e.Message)
+		}
+	}
+	if pulling {
+		n.text += " (pulling the image)"
+		return n, nil
+	}
+	if why == "" {
+		why = "no event says why"
+	}
+	n.text = fmt.Sprintf("pod %s: stuck in ContainerCreating for %s: %s", p.Name, waited.Round(time.Second), why)
+	n.fatal, n.own = true, true
+	return n, nil
+}
+
+// neverSchedulable tells a scheduler's message that no wait can change
+// from one where resources may free up or be added (Insufficient cpu):
+// a PVC that does not exist, or no node matching the node selector.
+//
+//	0/3 nodes are available: persistentvolumeclaim "x" not found. preemption: ...
+//	0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: ...
+func neverSchedulable(msg string) bool {
+	_, rest, ok := strings.Cut(msg, "nodes are available: ")
+	if !ok {
+		return false
+	}
+	rest, _, _ = strings.Cut(rest, " preemption:")
+	rest = strings.TrimSuffix(strings.TrimSpace(rest), ".")
+	if strings.HasPrefix(rest, "persistentvolumeclaim \"") && strings.HasSuffix(rest, "\" not found") {
+		return true
+	}
+	for _, r := range strings.Split(rest, ", ") {
+		if !strings.HasSuffix(r, "node(s) didn't match Pod's node affinity/selector") {
+			return false
+		}
+	}
+	return true
 }
 
 // podSince is when the pod began trying: the kubelet's start of it, or its
@@ -644,13 +1033,16 @@ func podSince(p *corev1.Pod) time.Time {
 	return p.CreationTimestamp.Time
 }
 
-func memoryLimitText(p *corev1.Pod) string {
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
-			return ", memory limit " + q.String()
-		}
+// memoryLimitMiB is the memory limit of the pod's container in MiB, or 0.
+func memoryLimitMiB(p *corev1.Pod) int {
+	if len(p.Spec.Containers) == 0 {
+		return 0
 	}
-	return ""
+	q, ok := p.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		return 0
+	}
+	return int(q.Value() >> 20)
 }
 
 // containerStarted is true when the pod's container has run, so it may
@@ -729,13 +1121,22 @@ func conditionText(c *batchv1.JobCondition, def string) string {
 	return def
 }
 
-// kubeTimestamp is the Job's completion time (only a successful Job has
-// one), or "".
-func kubeTimestamp(kj *batchv1.Job) string {
-	if t := kj.Status.CompletionTime; t != nil {
-		return t.UTC().Format(time.RFC3339Nano)
+// finishTime is when the first of these conditions that is True was set.
+func finishTime(kj *batchv1.Job, kinds ...batchv1.JobConditionType) time.Time {
+	for _, t := range kinds {
+		if c := conditionOf(kj, t); c != nil {
+			return c.LastTransitionTime.Time
+		}
 	}
-	return ""
+	return time.Time{}
+}
+
+// kubeTimestamp is the answer's timestamp: when the job finished, or "".
+func kubeTimestamp(at time.Time) string {
+	if at.IsZero() {
+		return ""
+	}
+	return at.UTC().Format(time.RFC3339Nano)
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -307,11 +307,11 @@ func TestKubeStorage(t *testing.T) {
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func cond(typ batchv1.JobConditionType, status corev1.ConditionStatus, reason, msg string) batchv1.JobCondition {
-	return batchv1.JobCondition{Type: typ, Status: status, Reason: reason, Message: msg}
+	return batchv1.JobCondition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: metav1.NewTime(t0)}
 }
 
 func kjob(st batchv1.JobStatus) *batchv1.Job {
-	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7"}, Status: st}
+	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", CreationTimestamp: metav1.NewTime(t0)}, Status: st}
 }
 
 // kpod is a pod started at t0 with the given phase and container state.
@@ -339,15 +339,55 @@ func terminated(code int32, reason string) corev1.ContainerState {
 var running = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}}
 
 func unschedulable(name string) corev1.Pod {
+	return unschedulableFor(name, "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
+}
+
+// The kube-scheduler's messages, as 1.33 wrote them on the test cluster.
+const (
+	pvcMissing    = `0/1 nodes are available: persistentvolumeclaim "nope" not found. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.`
+	noNodeMatches = `0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.`
+)
+
+func unschedulableFor(name, msg string) corev1.Pod {
 	p := kpod(name, corev1.PodPending, corev1.ContainerState{})
 	p.Status.StartTime = nil
 	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
-		Reason: "Unschedulable", Message: "0/1 nodes are available: 1 Insufficient memory."}}
+		Reason: "Unschedulable", Message: msg, LastTransitionTime: metav1.NewTime(t0)}}
 	return p
 }
 
+// testEvents answers events by the object's name (pods) or uid (Jobs: the
+// test case's name), as the API server recorded them on the test cluster.
+func testEvents(obj metav1.Object) ([]corev1.Event, error) {
+	ev := func(reason, msg string) corev1.Event {
+		return corev1.Event{Reason: reason, Message: msg, LastTimestamp: metav1.NewTime(t0)}
+	}
+	switch obj.GetName() {
+	case "p-mount":
+		return []corev1.Event{ev("Scheduled", "Successfully assigned"),
+			ev("FailedMount", `MountVolume.SetUp failed for volume "storebase" : mount failed: exit status 32`)}, nil
+	case "p-pulling":
+		return []corev1.Event{ev("Scheduled", "Successfully assigned"), ev("Pulling", `Pulling image "big"`)}, nil
+	case "p-scale":
+		return []corev1.Event{ev("TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]")}, nil
+	}
+	switch string(obj.GetUID()) {
+	case "Job controller refused by Pod Security":
+		return []corev1.Event{ev("FailedCreate", `Error creating: pods "x-1" is forbidden: violates PodSecurity "restricted:latest": restricted volume types (volume "storebase" uses restricted volume type "hostPath")`)}, nil
+	case "quota exceeded, within the grace period", "quota exceeded past the grace period":
+		return []corev1.Event{ev("FailedCreate", `Error creating: pods "x-1" is forbidden: exceeded quota: q, requested: limits.memory=200Mi, used: limits.memory=0, limited: limits.memory=100Mi`)}, nil
+	case "a FailedCreate that may heal (API server error)":
+		return []corev1.Event{ev("FailedCreate", "Error creating: etcdserver: request timed out")}, nil
+	}
+	return nil, nil
+}
+
+// testGraces are short and distinct, so a message says which one applied.
+var testGraces = kubeGraces{Pull: time.Minute, Container: 2 * time.Minute, Creating: 3 * time.Minute,
+	Quota: 4 * time.Minute, Unschedulable: 30 * time.Second}
+
 func TestJobStatus(t *testing.T) {
-	const grace = time.Minute
+	const grace = time.Minute // testGraces.Pull
 	failedCond := cond(batchv1.JobFailed, corev1.ConditionTrue, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
 	tests := []struct {
 		name     string
@@ -357,7 +397,10 @@ func TestJobStatus(t *testing.T) {
 		want     string
 		wantMsgs []string // substrings of the message
 	}{
+		{"pman's verdict is final", batchv1.JobStatus{Active: 1}, []corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0,
+			statusError, []string{"cannot pull image (for 3m0s)"}},
 		{"all empty right after creation", batchv1.JobStatus{}, nil, t0, statusNotStarted, []string{"submitted"}},
+		{"a FailedCreate that may heal (API server error)", batchv1.JobStatus{}, nil, t0, statusNotStarted, []string{"cannot create pods yet", "etcdserver"}},
 		{"active, pods not listed", batchv1.JobStatus{Active: 1}, nil, t0, statusStarted, []string{"running"}},
 		{"pod created, no status yet", batchv1.JobStatus{Active: 1},
 			[]corev1.Pod{kpod("p-1", corev1.PodPending, corev1.ContainerState{})}, t0, statusNotStarted, []string{"waiting"}},
@@ -386,7 +429,45 @@ func TestJobStatus(t *testing.T) {
 			nil, t0, statusError, []string{"BackoffLimitExceeded"}},
 		{"OOM with the Job failed", batchv1.JobStatus{Failed: 1, Conditions: []batchv1.JobCondition{failedCond}},
 			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(137, "OOMKilled"))}, t0, statusError,
-			[]string{"out of memory", "OOMKilled", "100Mi", "backoff limit"}},
+			[]string{"out of memory: killed for exceeding the memory limit of 100 MiB", "OOMKilled", "backoff limit"}},
+		{"exit 137 under a memory limit, no OOMKilled", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(137, "Error"))}, t0, statusError,
+			[]string{"p-1: killed (exit code 137), most likely out of memory of 100 MiB"}},
+		{"container config error, within the grace period", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("CreateContainerConfigError", `secret "s" not found`))},
+			t0.Add(2*time.Minute - time.Second), statusNotStarted, []string{"cannot be created", `secret "s" not found`, "fails if this lasts 2m0s"}},
+		{"container config error past the grace period", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("CreateContainerConfigError", `secret "s" not found`))},
+			t0.Add(2 * time.Minute), statusError, []string{"CreateContainerConfigError", `secret "s" not found`, "for 2m0s"}},
+		{"run container error past the grace period", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("RunContainerError", "exec: no such file"))},
+			t0.Add(time.Hour), statusError, []string{"RunContainerError"}},
+		{"ContainerCreating within the grace period", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-mount", corev1.PodPending, waiting("ContainerCreating", ""))},
+			t0.Add(3*time.Minute - time.Second), statusNotStarted, []string{"p-mount: ContainerCreating"}},
+		{"ContainerCreating past the grace period, the mount error read", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-mount", corev1.PodPending, waiting("ContainerCreating", ""))},
+			t0.Add(3 * time.Minute), statusError, []string{"stuck in ContainerCreating for 3m0s", "FailedMount: MountVolume.SetUp failed"}},
+		{"ContainerCreating past the grace period, no event", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-quiet", corev1.PodPending, waiting("ContainerCreating", ""))},
+			t0.Add(3 * time.Minute), statusError, []string{"stuck in ContainerCreating", "no event says why"}},
+		{"ContainerCreating while pulling a big image", batchv1.JobStatus{Active: 1},
+			[]corev1.Pod{kpod("p-pulling", corev1.PodPending, waiting("ContainerCreating", ""))},
+			t0.Add(time.Hour), statusNotStarted, []string{"pulling the image"}},
+		{"a PVC that does not exist", batchv1.JobStatus{Active: 1}, []corev1.Pod{unschedulableFor("p-1", pvcMissing)}, t0.Add(30 * time.Second),
+			statusError, []string{`persistentvolumeclaim "nope" not found`}},
+		{"a PVC that does not exist, just now", batchv1.JobStatus{Active: 1}, []corev1.Pod{unschedulableFor("p-1", pvcMissing)}, t0.Add(29 * time.Second),
+			statusNotStarted, []string{`persistentvolumeclaim "nope" not found`}},
+		{"no node matches the selector", batchv1.JobStatus{Active: 1}, []corev1.Pod{unschedulableFor("p-1", noNodeMatches)}, t0.Add(time.Minute),
+			statusError, []string{"didn't match Pod's node affinity/selector"}},
+		{"no node matches the selector, an autoscaler adds one", batchv1.JobStatus{Active: 1}, []corev1.Pod{unschedulableFor("p-scale", noNodeMatches)}, t0.Add(time.Minute),
+			statusNotStarted, []string{"autoscaler is adding a node"}},
+		{"Job controller refused by Pod Security", batchv1.JobStatus{}, nil, t0,
+			statusError, []string{"cannot create pods", `violates PodSecurity "restricted:latest"`}},
+		{"quota exceeded, within the grace period", batchv1.JobStatus{}, nil, t0.Add(4*time.Minute - time.Second),
+			statusNotStarted, []string{"cannot create pods yet", "exceeded quota", "fails if this lasts 4m0s"}},
+		{"quota exceeded past the grace period", batchv1.JobStatus{}, nil, t0.Add(4 * time.Minute),
+			statusError, []string{"could not create pods for 4m0s", "exceeded quota"}},
 		{"OOM before the Job says so", batchv1.JobStatus{Active: 1},
 			[]corev1.Pod{kpod("p-1", corev1.PodRunning, terminated(137, "OOMKilled"))}, t0, statusError, []string{"p-1", "out of memory"}},
 		{"a failed pod fails the job (backoffLimit 0)", batchv1.JobStatus{Active: 1},
@@ -410,9 +491,30 @@ func TestJobStatus(t *testing.T) {
 				kpod("p-3", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
 	}
 	for _, tt := range tests {
-		got, msg := jobStatus(kjob(tt.st), tt.pods, tt.now, grace)
+		kj := kjob(tt.st)
+		kj.UID = types.UID(tt.name) // what testEvents answers for
+		if tt.name == "pman's verdict is final" {
+			kj.Annotations = map[string]string{kubeFailedAnnotation: "pod p-1: cannot pull image (for 3m0s)",
+				kubeFailedAtAnnotation: t0.Format(time.RFC3339Nano)}
+		}
+		v, err := jobStatus(kj, tt.pods, tt.now, testGraces, testEvents)
+		got, msg := v.status, v.msg
+		if err != nil {
+			t.Errorf("%s: jobStatus error %v", tt.name, err)
+		}
 		if got != tt.want {
 			t.Errorf("%s: jobStatus = %q (%q); want %q", tt.name, got, msg, tt.want)
+		}
+		if finished := got == statusSuccess || got == statusError; finished == v.at.IsZero() {
+			t.Errorf("%s: jobStatus = %q at %v; want a time exactly when finished", tt.name, got, v.at)
+		}
+		// pman's own verdicts: what the Job controller does not end.
+		wantOwn := got == statusError && len(tt.st.Conditions) == 0 && kj.Annotations == nil &&
+			!slices.ContainsFunc(tt.pods, func(p corev1.Pod) bool {
+				return p.Status.Phase == corev1.PodFailed || len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
+			})
+		if v.own != wantOwn {
+			t.Errorf("%s: own = %v; want %v", tt.name, v.own, wantOwn)
 		}
 		for _, w := range tt.wantMsgs {
 			if !strings.Contains(msg, w) {
@@ -430,24 +532,79 @@ func TestJobStatusManyPods(t *testing.T) {
 	for i := range 6 {
 		pods = append(pods, unschedulable(fmt.Sprintf("p-%d", i)))
 	}
-	_, msg := jobStatus(kjob(batchv1.JobStatus{Active: 6}), pods, t0, time.Minute)
+	v, _ := jobStatus(kjob(batchv1.JobStatus{Active: 6}), pods, t0, testGraces, testEvents)
+	msg := v.msg
 	if !strings.Contains(msg, "and 3 more") || strings.Contains(msg, "p-5") {
 		t.Errorf("message for 6 unschedulable pods = %q; want the first 3 and \"and 3 more\"", msg)
 	}
 }
 
+// TestKubeTimestamp: every finished job has a timestamp, the time its
+// Complete or Failed condition was set.
 func TestKubeTimestamp(t *testing.T) {
+	at := func(c batchv1.JobCondition, d time.Duration) batchv1.JobCondition {
+		c.LastTransitionTime = metav1.NewTime(t0.Add(d).In(time.FixedZone("x", 3600)))
+		return c
+	}
 	tests := []struct {
+		name string
 		st   batchv1.JobStatus
 		want string
 	}{
-		{batchv1.JobStatus{}, ""},
-		{batchv1.JobStatus{StartTime: ptr(metav1.NewTime(t0))}, ""},
-		{batchv1.JobStatus{CompletionTime: ptr(metav1.NewTime(t0.Add(90 * time.Second).In(time.FixedZone("x", 3600))))}, "2026-11-25T12:01:30Z"},
+		{"running", batchv1.JobStatus{Active: 1, StartTime: ptr(metav1.NewTime(t0))}, ""},
+		{"complete", batchv1.JobStatus{Conditions: []batchv1.JobCondition{
+			at(cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "", ""), 89*time.Second),
+			at(cond(batchv1.JobComplete, corev1.ConditionTrue, "", ""), 90*time.Second)}}, "2026-11-25T12:01:30Z"},
+		{"success criteria met, not yet complete", batchv1.JobStatus{Conditions: []batchv1.JobCondition{
+			at(cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "", ""), 89*time.Second)}}, "2026-11-25T12:01:29Z"},
+		{"failed", batchv1.JobStatus{Conditions: []batchv1.JobCondition{
+			at(cond(batchv1.JobFailureTarget, corev1.ConditionTrue, "", ""), 9*time.Second),
+			at(cond(batchv1.JobFailed, corev1.ConditionTrue, "", ""), 10*time.Second)}}, "2026-11-25T12:00:10Z"},
 	}
 	for _, tt := range tests {
-		if got := kubeTimestamp(kjob(tt.st)); got != tt.want {
-			t.Errorf("kubeTimestamp(%+v) = %q; want %q", tt.st, got, tt.want)
+		v, _ := jobStatus(kjob(tt.st), nil, t0.Add(time.Hour), testGraces, testEvents)
+		if got := kubeTimestamp(v.at); got != tt.want {
+			t.Errorf("%s: timestamp %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNeverSchedulable(t *testing.T) {
+	tests := []struct {
+		msg  string
+		want bool
+	}{
+		{pvcMissing, true},
+		{noNodeMatches, true},
+		{"0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.", true},
+		{"0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: x", false},
+		{"0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.", false},
+		{"0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: x", false},
+		{"no nodes available to schedule pods", false},
+	}
+	for _, tt := range tests {
+		if got := neverSchedulable(tt.msg); got != tt.want {
+			t.Errorf("neverSchedulable(%q) = %v; want %v", tt.msg, got, tt.want)
+		}
+	}
+}
+
+func TestCreateCanHeal(t *testing.T) {
+	tests := []struct {
+		msg  string
+		want bool
+	}{
+		{`pods "x" is forbidden: exceeded quota: q, requested: limits.memory=200Mi, used: limits.memory=0, limited: limits.memory=100Mi`, true},
+		{`pods "x" is forbidden: failed quota: q: must specify limits.memory for: plugin`, false},
+		{`pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true`, false},
+		{`pods "x" is forbidden: maximum cpu usage per Container is 200m, but limit is 500m`, false},
+		{`admission webhook "policy.example.org" denied the request: no`, false},
+		{`Pod "x" is invalid: spec.containers[0].resources.requests: Invalid value`, false},
+		{`Internal error occurred: failed calling webhook "policy.example.org": connection refused`, true},
+	}
+	for _, tt := range tests {
+		if got := createCanHeal(tt.msg); got != tt.want {
+			t.Errorf("createCanHeal(%q) = %v; want %v", tt.msg, got, tt.want)
 		}
 	}
 }
@@ -494,7 +651,7 @@ func kubeAgainst(t testing.TB, cfg *config, h func(w http.ResponseWriter, r *htt
 		cfg.JobNamespace = "chris"
 	}
 	return &kube{client: client, cfg: cfg, log: slog.New(slog.DiscardHandler), ns: cfg.JobNamespace,
-		host: srv.URL, pullGrace: time.Minute, now: func() time.Time { return t0 }}, f
+		host: srv.URL, grace: testGraces, now: func() time.Time { return t0 }}, f
 }
 
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
@@ -661,10 +818,10 @@ func TestKubeGet(t *testing.T) {
 	}
 	reqs := f.requests()
 	want := map[string]bool{
-		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                         true,
-		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7": true,
-		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a/log?container=plugin&tailLines=5":             true,
-		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b/log?container=plugin&tailLines=5":             true,
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                               true,
+		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7":       true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a/log?container=plugin&limitBytes=349525&tailLines=5": true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b/log?container=plugin&limitBytes=349525&tailLines=5": true,
 	}
 	for _, r := range reqs {
 		if !want[r] {
@@ -684,34 +841,118 @@ func TestKubeGet(t *testing.T) {
 	}
 }
 
-// A pod whose log may not be read is a deployment error (503 naming the
-// permission); one whose log is gone is a note in the logs.
+// logJob is a backend whose API server has a running Job of n pods, whose
+// container is named as pman 6 named it (after the jid), and whose logs
+// logH answers.
+func logJob(t *testing.T, n, tail int, logH func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
+	kj := &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "chris-jid-7", Image: "fnndsc/pl-x"}}}}},
+		Status: batchv1.JobStatus{Active: int32(n)},
+	}
+	pods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}}
+	for i := range n {
+		p := kpod(fmt.Sprintf("chris-jid-7-%03d", i), corev1.PodRunning, running)
+		p.Spec.Containers[0].Name = "chris-jid-7"
+		pods.Items = append(pods.Items, p)
+	}
+	return kubeAgainst(t, &config{JobLogsTail: tail}, func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
+			writeObj(w, kj)
+		case p == "/api/v1/namespaces/chris/pods":
+			writeObj(w, pods)
+		case strings.HasSuffix(p, "/log"):
+			logH(w, r)
+		default:
+			writeStatus(w, 404, metav1.StatusReasonNotFound, "no "+p)
+		}
+	})
+}
+
+// A GET whose log read fails still answers the status: the logs say why in
+// one line, and the answer is marked incomplete. Only errors on the Job
+// itself fail the request (TestKubeErrors).
 func TestKubeLogErrors(t *testing.T) {
 	tests := []struct {
+		name     string
 		code     int
 		reason   metav1.StatusReason
 		msg      string
-		wantErr  int
 		wantLogs string
 	}{
-		{403, metav1.StatusReasonForbidden, `pods "p-1" is forbidden: User "x" cannot get resource "pods/log" in API group "" in the namespace "chris"`, 503, ""},
-		{404, metav1.StatusReasonNotFound, `pods "p-1" not found`, 0, "(no logs from pod p-1: pods \"p-1\" not found)\n"},
+		{"no permission", 403, metav1.StatusReasonForbidden, `pods "p-1" is forbidden: User "x" cannot get resource "pods/log" in API group "" in the namespace "chris"`,
+			"[pman] logs unavailable: pman lacks the Kubernetes permission to get pods/log in namespace chris"},
+		{"pod gone", 404, metav1.StatusReasonNotFound, `pods "chris-jid-7-000" not found`,
+			`[pman] logs unavailable: pod chris-jid-7-000: pods "chris-jid-7-000" not found`},
+		{"node does not answer", 500, metav1.StatusReasonInternalError, `Get "https://10.0.0.9:10250/containerLogs/chris/x/y": dial tcp 10.0.0.9:10250: connect: no route to host`,
+			"[pman] logs unavailable: pod chris-jid-7-000: Get \"https://10.0.0.9:10250/containerLogs"},
 	}
 	for _, tt := range tests {
-		k, _ := kubeAgainst(t, &config{JobLogsTail: 10}, func(w http.ResponseWriter, r *http.Request) {
-			writeStatus(w, tt.code, tt.reason, tt.msg)
+		t.Run(tt.name, func(t *testing.T) {
+			k, _ := logJob(t, 1, 10, func(w http.ResponseWriter, r *http.Request) { writeStatus(w, tt.code, tt.reason, tt.msg) })
+			j, err := k.get(context.Background(), "chris-jid-7")
+			if err != nil {
+				t.Fatalf("get = %v; want the status", err)
+			}
+			if j.Status != statusStarted || !strings.HasPrefix(j.Logs, tt.wantLogs) || strings.Count(j.Logs, "\n") != 1 || !j.LogsIncomplete {
+				t.Errorf("get = %q, logs %q, incomplete %v; want started, one line starting %q, incomplete", j.Status, j.Logs, j.LogsIncomplete, tt.wantLogs)
+			}
 		})
-		logs, err := k.logs(context.Background(), []corev1.Pod{kpod("p-1", corev1.PodRunning, running)})
-		code, body := 0, any(nil)
-		if err != nil {
-			code, body = errorStatus(err)
+	}
+}
+
+// TestKubeLogBounds: logs are read from the first container whatever its
+// name, in at most kubeLogBytes, and still end with the log's last line
+// when lines are long; a job of many pods shows kubeLogPods of them.
+func TestKubeLogBounds(t *testing.T) {
+	const lineLen = 2000
+	var mu sync.Mutex
+	var asked []string
+	k, _ := logJob(t, 1, 1000, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		mu.Lock()
+		asked = append(asked, q.Encode())
+		mu.Unlock()
+		if q.Get("container") != "chris-jid-7" {
+			writeStatus(w, 400, metav1.StatusReasonBadRequest, "no container "+q.Get("container"))
+			return
 		}
-		if code != tt.wantErr || logs != tt.wantLogs {
-			t.Errorf("logs with a %d: %q, %d %v; want %q, %d", tt.code, logs, code, body, tt.wantLogs, tt.wantErr)
+		tail, _ := strconv.Atoi(q.Get("tailLines"))
+		limit, _ := strconv.Atoi(q.Get("limitBytes"))
+		var b bytes.Buffer
+		for i := 1000 - tail; i < 1000; i++ {
+			line := fmt.Sprintf("line %d ", i)
+			b.WriteString(line + strings.Repeat("x", lineLen-len(line)-1) + "\n")
 		}
-		if tt.wantErr == 503 && !strings.Contains(fmt.Sprint(body), "permission to get pods/log") {
-			t.Errorf("logs forbidden: message %v; want it to name get pods/log", body)
+		w.Write(b.Bytes()[:min(limit, b.Len())])
+	})
+	j, err := k.get(context.Background(), "chris-jid-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Logs) > kubeLogBytes || !strings.HasPrefix(j.Logs[strings.LastIndex(j.Logs[:len(j.Logs)-1], "\n")+1:], "line 999 ") {
+		t.Errorf("logs of %d bytes ending %q; want at most %d, ending with line 999", len(j.Logs), j.Logs[max(0, len(j.Logs)-40):], kubeLogBytes)
+	}
+	if len(asked) == 0 || !strings.Contains(asked[0], "limitBytes=1048576") || !strings.Contains(asked[0], "tailLines=1000") {
+		t.Errorf("log requests %q; want limitBytes=1048576 and tailLines=1000 first", asked)
+	}
+
+	k, f := logJob(t, kubeLogPods+6, 5, func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "a line") })
+	j, err = k.get(context.Background(), "chris-jid-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReqs := 0
+	for _, r := range f.requests() {
+		if strings.Contains(r, "/log?") {
+			logReqs++
 		}
+	}
+	if logReqs != kubeLogPods || strings.Count(j.Logs, "==> pod") != kubeLogPods || !strings.HasSuffix(j.Logs, "and 6 more pods, whose logs are not shown\n") {
+		t.Errorf("%d log requests, logs ending %q; want %d, and a line for the 6 more pods", logReqs, j.Logs[len(j.Logs)-60:], kubeLogPods)
 	}
 }
 
@@ -895,6 +1136,14 @@ func kubeconfigAs(t *testing.T, adminRC *rest.Config, admin kubernetes.Interface
 	return path
 }
 
+// setGraces is the test hook of kubeGrace, for the servers the test starts
+// after it.
+func setGraces(t *testing.T, g kubeGraces) {
+	old := kubeGrace
+	kubeGrace = g
+	t.Cleanup(func() { kubeGrace = old })
+}
+
 // kubeBody is a POST body for a job on the test cluster; the fake node's
 // kwok stages pick the pod's fate by the image name (see .ci/kube).
 func kubeBody(jid, image string, workers int) map[string]any {
@@ -917,9 +1166,7 @@ func TestKubeEndToEnd(t *testing.T) {
 	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
 
 	// Long enough to see the pull failure before the end, short for a test.
-	old := imagePullGrace
-	imagePullGrace = 15 * time.Second
-	t.Cleanup(func() { imagePullGrace = old })
+	setGraces(t, kubeGraces{Pull: 15 * time.Second, Container: time.Minute, Creating: time.Minute, Quota: time.Minute, Unschedulable: 30 * time.Second})
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns,
 		"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase",
@@ -1023,8 +1270,8 @@ func TestKubeEndToEnd(t *testing.T) {
 	})
 	t.Run("out of memory", func(t *testing.T) {
 		m := untilStatus(t, base, "oom-1", time.Minute, statusSuccess, statusError)
-		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "out of memory") || !strings.Contains(msg, "128Mi") {
-			t.Errorf("GET = %v; want finishedWithError saying out of memory, limit 128Mi", m)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, outOfMemory(128, true)) {
+			t.Errorf("GET = %v; want finishedWithError saying %q", m, outOfMemory(128, true))
 		}
 	})
 	t.Run("cannot be scheduled", func(t *testing.T) {
