@@ -1321,11 +1321,17 @@ func TestKubeEndToEnd(t *testing.T) {
 }
 
 // TestKubeEndToEndRole proves that every permission of the manifest's Role
-// is needed, and that lacking one is a 503 that names it: for each rule's
-// verb, pman runs as a ServiceAccount whose Role lacks just that verb.
+// is needed: for each rule's verb, pman runs as a ServiceAccount whose Role
+// lacks just that verb. Lacking one is a 503 that names it, except for
+// get pods/log, whose lack only takes the logs (the status is answered).
+// Three jobs need every permission between them: one that runs (its log is
+// read), one whose image name is invalid (pman ends it: patch), and one
+// whose pods a LimitRange refuses (only the Job's events say so; pman ends
+// it too).
 func TestKubeEndToEndRole(t *testing.T) {
 	adminRC, admin := kubeAdmin(t)
 	ns := kubeNamespace(t, admin)
+	limitCPU(t, admin, ns, "1")
 	sa0, role0, rb0 := manifestRBAC(t)
 	type cut struct{ rule, verb int }
 	var cuts []cut
@@ -1353,7 +1359,6 @@ func TestKubeEndToEndRole(t *testing.T) {
 				"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns, "STORAGE_TYPE": "host", "STOREBASE": "/s",
 				"KUBECONFIG": kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
 			})
-			jid := fmt.Sprintf("cut-%d", n)
 			want := "permission to " + verb + " " + res
 			refused := func(what string, code int, m map[string]any) bool {
 				if code == http.StatusServiceUnavailable && strings.Contains(fmt.Sprint(m["message"]), want) {
@@ -1364,29 +1369,75 @@ func TestKubeEndToEndRole(t *testing.T) {
 				}
 				return false
 			}
-			if code, m := call(t, "POST", base+"/api/v1/", kubeBody(jid, "fnndsc/pl-sleep", 1)); refused("POST", code, m) {
-				return
-			}
-			// GET until the container runs, when its log is asked for.
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
-				if refused("GET", code, m) {
+			run, bad, big := fmt.Sprintf("cut-%d-run", n), fmt.Sprintf("cut-%d-bad", n), fmt.Sprintf("cut-%d-big", n)
+			bigBody := kubeBody(big, "fnndsc/pl-succeed", 1)
+			bigBody["cpu_limit"] = 2000
+			for jid, body := range map[string]map[string]any{
+				run: kubeBody(run, "fnndsc/pl-sleep", 1), bad: kubeBody(bad, "fnndsc/pl-invalid", 1), big: bigBody,
+			} {
+				if code, m := call(t, "POST", base+"/api/v1/", body); refused("POST "+jid, code, m) {
 					return
 				}
-				if m["status"] == statusStarted && strings.Contains(fmt.Sprint(m["logs"]), kwokLog) {
+			}
+			// GET until the container runs, when its log is asked for.
+			logsCut := false
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				code, m := call(t, "GET", base+"/api/v1/"+run+"/", nil)
+				if refused("GET "+run, code, m) {
+					return
+				}
+				logs := fmt.Sprint(m["logs"])
+				if m["status"] == statusStarted && strings.Contains(logs, kwokLog) {
+					break
+				}
+				if m["status"] == statusStarted && strings.Contains(logs, "[pman] logs unavailable") && strings.Contains(logs, want) {
+					logsCut = true
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("GET = %d %v after 30s; want started with logs, or 503 saying %q", code, m, want)
+					t.Fatalf("GET %s = %d %v after 30s; want started with logs, or 503 saying %q", run, code, m, want)
 				}
 				time.Sleep(time.Second)
 			}
-			if code, m := call(t, "DELETE", base+"/api/v1/"+jid+"/", nil); refused("DELETE", code, m) {
+			for _, jid := range []string{bad, big} {
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+					if refused("GET "+jid, code, m) {
+						return
+					}
+					if m["status"] == statusError {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("GET %s = %d %v after 30s; want finishedWithError, or 503 saying %q", jid, code, m, want)
+					}
+					time.Sleep(time.Second)
+				}
+			}
+			if code, m := call(t, "DELETE", base+"/api/v1/"+run+"/", nil); refused("DELETE", code, m) {
+				return
+			}
+			if logsCut {
+				if verb != "get" || res != "pods/log" {
+					t.Errorf("without %s %s, the logs were unavailable", verb, res)
+				}
 				return
 			}
 			t.Errorf("without %s %s, every call succeeded: the Role holds a permission pman does not use", verb, res)
 		})
+	}
+}
+
+// limitCPU gives ns a LimitRange that refuses containers with a CPU limit
+// above max.
+func limitCPU(t *testing.T, admin kubernetes.Interface, ns, max string) {
+	t.Helper()
+	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "cpu-max"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(max)}}}}}
+	if _, err := admin.CoreV1().LimitRanges(ns).Create(context.Background(), lr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -1479,44 +1530,7 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
 	ctx := context.Background()
 
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-store"},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
-			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: "chris-store"},
-		},
-	}
-	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// The test cluster runs no pv/pvc-protection controllers, so their
-	// finalizers would keep the PV, the PVC and thus the namespace forever.
-	t.Cleanup(func() {
-		ctx := context.Background()
-		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
-		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "chris-store", types.MergePatchType, unprotect, metav1.PatchOptions{})
-		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "chris-store", metav1.DeleteOptions{})
-		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
-		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
-	})
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: "chris-store"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr(""),
-			VolumeName:       pv.Name,
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
-	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "binding of PVC chris-store", func() bool {
-		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "chris-store", metav1.GetOptions{})
-		return err == nil && c.Status.Phase == corev1.ClaimBound
-	})
+	boundPVC(t, admin, ns, "chris-store")
 
 	tests := []struct {
 		name string
@@ -1569,6 +1583,51 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	})
 }
 
+// boundPVC makes a PVC name in ns, bound to a PV of its own, and removes
+// both when the test ends.
+func boundPVC(t *testing.T, admin kubernetes.Interface, ns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: name},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The test cluster runs no pv/pvc-protection controllers, so their
+	// finalizers would keep the PV, the PVC and thus the namespace forever.
+	t.Cleanup(func() {
+		ctx := context.Background()
+		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
+		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
+	})
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			StorageClassName: ptr(""),
+			VolumeName:       pv.Name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "binding of PVC "+name, func() bool {
+		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && c.Status.Phase == corev1.ClaimBound
+	})
+}
+
 func TestKubeRESTConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.kubeconfig")
@@ -1596,4 +1655,242 @@ func TestKubeRESTConfig(t *testing.T) {
 			t.Errorf("kubeRESTConfig(%s) error = %v; want one naming the file", bad, err)
 		}
 	}
+}
+
+// watched is what watchJob saw of a job: the statuses it went through
+// (each with when it was first seen and its first message), and the last
+// answer.
+type watched struct {
+	seq  []string
+	last map[string]any
+	err  error
+}
+
+// watchJob polls GET of jid, from now on, until it answers a finished
+// status or within has passed, and then sends what it saw. Polling from the
+// moment of the POST matters: pman judges a job when asked, so a test that
+// looked later would miss what pfcon, polling all along, sees.
+func watchJob(base, jid string, within time.Duration) <-chan watched {
+	ch := make(chan watched, 1)
+	go func() {
+		var w watched
+		start := time.Now()
+		for {
+			resp, err := http.Get(base + "/api/v1/" + jid + "/")
+			if err != nil {
+				w.err = err
+				break
+			}
+			var m map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&m)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				w.err = fmt.Errorf("GET %s = %d %v (%v); want 200", jid, resp.StatusCode, m, err)
+				break
+			}
+			st := fmt.Sprint(m["status"])
+			// A new entry when the status changes, or the message does
+			// other than in its numbers (the time waited so far).
+			if w.last == nil || st != w.last["status"] || noDigits(m["message"]) != noDigits(w.last["message"]) {
+				w.seq = append(w.seq, fmt.Sprintf("%s at %.1fs: %q", st, time.Since(start).Seconds(), m["message"]))
+			}
+			w.last = m
+			if st == statusSuccess || st == statusError {
+				break
+			}
+			if time.Since(start) > within {
+				w.err = fmt.Errorf("GET %s: %s after %s; want it finished", jid, strings.Join(w.seq, " -> "), within)
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		ch <- w
+	}()
+	return ch
+}
+
+func noDigits(v any) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, fmt.Sprint(v))
+}
+
+// TestKubeEndToEndNeverRuns: a job that can never run ends as
+// finishedWithError with the cluster's own reason, and what pman declared
+// finished stays finished. The grace periods are shortened through the
+// test hook; the sequences of statuses are logged (go test -v).
+func TestKubeEndToEndNeverRuns(t *testing.T) {
+	adminRC, admin := kubeAdmin(t)
+	setGraces(t, kubeGraces{Pull: 2 * time.Second, Container: 3 * time.Second, Creating: 4 * time.Second,
+		Quota: 8 * time.Second, Unschedulable: 2 * time.Second})
+	ctx := context.Background()
+	server := func(ns string, env ...string) string {
+		t.Helper()
+		sa, role, rb := manifestRBAC(t)
+		sa.Name, role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = ns+"-"+sa.Name, ns+"-"+role.Name, ns+"-"+rb.Name, ns+"-"+role.Name, ns+"-"+sa.Name
+		if _, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{}); err == nil {
+			sa.Name = fmt.Sprintf("%s-%d", sa.Name, len(env)) // a second server in the namespace
+			role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = sa.Name, sa.Name, sa.Name, sa.Name
+		}
+		m := map[string]string{"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
+			"KUBECONFIG": kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
+			"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase"}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			m[k] = v
+		}
+		return startServer(t, m)
+	}
+	watches := map[string]<-chan watched{}
+	submit := func(base, jid, image string, change func(map[string]any)) {
+		t.Helper()
+		body := kubeBody(jid, image, 1)
+		if change != nil {
+			change(body)
+		}
+		if code, m := call(t, "POST", base+"/api/v1/", body); code != http.StatusCreated {
+			t.Fatalf("POST %s = %d %v; want 201", jid, code, m)
+		}
+		watches[jid] = watchJob(base, jid, time.Minute)
+	}
+	seen := func(t *testing.T, jid string) watched {
+		t.Helper()
+		w := <-watches[jid]
+		if w.err != nil {
+			t.Fatal(w.err)
+		}
+		t.Logf("%s: %s", jid, strings.Join(w.seq, " -> "))
+		return w
+	}
+
+	// An ordinary namespace.
+	plain := kubeNamespace(t, admin)
+	base := server(plain)
+	noPVC := server(plain, "STORAGE_TYPE=kubernetes_pvc", "VOLUME_NAME=no-such-pvc")
+	noNode := server(plain, "NODE_SELECTOR=pman-test/pool=none", "X=1", "Y=2")
+	submit(base, "config-1", "fnndsc/pl-config", nil)
+	submit(base, "creating-1", "fnndsc/pl-creating", nil)
+	submit(base, "late-1", "fnndsc/pl-late", nil)
+	submit(noPVC, "nopvc-1", "fnndsc/pl-succeed", nil)
+	submit(noNode, "nonode-1", "fnndsc/pl-succeed", nil)
+	gpu := kubeBody("gpu-1", "fnndsc/pl-succeed", 1)
+	gpu["gpu_limit"] = 99 // the node has 4
+	if code, m := call(t, "POST", base+"/api/v1/", gpu); code != http.StatusCreated {
+		t.Fatalf("POST gpu-1 = %d %v; want 201", code, m)
+	}
+
+	// A LimitRange and a ResourceQuota.
+	limited := kubeNamespace(t, admin)
+	limitCPU(t, admin, limited, "1")
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "memory"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("150Mi")}}}
+	if _, err := admin.CoreV1().ResourceQuotas(limited).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the quota's status", func() bool {
+		q, err := admin.CoreV1().ResourceQuotas(limited).Get(ctx, "memory", metav1.GetOptions{})
+		return err == nil && len(q.Status.Hard) > 0
+	})
+	baseLimited := server(limited)
+	submit(baseLimited, "cpu-1", "fnndsc/pl-succeed", func(b map[string]any) { b["cpu_limit"] = 2000 })
+	submit(baseLimited, "quota-1", "fnndsc/pl-succeed", func(b map[string]any) { b["memory_limit"] = 200 })
+
+	// Pod Security "restricted", with the Helm chart's settings.
+	restricted := kubeNamespace(t, admin)
+	label := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted"}}}`)
+	if _, err := admin.CoreV1().Namespaces().Patch(ctx, restricted, types.MergePatchType, label, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	boundPVC(t, admin, restricted, "chris-store")
+	chart := server(restricted, "STORAGE_TYPE=kubernetes_pvc", "VOLUME_NAME=chris-store", "CONTAINER_USER=1001:0")
+	host := server(restricted, "CONTAINER_USER=1001:0", "X=1")
+	submit(chart, "chart-1", "fnndsc/pl-succeed", nil)
+	submit(host, "host-1", "fnndsc/pl-succeed", nil)
+
+	expect := func(t *testing.T, jid, status string, msgs ...string) map[string]any {
+		t.Helper()
+		m := seen(t, jid).last
+		msg := fmt.Sprint(m["message"])
+		if m["status"] != status || m["timestamp"] == "" {
+			t.Errorf("GET %s = %v; want %s with a timestamp", jid, m, status)
+		}
+		for _, w := range msgs {
+			if !strings.Contains(msg, w) {
+				t.Errorf("GET %s: message %q; want it to say %q", jid, msg, w)
+			}
+		}
+		return m
+	}
+	t.Run("Pod Security restricted, the chart's settings", func(t *testing.T) {
+		expect(t, "chart-1", statusSuccess)
+		pods, err := admin.CoreV1().Pods(restricted).List(ctx, metav1.ListOptions{LabelSelector: "job-name=chart-1"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("pods of chart-1: %v, %v", pods, err)
+		}
+		p := pods.Items[0].Spec
+		if p.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || !*p.Containers[0].SecurityContext.RunAsNonRoot {
+			t.Errorf("pod security context %+v, container's %+v; want seccomp RuntimeDefault, runAsNonRoot", p.SecurityContext, p.Containers[0].SecurityContext)
+		}
+	})
+	t.Run("Pod Security restricted, host storage", func(t *testing.T) {
+		expect(t, "host-1", statusError, "cannot create pods", `violates PodSecurity "restricted`, "hostPath")
+	})
+	t.Run("LimitRange", func(t *testing.T) {
+		expect(t, "cpu-1", statusError, "cannot create pods", "maximum cpu usage per Container is 1")
+	})
+	t.Run("ResourceQuota", func(t *testing.T) {
+		seq := seen(t, "quota-1").seq
+		for i, step := range seq {
+			want := statusNotStarted
+			if i == len(seq)-1 {
+				want = statusError
+			}
+			if len(seq) < 2 || !strings.HasPrefix(step, want) || !strings.Contains(step, "exceeded quota") {
+				t.Errorf("quota-1 went %q; want notstarted, then finishedWithError, each naming the exceeded quota", seq)
+				break
+			}
+		}
+	})
+	t.Run("CreateContainerConfigError", func(t *testing.T) {
+		expect(t, "config-1", statusError, "CreateContainerConfigError", `secret "pman-test-missing" not found`)
+	})
+	t.Run("stuck in ContainerCreating", func(t *testing.T) {
+		expect(t, "creating-1", statusError, "stuck in ContainerCreating", "FailedMount", "access denied by server")
+	})
+	t.Run("a PVC that does not exist", func(t *testing.T) {
+		expect(t, "nopvc-1", statusError, `persistentvolumeclaim "no-such-pvc" not found`)
+	})
+	t.Run("a node selector no node matches", func(t *testing.T) {
+		expect(t, "nonode-1", statusError, "didn't match Pod's node affinity/selector")
+	})
+	t.Run("Insufficient resources stay notstarted", func(t *testing.T) {
+		// By now well past every grace period.
+		code, m := call(t, "GET", base+"/api/v1/gpu-1/", nil)
+		t.Logf("gpu-1: %d %s: %q", code, m["status"], m["message"])
+		if code != http.StatusOK || m["status"] != statusNotStarted || !strings.Contains(fmt.Sprint(m["message"]), "Insufficient nvidia.com/gpu") {
+			t.Errorf("GET gpu-1 = %d %v; want notstarted with the scheduler's message", code, m)
+		}
+	})
+	t.Run("a pull that succeeds after pman declared the job failed", func(t *testing.T) {
+		first := expect(t, "late-1", statusError, "ErrImagePull")
+		// The kwok stage runs the container 6 s after the pod's start; by
+		// 10 s it would have run and succeeded, had the Job not been ended.
+		for range 20 {
+			_, m := call(t, "GET", base+"/api/v1/late-1/", nil)
+			if m["status"] != first["status"] || m["message"] != first["message"] || m["timestamp"] != first["timestamp"] {
+				t.Fatalf("GET late-1 = %v after %v; a finished status must never change", m, first)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		kj, err := admin.BatchV1().Jobs(plain).Get(ctx, "late-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := conditionOf(kj, batchv1.JobFailed); c == nil || c.Reason != "DeadlineExceeded" || kj.Annotations[kubeFailedAnnotation] == "" {
+			t.Errorf("Job late-1: conditions %v, annotations %v; want Failed by DeadlineExceeded and pman's reason", kj.Status.Conditions, kj.Annotations)
+		}
+	})
 }
