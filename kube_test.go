@@ -1736,7 +1736,7 @@ func TestKubeEndToEndNeverRuns(t *testing.T) {
 			role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = sa.Name, sa.Name, sa.Name, sa.Name
 		}
 		m := map[string]string{"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
-			"KUBECONFIG": kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
+			"KUBECONFIG":   kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
 			"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase"}
 		for _, kv := range env {
 			k, v, _ := strings.Cut(kv, "=")
