@@ -1727,14 +1727,13 @@ func TestKubeEndToEndNeverRuns(t *testing.T) {
 	setGraces(t, kubeGraces{Pull: 2 * time.Second, Container: 3 * time.Second, Creating: 4 * time.Second,
 		Quota: 8 * time.Second, Unschedulable: 2 * time.Second})
 	ctx := context.Background()
+	servers := 0
 	server := func(ns string, env ...string) string {
 		t.Helper()
+		servers++
+		name := fmt.Sprintf("pman-%d", servers) // a ServiceAccount of its own
 		sa, role, rb := manifestRBAC(t)
-		sa.Name, role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = ns+"-"+sa.Name, ns+"-"+role.Name, ns+"-"+rb.Name, ns+"-"+role.Name, ns+"-"+sa.Name
-		if _, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, sa.Name, metav1.GetOptions{}); err == nil {
-			sa.Name = fmt.Sprintf("%s-%d", sa.Name, len(env)) // a second server in the namespace
-			role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = sa.Name, sa.Name, sa.Name, sa.Name
-		}
+		sa.Name, role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = name, name, name, name, name
 		m := map[string]string{"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
 			"KUBECONFIG":   kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
 			"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase"}
@@ -1770,7 +1769,7 @@ func TestKubeEndToEndNeverRuns(t *testing.T) {
 	plain := kubeNamespace(t, admin)
 	base := server(plain)
 	noPVC := server(plain, "STORAGE_TYPE=kubernetes_pvc", "VOLUME_NAME=no-such-pvc")
-	noNode := server(plain, "NODE_SELECTOR=pman-test/pool=none", "X=1", "Y=2")
+	noNode := server(plain, "NODE_SELECTOR=pman-test/pool=none")
 	submit(base, "config-1", "fnndsc/pl-config", nil)
 	submit(base, "creating-1", "fnndsc/pl-creating", nil)
 	submit(base, "late-1", "fnndsc/pl-late", nil)
@@ -1806,7 +1805,7 @@ func TestKubeEndToEndNeverRuns(t *testing.T) {
 	}
 	boundPVC(t, admin, restricted, "chris-store")
 	chart := server(restricted, "STORAGE_TYPE=kubernetes_pvc", "VOLUME_NAME=chris-store", "CONTAINER_USER=1001:0")
-	host := server(restricted, "CONTAINER_USER=1001:0", "X=1")
+	host := server(restricted, "CONTAINER_USER=1001:0")
 	submit(chart, "chart-1", "fnndsc/pl-succeed", nil)
 	submit(host, "host-1", "fnndsc/pl-succeed", nil)
 
