@@ -98,8 +98,9 @@ const (
 // kubeLogBytes in all (split evenly between the pods read), from at most
 // kubeLogPods pods.
 const (
-	kubeLogBytes = 1 << 20
-	kubeLogPods  = 64
+	kubeLogBytes   = 1 << 20
+	kubeLogPods    = 64
+	kubeLogTimeout = 10 * time.Second // per pod, for both reads
 )
 
 // pullFailures are the waiting reasons of a container whose image cannot be
@@ -454,6 +455,9 @@ func (k *kube) get(ctx context.Context, jid string) (*job, error) {
 			return nil, err
 		}
 		if v.own {
+			if len(v.msg) > 4096 { // events may be long; an annotation need not be
+				v.msg = v.msg[:4096] + "..."
+			}
 			err := k.stop(ctx, kj, v)
 			if apierrors.IsConflict(err) {
 				if attempt < 3 {
@@ -494,9 +498,6 @@ func (k *kube) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
 		deadline = *d
 	}
 	msg := v.msg
-	if len(msg) > 4096 { // events may be long; an annotation need not be
-		msg = msg[:4096] + "..."
-	}
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{
 			"resourceVersion": kj.ResourceVersion,
@@ -637,6 +638,10 @@ func (k *kube) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, 
 	if len(p.Spec.Containers) > 0 {
 		container = p.Spec.Containers[0].Name
 	}
+	// A node that does not answer must not hold the status up for the
+	// client's whole timeout.
+	ctx, cancel := context.WithTimeout(ctx, kubeLogTimeout)
+	defer cancel()
 	read := func(lines int64) ([]byte, error) {
 		opts := &corev1.PodLogOptions{Container: container, TailLines: &lines, LimitBytes: &limit}
 		rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(p.Name, opts).Stream(ctx)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -180,6 +181,18 @@ func TestBuildKubeJob(t *testing.T) {
 		t.Errorf("capabilities = %v; want drop ALL", sc.Capabilities)
 	case sc.RunAsUser == nil || *sc.RunAsUser != 1001 || sc.RunAsGroup == nil || *sc.RunAsGroup != 2002:
 		t.Errorf("runAsUser, runAsGroup = %v, %v; want 1001, 2002", sc.RunAsUser, sc.RunAsGroup)
+	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+		t.Errorf("runAsNonRoot = %v; want true for user 1001", sc.RunAsNonRoot)
+	}
+	if psc := pod.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext = %+v; want seccompProfile RuntimeDefault", psc)
+	}
+	// root, or the image's user: runAsNonRoot would refuse a root image.
+	for _, uid := range []*int64{ptr(int64(0)), nil} {
+		kj := buildKubeJob(cfg, s, uid, nil)
+		if sc := kj.Spec.Template.Spec.Containers[0].SecurityContext; sc.RunAsNonRoot != nil {
+			t.Errorf("runAsNonRoot = %v for user %v; want unset", *sc.RunAsNonRoot, uid)
+		}
 	}
 	// Volumes: the store (checked in TestKubeStorage) and /dev/shm.
 	mounts := map[string]corev1.VolumeMount{}
@@ -1892,4 +1905,86 @@ func TestKubeEndToEndNeverRuns(t *testing.T) {
 			t.Errorf("Job late-1: conditions %v, annotations %v; want Failed by DeadlineExceeded and pman's reason", kj.Status.Conditions, kj.Annotations)
 		}
 	})
+}
+
+// TestKubeStop: a job pman declares failed is ended through its deadline,
+// with the verdict written on it, on the Job version judged; a Job that
+// changed meanwhile is judged again, and another pman's verdict is taken.
+func TestKubeStop(t *testing.T) {
+	for _, conflict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("conflict=%v", conflict), func(t *testing.T) {
+			var mu sync.Mutex
+			var patches []map[string]any
+			kj := &batchv1.Job{
+				TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
+				ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", ResourceVersion: "41"},
+				Spec: batchv1.JobSpec{ActiveDeadlineSeconds: ptr(int64(kubeActiveDeadline)), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: kubeContainer, Image: "fnndsc/pl-x"}}}}},
+				Status: batchv1.JobStatus{Active: 1, StartTime: ptr(metav1.NewTime(t0.Add(-90 * time.Second)))},
+			}
+			pods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Items: []corev1.Pod{
+				kpod("chris-jid-7-a", corev1.PodPending, waiting("InvalidImageName", "couldn't parse image name"))}}
+			k, _ := kubeAgainst(t, &config{JobLogsTail: 5}, func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch p := r.URL.Path; {
+				case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7" && r.Method == http.MethodPatch:
+					var patch map[string]any
+					json.NewDecoder(r.Body).Decode(&patch)
+					patches = append(patches, patch)
+					if conflict {
+						// Another pman got there first.
+						kj.ResourceVersion = "42"
+						kj.Annotations = map[string]string{kubeFailedAnnotation: "the other pman's reason", kubeFailedAtAnnotation: t0.Format(time.RFC3339Nano)}
+						writeStatus(w, 409, metav1.StatusReasonConflict, "the object has been modified")
+						return
+					}
+					writeObj(w, kj)
+				case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
+					writeObj(w, kj)
+				case p == "/api/v1/namespaces/chris/pods":
+					writeObj(w, pods)
+				default:
+					writeStatus(w, 404, metav1.StatusReasonNotFound, "no "+p)
+				}
+			})
+			j, err := k.get(context.Background(), "chris-jid-7")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(patches) != 1 {
+				t.Fatalf("%d patches; want 1", len(patches))
+			}
+			want := map[string]any{
+				"metadata": map[string]any{"resourceVersion": "41", "annotations": map[string]any{
+					kubeFailedAnnotation: "pod chris-jid-7-a: cannot pull image fnndsc/pl-x: InvalidImageName: couldn't parse image name", kubeFailedAtAnnotation: "2026-11-25T12:00:00Z"}},
+				"spec": map[string]any{"activeDeadlineSeconds": float64(90)},
+			}
+			if !reflect.DeepEqual(patches[0], want) {
+				t.Errorf("patch = %v; want %v", patches[0], want)
+			}
+			wantMsg := "pod chris-jid-7-a: cannot pull image fnndsc/pl-x: InvalidImageName: couldn't parse image name"
+			if conflict {
+				wantMsg = "the other pman's reason"
+			}
+			if j.Status != statusError || j.Message != wantMsg || j.Timestamp != "2026-11-25T12:00:00Z" {
+				t.Errorf("get = %+v; want finishedWithError, %q, at t0", j, wantMsg)
+			}
+		})
+	}
+}
+
+func TestKubeWorkersBound(t *testing.T) {
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s"}, func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, 500, metav1.StatusReasonInternalError, "should not be called")
+	})
+	s := testSpec()
+	s.Workers = math.MaxInt32 + 1
+	_, err := k.create(context.Background(), s)
+	if code, body := errorStatus(err); code != 400 || !strings.Contains(fmt.Sprint(body), "number_of_workers") {
+		t.Errorf("create with %d workers = %d %v; want 400 naming number_of_workers", s.Workers, code, body)
+	}
+	if r := f.requests(); len(r) != 0 {
+		t.Errorf("requests: %q; want none", r)
+	}
 }
