@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,6 +21,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -40,32 +45,33 @@ const (
 	kubeShmVolume   = "dshm"
 )
 
-// imagePullGrace is how long a pod may fail to pull its image before the job
-// is reported finishedWithError. The kubelet keeps retrying (with back-off
-// up to 5 minutes), and a registry hiccup or rate limit can pass, so the
-// first ErrImagePull is not the end; but a job that can never run must end
-// (API.md), and the Job controller alone would wait for
-// activeDeadlineSeconds, a week. Tests shorten it.
-var imagePullGrace = 3 * time.Minute
+// When pman itself declares a Job failed, it writes why and when on the Job,
+// so that every later GET answers the same, whatever the pods do next (the
+// Job controller's own Failed condition, which follows, says only
+// "DeadlineExceeded").
+const (
+	kubeFailedAnnotation   = "pman.chrisproject.org/failed"
+	kubeFailedAtAnnotation = "pman.chrisproject.org/failed-at"
+)
 
-// pullFailures are the waiting reasons of a container whose image cannot be
-// pulled. InvalidImageName never heals and ends the job at once.
-var pullFailures = map[string]bool{
-	"ErrImagePull":      true,
-	"ImagePullBackOff":  true,
-	"InvalidImageName":  true,
-	"ErrImageNeverPull": true,
-}
+// Logs of one GET are bounded in bytes as well as in lines: at most
+// kubeLogBytes in all (split evenly between the pods read), from at most
+// kubeLogPods pods.
+const (
+	kubeLogBytes   = 1 << 20
+	kubeLogPods    = 64
+	kubeLogTimeout = 10 * time.Second // per pod, for both reads
+)
 
 // kube runs each job as a batch/v1 Job named by its jid in JOB_NAMESPACE.
 type kube struct {
-	client    kubernetes.Interface
-	cfg       *config
-	log       *slog.Logger
-	ns        string
-	host      string // the API server, for messages
-	pullGrace time.Duration
-	now       func() time.Time
+	client kubernetes.Interface
+	cfg    *config
+	log    *slog.Logger
+	ns     string
+	host   string // the API server, for messages
+	grace  kubeGraces
+	now    func() time.Time
 }
 
 func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
@@ -84,13 +90,13 @@ func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, err
 	// should serve once it does, and every request reports the trouble.
 	log.Info("kubernetes", "api_server", rc.Host, "credentials", source, "namespace", cfg.JobNamespace)
 	return &kube{
-		client:    client,
-		cfg:       cfg,
-		log:       log,
-		ns:        cfg.JobNamespace,
-		host:      rc.Host,
-		pullGrace: imagePullGrace,
-		now:       time.Now,
+		client: client,
+		cfg:    cfg,
+		log:    log,
+		ns:     cfg.JobNamespace,
+		host:   rc.Host,
+		grace:  kubeGrace,
+		now:    time.Now,
 	}, nil
 }
 
@@ -199,6 +205,11 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 	if p := kubeNameProblem(s.JID); p != "" {
 		return nil, fieldError("jid", p)
 	}
+	// parallelism and completions are int32s: a bigger number would wrap
+	// around and the API server would answer a puzzling 422.
+	if s.Workers > math.MaxInt32 {
+		return nil, fieldError("number_of_workers", fmt.Sprintf("must be at most %d with CONTAINER_ENV=kubernetes (a Job's parallelism is an int32), not %d", math.MaxInt32, s.Workers))
+	}
 	uid, gid, err := k.ids()
 	if err != nil {
 		return nil, err
@@ -208,14 +219,18 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, k.apiError(err, "create", "jobs.batch", s.JID)
 	}
-	status, msg := jobStatus(created, nil, k.now(), k.pullGrace)
+	// A Job this new has no pods and no events yet: none are asked for.
+	v, err := jobStatus(created, nil, k.now(), k.grace, noEvents)
+	if err != nil {
+		return nil, err
+	}
 	return &job{
 		JID:       s.JID,
 		Image:     s.Image,
 		Cmd:       strings.Join(s.Cmd, " "),
-		Status:    status,
-		Message:   msg,
-		Timestamp: kubeTimestamp(created),
+		Status:    v.status,
+		Message:   v.msg,
+		Timestamp: kubeTimestamp(v.at),
 	}, nil
 }
 
@@ -325,7 +340,13 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
 				Spec: corev1.PodSpec{
-					RestartPolicy:    corev1.RestartPolicyNever,
+					RestartPolicy: corev1.RestartPolicyNever,
+					// The Pod Security "restricted" policy wants a seccomp
+					// profile, and the runtime's default is what a plain
+					// Docker or Podman container gets anyway.
+					SecurityContext: &corev1.PodSecurityContext{
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
 					NodeSelector:     nodeSelector,
 					ImagePullSecrets: pullSecrets,
 					Volumes:          volumes,
@@ -341,6 +362,10 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 							RunAsUser:                uid,
 							RunAsGroup:               gid,
+							// "restricted" wants it too; it holds only when
+							// the user is known not to be root (an image's
+							// own user may be, so it is not set then).
+							RunAsNonRoot: nonRoot(uid),
 						},
 					}},
 				},
@@ -349,33 +374,103 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 	}
 }
 
+// nonRoot is true for a user id that is set and not 0, else nil (unset).
+func nonRoot(uid *int64) *bool {
+	if uid != nil && *uid != 0 {
+		return ptr(true)
+	}
+	return nil
+}
+
 func (k *kube) get(ctx context.Context, jid string) (*job, error) {
 	if p := kubeNameProblem(jid); p != "" {
 		return nil, errorf(eNotFound, "no job %q: %s", jid, p)
 	}
-	kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
-	if err != nil {
-		return nil, k.apiError(err, "get", "jobs.batch", jid)
-	}
-	// The pods are needed for the logs, and for the status unless the Job
-	// already says it succeeded.
-	var pods []corev1.Pod
-	if k.cfg.JobLogsTail > 0 || conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet) == nil {
-		if pods, err = k.pods(ctx, kj); err != nil {
+	// A Job that changes while pman ends it is read again (see stop).
+	for attempt := 1; ; attempt++ {
+		kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
+		if err != nil {
+			return nil, k.apiError(err, "get", "jobs.batch", jid)
+		}
+		// The pods are needed for the logs, and for the status unless the
+		// Job already says how it ended.
+		var pods []corev1.Pod
+		_, judged := kj.Annotations[kubeFailedAnnotation]
+		if k.cfg.JobLogsTail > 0 || !judged && conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet) == nil {
+			if pods, err = k.pods(ctx, kj); err != nil {
+				return nil, err
+			}
+		}
+		v, err := jobStatus(kj, pods, k.now(), k.grace, k.events(ctx))
+		if err != nil {
 			return nil, err
 		}
+		if v.own {
+			if len(v.msg) > 4096 { // events may be long; an annotation need not be
+				v.msg = v.msg[:4096] + "..."
+			}
+			err := k.stop(ctx, kj, v)
+			if apierrors.IsConflict(err) {
+				if attempt < 3 {
+					continue
+				}
+				return nil, errorf(eUnavailable, "job %q kept changing while pman ended it: %v", jid, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		j := &job{JID: jid, Status: v.status, Message: v.msg, Timestamp: kubeTimestamp(v.at)}
+		j.Logs, j.LogsIncomplete = k.logs(ctx, pods)
+		if cs := kj.Spec.Template.Spec.Containers; len(cs) > 0 {
+			j.Image = cs[0].Image
+			j.Cmd = strings.Join(slices.Concat(cs[0].Command, cs[0].Args), " ")
+		}
+		return j, nil
 	}
-	status, msg := jobStatus(kj, pods, k.now(), k.pullGrace)
-	logs, err := k.logs(ctx, pods)
+}
+
+// stop ends for good a Job that pman has declared failed, so that its status
+// never changes back: a pull that succeeds after all, a quota that frees up
+// or a volume that mounts late would otherwise run the job while pfcon has
+// moved on. The Job's deadline is lowered to the time it has been active,
+// which makes the Job controller fail it (DeadlineExceeded) and delete its
+// pods, and the verdict is written on the Job, which is what every later GET
+// answers. The patch carries the resourceVersion the verdict was made from:
+// if the Job changed since (it may just have succeeded), it is a Conflict,
+// and the caller judges again.
+func (k *kube) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
+	start := kj.CreationTimestamp.Time
+	if kj.Status.StartTime != nil {
+		start = kj.Status.StartTime.Time
+	}
+	deadline := max(int64(math.Ceil(v.at.Sub(start).Seconds())), 1) // the API wants it positive
+	if d := kj.Spec.ActiveDeadlineSeconds; d != nil && *d < deadline {
+		deadline = *d
+	}
+	msg := v.msg
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{
+			"resourceVersion": kj.ResourceVersion,
+			"annotations": map[string]string{
+				kubeFailedAnnotation:   msg,
+				kubeFailedAtAnnotation: v.at.UTC().Format(time.RFC3339Nano),
+			},
+		},
+		"spec": map[string]any{"activeDeadlineSeconds": deadline},
+	})
 	if err != nil {
-		return nil, err
+		return errorf(eInternal, "patch for job %q: %v", kj.Name, err)
 	}
-	j := &job{JID: jid, Status: status, Message: msg, Timestamp: kubeTimestamp(kj), Logs: logs}
-	if cs := kj.Spec.Template.Spec.Containers; len(cs) > 0 {
-		j.Image = cs[0].Image
-		j.Cmd = strings.Join(slices.Concat(cs[0].Command, cs[0].Args), " ")
+	_, err = k.client.BatchV1().Jobs(k.ns).Patch(ctx, kj.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsConflict(err) {
+		return err
 	}
-	return j, nil
+	if err != nil {
+		return k.apiError(err, "patch", "jobs.batch", kj.Name)
+	}
+	k.log.Info("job ended by pman", "jid", kj.Name, "namespace", k.ns, "active_deadline_seconds", deadline, "reason", msg)
+	return nil
 }
 
 // pods lists the Job's pods by its own selector (its uid), not by the
@@ -398,19 +493,57 @@ func (k *kube) pods(ctx context.Context, kj *batchv1.Job) ([]corev1.Pod, error) 
 	return pods, nil
 }
 
+// eventLister lists the events about one object (a Job or a pod), oldest
+// first. Events say what no status does: why the Job controller cannot
+// create pods (FailedCreate), why a volume does not mount (FailedMount).
+type eventLister func(obj metav1.Object) ([]corev1.Event, error)
+
+func noEvents(metav1.Object) ([]corev1.Event, error) { return nil, nil }
+
+// events lists events by the object's uid, so an earlier object of the
+// same name never speaks for this one.
+func (k *kube) events(ctx context.Context) eventLister {
+	return func(obj metav1.Object) ([]corev1.Event, error) {
+		list, err := k.client.CoreV1().Events(k.ns).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(obj.GetUID())).String(),
+		})
+		if err != nil {
+			return nil, k.apiError(err, "list", "events", obj.GetName())
+		}
+		evs := list.Items
+		slices.SortStableFunc(evs, func(a, b corev1.Event) int { return eventTime(&a).Compare(eventTime(&b)) })
+		return evs, nil
+	}
+}
+
+// eventTime is when an event last happened, whichever API wrote it.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.FirstTimestamp.Time
+}
+
 // logs is the tail of each pod's log; with several pods, each part starts
 // with a line naming its pod. A pod whose container has not started has no
 // log: it contributes why it waits (asking would be an error, pman#234).
-func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (string, error) {
+// A log that cannot be read never hides the status: its part is the one
+// line of logsUnreadable, the server logs a warning, and incomplete is set.
+func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (logs string, incomplete bool) {
 	if k.cfg.JobLogsTail == 0 || len(pods) == 0 {
-		return "", nil
+		return "", false
 	}
-	parts := make([]string, len(pods))
-	errs := make([]error, len(pods))
+	shown := pods[:min(len(pods), kubeLogPods)]
+	limit := int64(kubeLogBytes / len(shown))
+	parts := make([]string, len(shown))
+	errs := make([]error, len(shown))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4) // a job of many workers must not flood the API server
-	for i := range pods {
-		p := &pods[i]
+	for i := range shown {
+		p := &shown[i]
 		if !containerStarted(p) {
 			parts[i] = waitingText(p)
 			continue
@@ -420,44 +553,77 @@ func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (string, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			parts[i], errs[i] = k.podLog(ctx, p.Name)
+			parts[i], errs[i] = k.podLog(ctx, p, limit)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return "", err
+	for i, err := range errs {
+		if err != nil {
+			k.log.Warn("logs unavailable", "pod", shown[i].Name, "namespace", k.ns, "error", err.Error())
+			parts[i] = logsUnreadable(err)
+			incomplete = true
+		}
 	}
 	if len(pods) == 1 {
-		return parts[0], nil
+		return parts[0], incomplete
 	}
 	var b strings.Builder
-	for i, p := range pods {
+	for i, p := range shown {
 		fmt.Fprintf(&b, "==> pod %s <==\n", p.Name)
 		b.WriteString(parts[i])
 		if parts[i] != "" && !strings.HasSuffix(parts[i], "\n") {
 			b.WriteByte('\n')
 		}
 	}
-	return b.String(), nil
+	if n := len(pods) - len(shown); n > 0 {
+		fmt.Fprintf(&b, "[pman] and %d more pods, whose logs are not shown\n", n)
+	}
+	return b.String(), incomplete
 }
 
-// podLog is one pod's log tail. Only a permission or credential problem is
-// an error (the deployment is wrong); a pod that vanished or whose log is
-// not there becomes a line in the logs, so the status still gets through.
-func (k *kube) podLog(ctx context.Context, pod string) (string, error) {
-	tail := int64(k.cfg.JobLogsTail)
-	rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(pod, &corev1.PodLogOptions{Container: kubeContainer, TailLines: &tail}).Stream(ctx)
-	if err == nil {
+// podLog is the tail of the log of the pod's first container, whatever its
+// name (pman 6 named it after the jid, and its jobs may still run), at most
+// limit bytes.
+func (k *kube) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, error) {
+	container := kubeContainer
+	if len(p.Spec.Containers) > 0 {
+		container = p.Spec.Containers[0].Name
+	}
+	// A node that does not answer must not hold the status up for the
+	// client's whole timeout.
+	ctx, cancel := context.WithTimeout(ctx, kubeLogTimeout)
+	defer cancel()
+	read := func(lines int64) ([]byte, error) {
+		opts := &corev1.PodLogOptions{Container: container, TailLines: &lines, LimitBytes: &limit}
+		rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(p.Name, opts).Stream(ctx)
+		if err != nil {
+			return nil, err
+		}
 		defer rc.Close()
-		var b []byte
-		if b, err = io.ReadAll(rc); err == nil {
-			return string(b), nil
+		return io.ReadAll(io.LimitReader(rc, limit))
+	}
+	lines := int64(k.cfg.JobLogsTail)
+	b, err := read(lines)
+	if err != nil {
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return "", k.apiError(err, "get", "pods/log", p.Name)
+		}
+		return "", fmt.Errorf("pod %s: %w", p.Name, err)
+	}
+	if int64(len(b)) < limit {
+		return string(b), nil
+	}
+	// LimitBytes cuts the tail's end, and the end is what matters (the
+	// error that ended the job): ask again for as many lines as fit.
+	if fit := int64(bytes.Count(b, []byte{'\n'})) * 9 / 10; fit < lines {
+		if again, err := read(max(fit, 1)); err == nil {
+			b = again
 		}
 	}
-	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-		return "", k.apiError(err, "get", "pods/log", pod)
+	if int64(len(b)) >= limit {
+		return string(b) + fmt.Sprintf("\n[pman] log cut at %d bytes\n", limit), nil
 	}
-	return fmt.Sprintf("(no logs from pod %s: %v)\n", pod, err), nil
+	return string(b), nil
 }
 
 func (k *kube) remove(ctx context.Context, jid string) error {
@@ -507,235 +673,6 @@ func (k *kube) apiError(err error, verb, res, name string) error {
 // resource ...") from other 403s, such as an exceeded quota.
 func rbacDenial(msg string) bool {
 	return strings.Contains(msg, " cannot ")
-}
-
-// ---- status -----------------------------------------------------------------
-
-// jobStatus is a Job's status and message from its conditions and counters,
-// and from its pods where the Job alone hides the truth: it says Failed
-// without saying the container ran out of memory, and says nothing at all of
-// an image that cannot be pulled or a pod that cannot be scheduled.
-func jobStatus(kj *batchv1.Job, pods []corev1.Pod, now time.Time, grace time.Duration) (string, string) {
-	// Kubernetes 1.33 adds SuccessCriteriaMet (FailureTarget) as soon as
-	// the outcome is known and Complete (Failed) only once every pod has
-	// terminated; either is the end for pfcon.
-	if c := conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet); c != nil {
-		return statusSuccess, conditionText(c, "completed")
-	}
-	var fatal, notes []string
-	started, unscheduled := false, 0
-	for i := range pods {
-		n := inspectPod(&pods[i], now, grace)
-		started = started || n.started
-		if n.unscheduled {
-			unscheduled++
-		}
-		switch {
-		case n.text == "":
-		case n.fatal:
-			fatal = append(fatal, n.text)
-		default:
-			notes = append(notes, n.text)
-		}
-	}
-	if c := conditionOf(kj, batchv1.JobFailed, batchv1.JobFailureTarget); c != nil {
-		return statusError, joinNotes(append(fatal, conditionText(c, "failed")))
-	}
-	if len(fatal) > 0 {
-		// With backoffLimit 0, one failed pod fails the Job: say so now,
-		// with the reason the Job's condition will not carry.
-		return statusError, joinNotes(fatal)
-	}
-	st := kj.Status
-	switch {
-	case st.Succeeded > 0 || st.Failed > 0 || started:
-		if len(notes) == 0 {
-			return statusStarted, "running"
-		}
-		return statusStarted, "running; " + joinNotes(notes)
-	case len(pods) > 0 && unscheduled == len(pods):
-		return statusNotStarted, joinNotes(notes)
-	case len(pods) == 0 && st.Active > 0:
-		// Pods not looked at (or gone): the Job's word, as pman 6 took it.
-		return statusStarted, "running"
-	case len(notes) > 0:
-		return statusNotStarted, joinNotes(notes)
-	case len(pods) > 0:
-		return statusNotStarted, "pods created, waiting to start"
-	}
-	// Right after creation every counter is zero and there is no condition:
-	// the Job controller has not acted yet. That is a job about to start,
-	// not an unknown state (pman#225 reported such jobs as undefined).
-	return statusNotStarted, "submitted, waiting for the Job controller"
-}
-
-// podNote is what one pod says about the job.
-type podNote struct {
-	text        string
-	fatal       bool // the job cannot succeed any more
-	started     bool // a container of it ran (or runs)
-	unscheduled bool
-}
-
-func inspectPod(p *corev1.Pod, now time.Time, grace time.Duration) podNote {
-	n := podNote{started: containerStarted(p) || p.Status.Phase == corev1.PodRunning ||
-		p.Status.Phase == corev1.PodSucceeded}
-	for _, cs := range p.Status.ContainerStatuses {
-		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
-			if t != nil && t.Reason == "OOMKilled" {
-				n.text = fmt.Sprintf("pod %s: out of memory: the container was killed (OOMKilled, exit code %d)%s",
-					p.Name, t.ExitCode, memoryLimitText(p))
-				n.fatal = true
-				return n
-			}
-		}
-		if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
-			n.text = fmt.Sprintf("pod %s: the container exited with code %d", p.Name, t.ExitCode)
-			if t.Reason != "" {
-				n.text += " (" + t.Reason + ")"
-			}
-			if t.Message != "" {
-				n.text += ": " + strings.TrimSpace(t.Message)
-			}
-			n.fatal = true
-			return n
-		}
-		if w := cs.State.Waiting; w != nil && pullFailures[w.Reason] {
-			n.text = fmt.Sprintf("pod %s: cannot pull image %s: %s", p.Name, cs.Image, reasonText(w.Reason, w.Message))
-			since := podSince(p)
-			switch {
-			case w.Reason == "InvalidImageName":
-				n.fatal = true
-			case since.IsZero() || now.Sub(since) < grace:
-				n.text += fmt.Sprintf(" (the job fails if this lasts %s)", grace)
-			default:
-				n.text += fmt.Sprintf(" (for %s)", now.Sub(since).Round(time.Second))
-				n.fatal = true
-			}
-			return n
-		}
-	}
-	if p.Status.Phase == corev1.PodFailed {
-		n.text = fmt.Sprintf("pod %s failed: %s", p.Name, reasonText(p.Status.Reason, p.Status.Message))
-		n.fatal = true
-		return n
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-			n.unscheduled = true
-			n.text = fmt.Sprintf("pod %s cannot be scheduled: %s", p.Name, reasonText(c.Reason, c.Message))
-			return n
-		}
-	}
-	if !n.started {
-		if w := waitingReason(p); w != "" {
-			n.text = fmt.Sprintf("pod %s: %s", p.Name, w)
-		}
-	}
-	return n
-}
-
-// podSince is when the pod began trying: the kubelet's start of it, or its
-// creation. Measured from the pod's own times, as pman keeps no state.
-func podSince(p *corev1.Pod) time.Time {
-	if p.Status.StartTime != nil {
-		return p.Status.StartTime.Time
-	}
-	return p.CreationTimestamp.Time
-}
-
-func memoryLimitText(p *corev1.Pod) string {
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
-			return ", memory limit " + q.String()
-		}
-	}
-	return ""
-}
-
-// containerStarted is true when the pod's container has run, so it may
-// have logs.
-func containerStarted(p *corev1.Pod) bool {
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.State.Running != nil || cs.State.Terminated != nil || cs.LastTerminationState.Terminated != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// waitingReason is why a pod's container is not running yet, or "".
-func waitingReason(p *corev1.Pod) string {
-	for _, cs := range p.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil && w.Reason != "" {
-			return reasonText(w.Reason, w.Message)
-		}
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-			return "not scheduled: " + reasonText(c.Reason, c.Message)
-		}
-	}
-	return ""
-}
-
-// waitingText is the log part of a pod that has no log yet.
-func waitingText(p *corev1.Pod) string {
-	w := waitingReason(p)
-	if w == "" {
-		w = "pod " + strings.ToLower(string(p.Status.Phase))
-		if p.Status.Phase == "" {
-			w = "pod created"
-		}
-	}
-	return "(no logs yet: " + w + ")\n"
-}
-
-func reasonText(reason, message string) string {
-	message = strings.TrimSpace(message)
-	switch {
-	case reason == "":
-		return message
-	case message == "":
-		return reason
-	}
-	return reason + ": " + message
-}
-
-// joinNotes keeps a message readable when many pods say the same.
-func joinNotes(notes []string) string {
-	const most = 3
-	if len(notes) > most {
-		return strings.Join(notes[:most], "; ") + fmt.Sprintf("; and %d more", len(notes)-most)
-	}
-	return strings.Join(notes, "; ")
-}
-
-// conditionOf is the first of the Job's conditions of these types that is
-// True, or nil.
-func conditionOf(kj *batchv1.Job, types ...batchv1.JobConditionType) *batchv1.JobCondition {
-	for i, c := range kj.Status.Conditions {
-		if c.Status == corev1.ConditionTrue && slices.Contains(types, c.Type) {
-			return &kj.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
-func conditionText(c *batchv1.JobCondition, def string) string {
-	if t := reasonText(c.Reason, c.Message); t != "" {
-		return t
-	}
-	return def
-}
-
-// kubeTimestamp is the Job's completion time (only a successful Job has
-// one), or "".
-func kubeTimestamp(kj *batchv1.Job) string {
-	if t := kj.Status.CompletionTime; t != nil {
-		return t.UTC().Format(time.RFC3339Nano)
-	}
-	return ""
 }
 
 func sortedKeys(m map[string]string) []string {

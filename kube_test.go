@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -180,6 +181,18 @@ func TestBuildKubeJob(t *testing.T) {
 		t.Errorf("capabilities = %v; want drop ALL", sc.Capabilities)
 	case sc.RunAsUser == nil || *sc.RunAsUser != 1001 || sc.RunAsGroup == nil || *sc.RunAsGroup != 2002:
 		t.Errorf("runAsUser, runAsGroup = %v, %v; want 1001, 2002", sc.RunAsUser, sc.RunAsGroup)
+	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+		t.Errorf("runAsNonRoot = %v; want true for user 1001", sc.RunAsNonRoot)
+	}
+	if psc := pod.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext = %+v; want seccompProfile RuntimeDefault", psc)
+	}
+	// root, or the image's user: runAsNonRoot would refuse a root image.
+	for _, uid := range []*int64{ptr(int64(0)), nil} {
+		kj := buildKubeJob(cfg, s, uid, nil)
+		if sc := kj.Spec.Template.Spec.Containers[0].SecurityContext; sc.RunAsNonRoot != nil {
+			t.Errorf("runAsNonRoot = %v for user %v; want unset", *sc.RunAsNonRoot, uid)
+		}
 	}
 	// Volumes: the store (checked in TestKubeStorage) and /dev/shm.
 	mounts := map[string]corev1.VolumeMount{}
@@ -302,156 +315,6 @@ func TestKubeStorage(t *testing.T) {
 	}
 }
 
-// ---- status -----------------------------------------------------------------
-
-var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-
-func cond(typ batchv1.JobConditionType, status corev1.ConditionStatus, reason, msg string) batchv1.JobCondition {
-	return batchv1.JobCondition{Type: typ, Status: status, Reason: reason, Message: msg}
-}
-
-func kjob(st batchv1.JobStatus) *batchv1.Job {
-	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7"}, Status: st}
-}
-
-// kpod is a pod started at t0 with the given phase and container state.
-func kpod(name string, phase corev1.PodPhase, state corev1.ContainerState) corev1.Pod {
-	p := corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0)},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: kubeContainer,
-			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"memory": resource.MustParse("100Mi")}}}}},
-		Status: corev1.PodStatus{Phase: phase, StartTime: ptr(metav1.NewTime(t0))},
-	}
-	if state != (corev1.ContainerState{}) {
-		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: kubeContainer, Image: "fnndsc/pl-x", State: state}}
-	}
-	return p
-}
-
-func waiting(reason, msg string) corev1.ContainerState {
-	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
-}
-
-func terminated(code int32, reason string) corev1.ContainerState {
-	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason}}
-}
-
-var running = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}}
-
-func unschedulable(name string) corev1.Pod {
-	p := kpod(name, corev1.PodPending, corev1.ContainerState{})
-	p.Status.StartTime = nil
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
-		Reason: "Unschedulable", Message: "0/1 nodes are available: 1 Insufficient memory."}}
-	return p
-}
-
-func TestJobStatus(t *testing.T) {
-	const grace = time.Minute
-	failedCond := cond(batchv1.JobFailed, corev1.ConditionTrue, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-	tests := []struct {
-		name     string
-		st       batchv1.JobStatus
-		pods     []corev1.Pod
-		now      time.Time
-		want     string
-		wantMsgs []string // substrings of the message
-	}{
-		{"all empty right after creation", batchv1.JobStatus{}, nil, t0, statusNotStarted, []string{"submitted"}},
-		{"active, pods not listed", batchv1.JobStatus{Active: 1}, nil, t0, statusStarted, []string{"running"}},
-		{"pod created, no status yet", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodPending, corev1.ContainerState{})}, t0, statusNotStarted, []string{"waiting"}},
-		{"container creating", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ContainerCreating", ""))}, t0, statusNotStarted, []string{"p-1", "ContainerCreating"}},
-		{"running", batchv1.JobStatus{Active: 1, Ready: ptr(int32(1))},
-			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
-		{"complete", batchv1.JobStatus{Succeeded: 1, CompletionTime: ptr(metav1.NewTime(t0)), Conditions: []batchv1.JobCondition{
-			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods"),
-			cond(batchv1.JobComplete, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods")}},
-			nil, t0, statusSuccess, []string{"Reached expected number of succeeded pods"}},
-		{"1.33: SuccessCriteriaMet before Complete", batchv1.JobStatus{Succeeded: 1, Active: 0, Conditions: []batchv1.JobCondition{
-			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "")}},
-			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "Completed"))}, t0, statusSuccess, []string{"CompletionsReached"}},
-		{"a False Complete condition is no success", batchv1.JobStatus{Active: 1, Conditions: []batchv1.JobCondition{
-			cond(batchv1.JobComplete, corev1.ConditionFalse, "", "")}},
-			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
-		{"failed", batchv1.JobStatus{Failed: 1, Conditions: []batchv1.JobCondition{
-			cond(batchv1.JobFailureTarget, corev1.ConditionTrue, "BackoffLimitExceeded", "Job has reached the specified backoff limit"), failedCond}},
-			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(3, "Error"))}, t0, statusError,
-			[]string{"exited with code 3 (Error)", "Job has reached the specified backoff limit"}},
-		{"1.33: FailureTarget before Failed", batchv1.JobStatus{Active: 0, Conditions: []batchv1.JobCondition{
-			cond(batchv1.JobFailureTarget, corev1.ConditionTrue, "DeadlineExceeded", "Job was active longer than specified deadline")}},
-			nil, t0, statusError, []string{"Job was active longer than specified deadline"}},
-		{"failed, pods gone", batchv1.JobStatus{Conditions: []batchv1.JobCondition{failedCond}},
-			nil, t0, statusError, []string{"BackoffLimitExceeded"}},
-		{"OOM with the Job failed", batchv1.JobStatus{Failed: 1, Conditions: []batchv1.JobCondition{failedCond}},
-			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(137, "OOMKilled"))}, t0, statusError,
-			[]string{"out of memory", "OOMKilled", "100Mi", "backoff limit"}},
-		{"OOM before the Job says so", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodRunning, terminated(137, "OOMKilled"))}, t0, statusError, []string{"p-1", "out of memory"}},
-		{"a failed pod fails the job (backoffLimit 0)", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodFailed, terminated(1, "Error"))}, t0, statusError, []string{"exited with code 1"}},
-		{"image pull failing, within the grace period", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ErrImagePull", "pull access denied for fnndsc/pl-x"))},
-			t0.Add(grace - time.Second), statusNotStarted, []string{"cannot pull image fnndsc/pl-x", "ErrImagePull", "pull access denied"}},
-		{"image pull back-off past the grace period", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ImagePullBackOff", "Back-off pulling image"))},
-			t0.Add(grace), statusError, []string{"cannot pull image", "ImagePullBackOff", "for 1m0s"}},
-		{"invalid image name ends at once", batchv1.JobStatus{Active: 1},
-			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("InvalidImageName", "couldn't parse image name"))},
-			t0, statusError, []string{"InvalidImageName"}},
-		{"unschedulable", batchv1.JobStatus{Active: 1}, []corev1.Pod{unschedulable("p-1")}, t0.Add(time.Hour),
-			statusNotStarted, []string{"p-1 cannot be scheduled", "Insufficient memory"}},
-		{"several workers, one unschedulable", batchv1.JobStatus{Active: 2},
-			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running), unschedulable("p-2")}, t0,
-			statusStarted, []string{"running", "p-2 cannot be scheduled"}},
-		{"several workers, some done, no condition yet", batchv1.JobStatus{Active: 1, Succeeded: 2},
-			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "Completed")), kpod("p-2", corev1.PodSucceeded, terminated(0, "Completed")),
-				kpod("p-3", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
-	}
-	for _, tt := range tests {
-		got, msg := jobStatus(kjob(tt.st), tt.pods, tt.now, grace)
-		if got != tt.want {
-			t.Errorf("%s: jobStatus = %q (%q); want %q", tt.name, got, msg, tt.want)
-		}
-		for _, w := range tt.wantMsgs {
-			if !strings.Contains(msg, w) {
-				t.Errorf("%s: message %q; want it to contain %q", tt.name, msg, w)
-			}
-		}
-		if got == statusUndefined {
-			t.Errorf("%s: undefined", tt.name)
-		}
-	}
-}
-
-func TestJobStatusManyPods(t *testing.T) {
-	var pods []corev1.Pod
-	for i := range 6 {
-		pods = append(pods, unschedulable(fmt.Sprintf("p-%d", i)))
-	}
-	_, msg := jobStatus(kjob(batchv1.JobStatus{Active: 6}), pods, t0, time.Minute)
-	if !strings.Contains(msg, "and 3 more") || strings.Contains(msg, "p-5") {
-		t.Errorf("message for 6 unschedulable pods = %q; want the first 3 and \"and 3 more\"", msg)
-	}
-}
-
-func TestKubeTimestamp(t *testing.T) {
-	tests := []struct {
-		st   batchv1.JobStatus
-		want string
-	}{
-		{batchv1.JobStatus{}, ""},
-		{batchv1.JobStatus{StartTime: ptr(metav1.NewTime(t0))}, ""},
-		{batchv1.JobStatus{CompletionTime: ptr(metav1.NewTime(t0.Add(90 * time.Second).In(time.FixedZone("x", 3600))))}, "2026-11-25T12:01:30Z"},
-	}
-	for _, tt := range tests {
-		if got := kubeTimestamp(kjob(tt.st)); got != tt.want {
-			t.Errorf("kubeTimestamp(%+v) = %q; want %q", tt.st, got, tt.want)
-		}
-	}
-}
-
 // ---- against a recorded API server ------------------------------------------
 
 // fakeAPI answers the few API paths pman uses, and records the requests.
@@ -494,7 +357,7 @@ func kubeAgainst(t testing.TB, cfg *config, h func(w http.ResponseWriter, r *htt
 		cfg.JobNamespace = "chris"
 	}
 	return &kube{client: client, cfg: cfg, log: slog.New(slog.DiscardHandler), ns: cfg.JobNamespace,
-		host: srv.URL, pullGrace: time.Minute, now: func() time.Time { return t0 }}, f
+		host: srv.URL, grace: testGraces, now: func() time.Time { return t0 }}, f
 }
 
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
@@ -661,10 +524,10 @@ func TestKubeGet(t *testing.T) {
 	}
 	reqs := f.requests()
 	want := map[string]bool{
-		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                         true,
-		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7": true,
-		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a/log?container=plugin&tailLines=5":             true,
-		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b/log?container=plugin&tailLines=5":             true,
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                               true,
+		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7":       true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a/log?container=plugin&limitBytes=349525&tailLines=5": true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b/log?container=plugin&limitBytes=349525&tailLines=5": true,
 	}
 	for _, r := range reqs {
 		if !want[r] {
@@ -684,34 +547,118 @@ func TestKubeGet(t *testing.T) {
 	}
 }
 
-// A pod whose log may not be read is a deployment error (503 naming the
-// permission); one whose log is gone is a note in the logs.
+// logJob is a backend whose API server has a running Job of n pods, whose
+// container is named as pman 6 named it (after the jid), and whose logs
+// logH answers.
+func logJob(t *testing.T, n, tail int, logH func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
+	kj := &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "chris-jid-7", Image: "fnndsc/pl-x"}}}}},
+		Status: batchv1.JobStatus{Active: int32(n)},
+	}
+	pods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}}
+	for i := range n {
+		p := kpod(fmt.Sprintf("chris-jid-7-%03d", i), corev1.PodRunning, running)
+		p.Spec.Containers[0].Name = "chris-jid-7"
+		pods.Items = append(pods.Items, p)
+	}
+	return kubeAgainst(t, &config{JobLogsTail: tail}, func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
+			writeObj(w, kj)
+		case p == "/api/v1/namespaces/chris/pods":
+			writeObj(w, pods)
+		case strings.HasSuffix(p, "/log"):
+			logH(w, r)
+		default:
+			writeStatus(w, 404, metav1.StatusReasonNotFound, "no "+p)
+		}
+	})
+}
+
+// A GET whose log read fails still answers the status: the logs say why in
+// one line, and the answer is marked incomplete. Only errors on the Job
+// itself fail the request (TestKubeErrors).
 func TestKubeLogErrors(t *testing.T) {
 	tests := []struct {
+		name     string
 		code     int
 		reason   metav1.StatusReason
 		msg      string
-		wantErr  int
 		wantLogs string
 	}{
-		{403, metav1.StatusReasonForbidden, `pods "p-1" is forbidden: User "x" cannot get resource "pods/log" in API group "" in the namespace "chris"`, 503, ""},
-		{404, metav1.StatusReasonNotFound, `pods "p-1" not found`, 0, "(no logs from pod p-1: pods \"p-1\" not found)\n"},
+		{"no permission", 403, metav1.StatusReasonForbidden, `pods "p-1" is forbidden: User "x" cannot get resource "pods/log" in API group "" in the namespace "chris"`,
+			"[pman] logs unavailable: pman lacks the Kubernetes permission to get pods/log in namespace chris"},
+		{"pod gone", 404, metav1.StatusReasonNotFound, `pods "chris-jid-7-000" not found`,
+			`[pman] logs unavailable: pod chris-jid-7-000: pods "chris-jid-7-000" not found`},
+		{"node does not answer", 500, metav1.StatusReasonInternalError, `Get "https://10.0.0.9:10250/containerLogs/chris/x/y": dial tcp 10.0.0.9:10250: connect: no route to host`,
+			"[pman] logs unavailable: pod chris-jid-7-000: Get \"https://10.0.0.9:10250/containerLogs"},
 	}
 	for _, tt := range tests {
-		k, _ := kubeAgainst(t, &config{JobLogsTail: 10}, func(w http.ResponseWriter, r *http.Request) {
-			writeStatus(w, tt.code, tt.reason, tt.msg)
+		t.Run(tt.name, func(t *testing.T) {
+			k, _ := logJob(t, 1, 10, func(w http.ResponseWriter, r *http.Request) { writeStatus(w, tt.code, tt.reason, tt.msg) })
+			j, err := k.get(context.Background(), "chris-jid-7")
+			if err != nil {
+				t.Fatalf("get = %v; want the status", err)
+			}
+			if j.Status != statusStarted || !strings.HasPrefix(j.Logs, tt.wantLogs) || strings.Count(j.Logs, "\n") != 1 || !j.LogsIncomplete {
+				t.Errorf("get = %q, logs %q, incomplete %v; want started, one line starting %q, incomplete", j.Status, j.Logs, j.LogsIncomplete, tt.wantLogs)
+			}
 		})
-		logs, err := k.logs(context.Background(), []corev1.Pod{kpod("p-1", corev1.PodRunning, running)})
-		code, body := 0, any(nil)
-		if err != nil {
-			code, body = errorStatus(err)
+	}
+}
+
+// TestKubeLogBounds: logs are read from the first container whatever its
+// name, in at most kubeLogBytes, and still end with the log's last line
+// when lines are long; a job of many pods shows kubeLogPods of them.
+func TestKubeLogBounds(t *testing.T) {
+	const lineLen = 2000
+	var mu sync.Mutex
+	var asked []string
+	k, _ := logJob(t, 1, 1000, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		mu.Lock()
+		asked = append(asked, q.Encode())
+		mu.Unlock()
+		if q.Get("container") != "chris-jid-7" {
+			writeStatus(w, 400, metav1.StatusReasonBadRequest, "no container "+q.Get("container"))
+			return
 		}
-		if code != tt.wantErr || logs != tt.wantLogs {
-			t.Errorf("logs with a %d: %q, %d %v; want %q, %d", tt.code, logs, code, body, tt.wantLogs, tt.wantErr)
+		tail, _ := strconv.Atoi(q.Get("tailLines"))
+		limit, _ := strconv.Atoi(q.Get("limitBytes"))
+		var b bytes.Buffer
+		for i := 1000 - tail; i < 1000; i++ {
+			line := fmt.Sprintf("line %d ", i)
+			b.WriteString(line + strings.Repeat("x", lineLen-len(line)-1) + "\n")
 		}
-		if tt.wantErr == 503 && !strings.Contains(fmt.Sprint(body), "permission to get pods/log") {
-			t.Errorf("logs forbidden: message %v; want it to name get pods/log", body)
+		w.Write(b.Bytes()[:min(limit, b.Len())])
+	})
+	j, err := k.get(context.Background(), "chris-jid-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Logs) > kubeLogBytes || !strings.HasPrefix(j.Logs[strings.LastIndex(j.Logs[:len(j.Logs)-1], "\n")+1:], "line 999 ") {
+		t.Errorf("logs of %d bytes ending %q; want at most %d, ending with line 999", len(j.Logs), j.Logs[max(0, len(j.Logs)-40):], kubeLogBytes)
+	}
+	if len(asked) == 0 || !strings.Contains(asked[0], "limitBytes=1048576") || !strings.Contains(asked[0], "tailLines=1000") {
+		t.Errorf("log requests %q; want limitBytes=1048576 and tailLines=1000 first", asked)
+	}
+
+	k, f := logJob(t, kubeLogPods+6, 5, func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "a line") })
+	j, err = k.get(context.Background(), "chris-jid-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReqs := 0
+	for _, r := range f.requests() {
+		if strings.Contains(r, "/log?") {
+			logReqs++
 		}
+	}
+	if logReqs != kubeLogPods || strings.Count(j.Logs, "==> pod") != kubeLogPods || !strings.HasSuffix(j.Logs, "and 6 more pods, whose logs are not shown\n") {
+		t.Errorf("%d log requests, logs ending %q; want %d, and a line for the 6 more pods", logReqs, j.Logs[len(j.Logs)-60:], kubeLogPods)
 	}
 }
 
@@ -895,6 +842,14 @@ func kubeconfigAs(t *testing.T, adminRC *rest.Config, admin kubernetes.Interface
 	return path
 }
 
+// setGraces is the test hook of kubeGrace, for the servers the test starts
+// after it.
+func setGraces(t *testing.T, g kubeGraces) {
+	old := kubeGrace
+	kubeGrace = g
+	t.Cleanup(func() { kubeGrace = old })
+}
+
 // kubeBody is a POST body for a job on the test cluster; the fake node's
 // kwok stages pick the pod's fate by the image name (see .ci/kube).
 func kubeBody(jid, image string, workers int) map[string]any {
@@ -917,9 +872,7 @@ func TestKubeEndToEnd(t *testing.T) {
 	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
 
 	// Long enough to see the pull failure before the end, short for a test.
-	old := imagePullGrace
-	imagePullGrace = 15 * time.Second
-	t.Cleanup(func() { imagePullGrace = old })
+	setGraces(t, kubeGraces{Pull: 15 * time.Second, Container: time.Minute, Creating: time.Minute, Quota: time.Minute, Unschedulable: 30 * time.Second})
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns,
 		"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase",
@@ -1023,8 +976,8 @@ func TestKubeEndToEnd(t *testing.T) {
 	})
 	t.Run("out of memory", func(t *testing.T) {
 		m := untilStatus(t, base, "oom-1", time.Minute, statusSuccess, statusError)
-		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "out of memory") || !strings.Contains(msg, "128Mi") {
-			t.Errorf("GET = %v; want finishedWithError saying out of memory, limit 128Mi", m)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, outOfMemory(128, true)) {
+			t.Errorf("GET = %v; want finishedWithError saying %q", m, outOfMemory(128, true))
 		}
 	})
 	t.Run("cannot be scheduled", func(t *testing.T) {
@@ -1074,11 +1027,17 @@ func TestKubeEndToEnd(t *testing.T) {
 }
 
 // TestKubeEndToEndRole proves that every permission of the manifest's Role
-// is needed, and that lacking one is a 503 that names it: for each rule's
-// verb, pman runs as a ServiceAccount whose Role lacks just that verb.
+// is needed: for each rule's verb, pman runs as a ServiceAccount whose Role
+// lacks just that verb. Lacking one is a 503 that names it, except for
+// get pods/log, whose lack only takes the logs (the status is answered).
+// Three jobs need every permission between them: one that runs (its log is
+// read), one whose image name is invalid (pman ends it: patch), and one
+// whose pods a LimitRange refuses (only the Job's events say so; pman ends
+// it too).
 func TestKubeEndToEndRole(t *testing.T) {
 	adminRC, admin := kubeAdmin(t)
 	ns := kubeNamespace(t, admin)
+	limitCPU(t, admin, ns, "1")
 	sa0, role0, rb0 := manifestRBAC(t)
 	type cut struct{ rule, verb int }
 	var cuts []cut
@@ -1106,7 +1065,6 @@ func TestKubeEndToEndRole(t *testing.T) {
 				"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns, "STORAGE_TYPE": "host", "STOREBASE": "/s",
 				"KUBECONFIG": kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
 			})
-			jid := fmt.Sprintf("cut-%d", n)
 			want := "permission to " + verb + " " + res
 			refused := func(what string, code int, m map[string]any) bool {
 				if code == http.StatusServiceUnavailable && strings.Contains(fmt.Sprint(m["message"]), want) {
@@ -1117,29 +1075,75 @@ func TestKubeEndToEndRole(t *testing.T) {
 				}
 				return false
 			}
-			if code, m := call(t, "POST", base+"/api/v1/", kubeBody(jid, "fnndsc/pl-sleep", 1)); refused("POST", code, m) {
-				return
-			}
-			// GET until the container runs, when its log is asked for.
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
-				if refused("GET", code, m) {
+			run, bad, big := fmt.Sprintf("cut-%d-run", n), fmt.Sprintf("cut-%d-bad", n), fmt.Sprintf("cut-%d-big", n)
+			bigBody := kubeBody(big, "fnndsc/pl-succeed", 1)
+			bigBody["cpu_limit"] = 2000
+			for jid, body := range map[string]map[string]any{
+				run: kubeBody(run, "fnndsc/pl-sleep", 1), bad: kubeBody(bad, "fnndsc/pl-invalid", 1), big: bigBody,
+			} {
+				if code, m := call(t, "POST", base+"/api/v1/", body); refused("POST "+jid, code, m) {
 					return
 				}
-				if m["status"] == statusStarted && strings.Contains(fmt.Sprint(m["logs"]), kwokLog) {
+			}
+			// GET until the container runs, when its log is asked for.
+			logsCut := false
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				code, m := call(t, "GET", base+"/api/v1/"+run+"/", nil)
+				if refused("GET "+run, code, m) {
+					return
+				}
+				logs := fmt.Sprint(m["logs"])
+				if m["status"] == statusStarted && strings.Contains(logs, kwokLog) {
+					break
+				}
+				if m["status"] == statusStarted && strings.Contains(logs, "[pman] logs unavailable") && strings.Contains(logs, want) {
+					logsCut = true
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("GET = %d %v after 30s; want started with logs, or 503 saying %q", code, m, want)
+					t.Fatalf("GET %s = %d %v after 30s; want started with logs, or 503 saying %q", run, code, m, want)
 				}
 				time.Sleep(time.Second)
 			}
-			if code, m := call(t, "DELETE", base+"/api/v1/"+jid+"/", nil); refused("DELETE", code, m) {
+			for _, jid := range []string{bad, big} {
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					code, m := call(t, "GET", base+"/api/v1/"+jid+"/", nil)
+					if refused("GET "+jid, code, m) {
+						return
+					}
+					if m["status"] == statusError {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("GET %s = %d %v after 30s; want finishedWithError, or 503 saying %q", jid, code, m, want)
+					}
+					time.Sleep(time.Second)
+				}
+			}
+			if code, m := call(t, "DELETE", base+"/api/v1/"+run+"/", nil); refused("DELETE", code, m) {
+				return
+			}
+			if logsCut {
+				if verb != "get" || res != "pods/log" {
+					t.Errorf("without %s %s, the logs were unavailable", verb, res)
+				}
 				return
 			}
 			t.Errorf("without %s %s, every call succeeded: the Role holds a permission pman does not use", verb, res)
 		})
+	}
+}
+
+// limitCPU gives ns a LimitRange that refuses containers with a CPU limit
+// above max.
+func limitCPU(t *testing.T, admin kubernetes.Interface, ns, max string) {
+	t.Helper()
+	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "cpu-max"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(max)}}}}}
+	if _, err := admin.CoreV1().LimitRanges(ns).Create(context.Background(), lr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -1232,44 +1236,7 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
 	ctx := context.Background()
 
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-store"},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
-			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: "chris-store"},
-		},
-	}
-	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// The test cluster runs no pv/pvc-protection controllers, so their
-	// finalizers would keep the PV, the PVC and thus the namespace forever.
-	t.Cleanup(func() {
-		ctx := context.Background()
-		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
-		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "chris-store", types.MergePatchType, unprotect, metav1.PatchOptions{})
-		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "chris-store", metav1.DeleteOptions{})
-		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
-		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
-	})
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: "chris-store"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr(""),
-			VolumeName:       pv.Name,
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
-	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "binding of PVC chris-store", func() bool {
-		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "chris-store", metav1.GetOptions{})
-		return err == nil && c.Status.Phase == corev1.ClaimBound
-	})
+	boundPVC(t, admin, ns, "chris-store")
 
 	tests := []struct {
 		name string
@@ -1322,6 +1289,51 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	})
 }
 
+// boundPVC makes a PVC name in ns, bound to a PV of its own, and removes
+// both when the test ends.
+func boundPVC(t *testing.T, admin kubernetes.Interface, ns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: name},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The test cluster runs no pv/pvc-protection controllers, so their
+	// finalizers would keep the PV, the PVC and thus the namespace forever.
+	t.Cleanup(func() {
+		ctx := context.Background()
+		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
+		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
+	})
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			StorageClassName: ptr(""),
+			VolumeName:       pv.Name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "binding of PVC "+name, func() bool {
+		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && c.Status.Phase == corev1.ClaimBound
+	})
+}
+
 func TestKubeRESTConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.kubeconfig")
@@ -1348,5 +1360,324 @@ func TestKubeRESTConfig(t *testing.T) {
 		if _, _, err := kubeRESTConfig(bad); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("kubeRESTConfig(%s) error = %v; want one naming the file", bad, err)
 		}
+	}
+}
+
+// watched is what watchJob saw of a job: the statuses it went through
+// (each with when it was first seen and its first message), and the last
+// answer.
+type watched struct {
+	seq  []string
+	last map[string]any
+	err  error
+}
+
+// watchJob polls GET of jid, from now on, until it answers a finished
+// status or within has passed, and then sends what it saw. Polling from the
+// moment of the POST matters: pman judges a job when asked, so a test that
+// looked later would miss what pfcon, polling all along, sees.
+func watchJob(base, jid string, within time.Duration) <-chan watched {
+	ch := make(chan watched, 1)
+	go func() {
+		var w watched
+		start := time.Now()
+		for {
+			resp, err := http.Get(base + "/api/v1/" + jid + "/")
+			if err != nil {
+				w.err = err
+				break
+			}
+			var m map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&m)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				w.err = fmt.Errorf("GET %s = %d %v (%v); want 200", jid, resp.StatusCode, m, err)
+				break
+			}
+			st := fmt.Sprint(m["status"])
+			// A new entry when the status changes, or the message does
+			// other than in its numbers (the time waited so far).
+			if w.last == nil || st != w.last["status"] || noDigits(m["message"]) != noDigits(w.last["message"]) {
+				w.seq = append(w.seq, fmt.Sprintf("%s at %.1fs: %q", st, time.Since(start).Seconds(), m["message"]))
+			}
+			w.last = m
+			if st == statusSuccess || st == statusError {
+				break
+			}
+			if time.Since(start) > within {
+				w.err = fmt.Errorf("GET %s: %s after %s; want it finished", jid, strings.Join(w.seq, " -> "), within)
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		ch <- w
+	}()
+	return ch
+}
+
+func noDigits(v any) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, fmt.Sprint(v))
+}
+
+// TestKubeEndToEndNeverRuns: a job that can never run ends as
+// finishedWithError with the cluster's own reason, and what pman declared
+// finished stays finished. The grace periods are shortened through the
+// test hook; the sequences of statuses are logged (go test -v).
+func TestKubeEndToEndNeverRuns(t *testing.T) {
+	adminRC, admin := kubeAdmin(t)
+	setGraces(t, kubeGraces{Pull: 2 * time.Second, Container: 3 * time.Second, Creating: 4 * time.Second,
+		Quota: 8 * time.Second, Unschedulable: 2 * time.Second})
+	ctx := context.Background()
+	servers := 0
+	server := func(ns string, env ...string) string {
+		t.Helper()
+		servers++
+		name := fmt.Sprintf("pman-%d", servers) // a ServiceAccount of its own
+		sa, role, rb := manifestRBAC(t)
+		sa.Name, role.Name, rb.Name, rb.RoleRef.Name, rb.Subjects[0].Name = name, name, name, name, name
+		m := map[string]string{"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
+			"KUBECONFIG":   kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
+			"STORAGE_TYPE": "host", "STOREBASE": "/var/local/storeBase"}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			m[k] = v
+		}
+		return startServer(t, m)
+	}
+	watches := map[string]<-chan watched{}
+	submit := func(base, jid, image string, change func(map[string]any)) {
+		t.Helper()
+		body := kubeBody(jid, image, 1)
+		if change != nil {
+			change(body)
+		}
+		if code, m := call(t, "POST", base+"/api/v1/", body); code != http.StatusCreated {
+			t.Fatalf("POST %s = %d %v; want 201", jid, code, m)
+		}
+		watches[jid] = watchJob(base, jid, time.Minute)
+	}
+	seen := func(t *testing.T, jid string) watched {
+		t.Helper()
+		w := <-watches[jid]
+		if w.err != nil {
+			t.Fatal(w.err)
+		}
+		t.Logf("%s: %s", jid, strings.Join(w.seq, " -> "))
+		return w
+	}
+
+	// An ordinary namespace.
+	plain := kubeNamespace(t, admin)
+	base := server(plain)
+	noPVC := server(plain, "STORAGE_TYPE=kubernetes_pvc", "VOLUME_NAME=no-such-pvc")
+	noNode := server(plain, "NODE_SELECTOR=pman-test/pool=none")
+	submit(base, "config-1", "fnndsc/pl-config", nil)
+	submit(base, "creating-1", "fnndsc/pl-creating", nil)
+	submit(base, "late-1", "fnndsc/pl-late", nil)
+	submit(noPVC, "nopvc-1", "fnndsc/pl-succeed", nil)
+	submit(noNode, "nonode-1", "fnndsc/pl-succeed", nil)
+	gpu := kubeBody("gpu-1", "fnndsc/pl-succeed", 1)
+	gpu["gpu_limit"] = 99 // the node has 4
+	if code, m := call(t, "POST", base+"/api/v1/", gpu); code != http.StatusCreated {
+		t.Fatalf("POST gpu-1 = %d %v; want 201", code, m)
+	}
+
+	// A LimitRange and a ResourceQuota.
+	limited := kubeNamespace(t, admin)
+	limitCPU(t, admin, limited, "1")
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "memory"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("150Mi")}}}
+	if _, err := admin.CoreV1().ResourceQuotas(limited).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the quota's status", func() bool {
+		q, err := admin.CoreV1().ResourceQuotas(limited).Get(ctx, "memory", metav1.GetOptions{})
+		return err == nil && len(q.Status.Hard) > 0
+	})
+	baseLimited := server(limited)
+	submit(baseLimited, "cpu-1", "fnndsc/pl-succeed", func(b map[string]any) { b["cpu_limit"] = 2000 })
+	submit(baseLimited, "quota-1", "fnndsc/pl-succeed", func(b map[string]any) { b["memory_limit"] = 200 })
+
+	// Pod Security "restricted", with the Helm chart's settings.
+	restricted := kubeNamespace(t, admin)
+	label := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted"}}}`)
+	if _, err := admin.CoreV1().Namespaces().Patch(ctx, restricted, types.MergePatchType, label, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	boundPVC(t, admin, restricted, "chris-store")
+	chart := server(restricted, "STORAGE_TYPE=kubernetes_pvc", "VOLUME_NAME=chris-store", "CONTAINER_USER=1001:0")
+	host := server(restricted, "CONTAINER_USER=1001:0")
+	submit(chart, "chart-1", "fnndsc/pl-succeed", nil)
+	submit(host, "host-1", "fnndsc/pl-succeed", nil)
+
+	expect := func(t *testing.T, jid, status string, msgs ...string) map[string]any {
+		t.Helper()
+		m := seen(t, jid).last
+		msg := fmt.Sprint(m["message"])
+		if m["status"] != status || m["timestamp"] == "" {
+			t.Errorf("GET %s = %v; want %s with a timestamp", jid, m, status)
+		}
+		for _, w := range msgs {
+			if !strings.Contains(msg, w) {
+				t.Errorf("GET %s: message %q; want it to say %q", jid, msg, w)
+			}
+		}
+		return m
+	}
+	t.Run("Pod Security restricted, the chart's settings", func(t *testing.T) {
+		expect(t, "chart-1", statusSuccess)
+		pods, err := admin.CoreV1().Pods(restricted).List(ctx, metav1.ListOptions{LabelSelector: "job-name=chart-1"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("pods of chart-1: %v, %v", pods, err)
+		}
+		p := pods.Items[0].Spec
+		if p.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || !*p.Containers[0].SecurityContext.RunAsNonRoot {
+			t.Errorf("pod security context %+v, container's %+v; want seccomp RuntimeDefault, runAsNonRoot", p.SecurityContext, p.Containers[0].SecurityContext)
+		}
+	})
+	t.Run("Pod Security restricted, host storage", func(t *testing.T) {
+		expect(t, "host-1", statusError, "cannot create pods", `violates PodSecurity "restricted`, "hostPath")
+	})
+	t.Run("LimitRange", func(t *testing.T) {
+		expect(t, "cpu-1", statusError, "cannot create pods", "maximum cpu usage per Container is 1")
+	})
+	t.Run("ResourceQuota", func(t *testing.T) {
+		seq := seen(t, "quota-1").seq
+		for i, step := range seq {
+			want := statusNotStarted
+			if i == len(seq)-1 {
+				want = statusError
+			}
+			if len(seq) < 2 || !strings.HasPrefix(step, want) || !strings.Contains(step, "exceeded quota") {
+				t.Errorf("quota-1 went %q; want notstarted, then finishedWithError, each naming the exceeded quota", seq)
+				break
+			}
+		}
+	})
+	t.Run("CreateContainerConfigError", func(t *testing.T) {
+		expect(t, "config-1", statusError, "CreateContainerConfigError", `secret "pman-test-missing" not found`)
+	})
+	t.Run("stuck in ContainerCreating", func(t *testing.T) {
+		expect(t, "creating-1", statusError, "stuck in ContainerCreating", "FailedMount", "access denied by server")
+	})
+	t.Run("a PVC that does not exist", func(t *testing.T) {
+		expect(t, "nopvc-1", statusError, `persistentvolumeclaim "no-such-pvc" not found`)
+	})
+	t.Run("a node selector no node matches", func(t *testing.T) {
+		expect(t, "nonode-1", statusError, "didn't match Pod's node affinity/selector")
+	})
+	t.Run("Insufficient resources stay notstarted", func(t *testing.T) {
+		// By now well past every grace period.
+		code, m := call(t, "GET", base+"/api/v1/gpu-1/", nil)
+		t.Logf("gpu-1: %d %s: %q", code, m["status"], m["message"])
+		if code != http.StatusOK || m["status"] != statusNotStarted || !strings.Contains(fmt.Sprint(m["message"]), "Insufficient nvidia.com/gpu") {
+			t.Errorf("GET gpu-1 = %d %v; want notstarted with the scheduler's message", code, m)
+		}
+	})
+	t.Run("a pull that succeeds after pman declared the job failed", func(t *testing.T) {
+		first := expect(t, "late-1", statusError, "ErrImagePull")
+		// The kwok stage runs the container 6 s after the pod's start; by
+		// 10 s it would have run and succeeded, had the Job not been ended.
+		for range 20 {
+			_, m := call(t, "GET", base+"/api/v1/late-1/", nil)
+			if m["status"] != first["status"] || m["message"] != first["message"] || m["timestamp"] != first["timestamp"] {
+				t.Fatalf("GET late-1 = %v after %v; a finished status must never change", m, first)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		kj, err := admin.BatchV1().Jobs(plain).Get(ctx, "late-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := conditionOf(kj, batchv1.JobFailed); c == nil || c.Reason != "DeadlineExceeded" || kj.Annotations[kubeFailedAnnotation] == "" {
+			t.Errorf("Job late-1: conditions %v, annotations %v; want Failed by DeadlineExceeded and pman's reason", kj.Status.Conditions, kj.Annotations)
+		}
+	})
+}
+
+// TestKubeStop: a job pman declares failed is ended through its deadline,
+// with the verdict written on it, on the Job version judged; a Job that
+// changed meanwhile is judged again, and another pman's verdict is taken.
+func TestKubeStop(t *testing.T) {
+	for _, conflict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("conflict=%v", conflict), func(t *testing.T) {
+			var mu sync.Mutex
+			var patches []map[string]any
+			kj := &batchv1.Job{
+				TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
+				ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", ResourceVersion: "41"},
+				Spec: batchv1.JobSpec{ActiveDeadlineSeconds: ptr(int64(kubeActiveDeadline)), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: kubeContainer, Image: "fnndsc/pl-x"}}}}},
+				Status: batchv1.JobStatus{Active: 1, StartTime: ptr(metav1.NewTime(t0.Add(-90 * time.Second)))},
+			}
+			pods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Items: []corev1.Pod{
+				kpod("chris-jid-7-a", corev1.PodPending, waiting("InvalidImageName", "couldn't parse image name"))}}
+			k, _ := kubeAgainst(t, &config{JobLogsTail: 5}, func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch p := r.URL.Path; {
+				case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7" && r.Method == http.MethodPatch:
+					var patch map[string]any
+					json.NewDecoder(r.Body).Decode(&patch)
+					patches = append(patches, patch)
+					if conflict {
+						// Another pman got there first.
+						kj.ResourceVersion = "42"
+						kj.Annotations = map[string]string{kubeFailedAnnotation: "the other pman's reason", kubeFailedAtAnnotation: t0.Format(time.RFC3339Nano)}
+						writeStatus(w, 409, metav1.StatusReasonConflict, "the object has been modified")
+						return
+					}
+					writeObj(w, kj)
+				case p == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
+					writeObj(w, kj)
+				case p == "/api/v1/namespaces/chris/pods":
+					writeObj(w, pods)
+				default:
+					writeStatus(w, 404, metav1.StatusReasonNotFound, "no "+p)
+				}
+			})
+			j, err := k.get(context.Background(), "chris-jid-7")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(patches) != 1 {
+				t.Fatalf("%d patches; want 1", len(patches))
+			}
+			want := map[string]any{
+				"metadata": map[string]any{"resourceVersion": "41", "annotations": map[string]any{
+					kubeFailedAnnotation: "pod chris-jid-7-a: cannot pull image fnndsc/pl-x: InvalidImageName: couldn't parse image name", kubeFailedAtAnnotation: "2026-11-25T12:00:00Z"}},
+				"spec": map[string]any{"activeDeadlineSeconds": float64(90)},
+			}
+			if !reflect.DeepEqual(patches[0], want) {
+				t.Errorf("patch = %v; want %v", patches[0], want)
+			}
+			wantMsg := "pod chris-jid-7-a: cannot pull image fnndsc/pl-x: InvalidImageName: couldn't parse image name"
+			if conflict {
+				wantMsg = "the other pman's reason"
+			}
+			if j.Status != statusError || j.Message != wantMsg || j.Timestamp != "2026-11-25T12:00:00Z" {
+				t.Errorf("get = %+v; want finishedWithError, %q, at t0", j, wantMsg)
+			}
+		})
+	}
+}
+
+func TestKubeWorkersBound(t *testing.T) {
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s"}, func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, 500, metav1.StatusReasonInternalError, "should not be called")
+	})
+	s := testSpec()
+	s.Workers = math.MaxInt32 + 1
+	_, err := k.create(context.Background(), s)
+	if code, body := errorStatus(err); code != 400 || !strings.Contains(fmt.Sprint(body), "number_of_workers") {
+		t.Errorf("create with %d workers = %d %v; want 400 naming number_of_workers", s.Workers, code, body)
+	}
+	if r := f.requests(); len(r) != 0 {
+		t.Errorf("requests: %q; want none", r)
 	}
 }

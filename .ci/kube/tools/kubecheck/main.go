@@ -74,6 +74,15 @@ func main() {
 		{"invalid", func(ctx context.Context) error {
 			return pullFailure(ctx, "pman-test/invalid:1", "InvalidImageName")
 		}},
+		{"config", func(ctx context.Context) error {
+			return pullFailure(ctx, "pman-test/config:1", "CreateContainerConfigError")
+		}},
+		{"creating", func(ctx context.Context) error {
+			return pullFailure(ctx, "pman-test/creating:1", "ContainerCreating")
+		}},
+		{"late", func(ctx context.Context) error {
+			return finished(ctx, "pman-test/late:1", 1, batchv1.JobComplete, "Completed", 0)
+		}},
 		{"sleep + background delete", sleepDelete},
 		{"unschedulable", unschedulable},
 		{"rbac", rbac},
