@@ -1070,7 +1070,7 @@ func TestDockerPull(t *testing.T) {
 
 // proxyEngine serves the engine cli talks to on the unix socket sock, and
 // records the calls that pass (pings aside).
-func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
+func proxyEngine(t testing.TB, cli *client.Client, sock string) *callLog {
 	t.Helper()
 	real, err := client.ParseHostURL(cli.DaemonHost())
 	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
@@ -1106,3 +1106,12 @@ type callLog struct {
 }
 
 func (c *callLog) add(p string) { c.mu.Lock(); c.paths = append(c.paths, p); c.mu.Unlock() }
+
+// take answers the calls recorded since the last take, and forgets them.
+func (c *callLog) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.paths
+	c.paths = nil
+	return p
+}
