@@ -160,7 +160,6 @@ func (s *statusReader) read(ctx context.Context, jid string) (answer, error) {
 		s.m.cacheHits.Inc()
 		return answer{status, body}, nil
 	}
-	s.m.cacheMisses.Inc()
 	ch := s.flight.DoChan(jid, func() (any, error) {
 		// Another flight may have stored it since this request looked.
 		if body, status, ok := s.cache.get(jid); ok {
@@ -179,6 +178,8 @@ func (s *statusReader) read(ctx context.Context, jid string) (answer, error) {
 		}
 		return a, nil
 	})
+	// Counted once the request has joined a flight (DoChan joins at once).
+	s.m.cacheMisses.Inc()
 	select {
 	case res := <-ch:
 		if res.Err != nil {

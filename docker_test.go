@@ -1096,6 +1096,7 @@ func proxyEngine(t testing.TB, cli *client.Client, sock string) *callLog {
 	srv := &http.Server{Handler: proxy}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	calls.stop = func() { srv.Close() }
 	return calls
 }
 
@@ -1103,9 +1104,33 @@ func proxyEngine(t testing.TB, cli *client.Client, sock string) *callLog {
 type callLog struct {
 	mu    sync.Mutex
 	paths []string
+	gate  chan struct{} // when set, calls wait until it is closed
+	stop  func()        // stops the proxy: the engine is "down"
 }
 
-func (c *callLog) add(p string) { c.mu.Lock(); c.paths = append(c.paths, p); c.mu.Unlock() }
+func (c *callLog) add(p string) {
+	c.mu.Lock()
+	c.paths = append(c.paths, p)
+	gate := c.gate
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
+
+// hold makes the calls that pass wait until release is called.
+func (c *callLog) hold() (release func()) {
+	gate := make(chan struct{})
+	c.mu.Lock()
+	c.gate = gate
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.gate = nil
+		c.mu.Unlock()
+		close(gate)
+	}
+}
 
 // take answers the calls recorded since the last take, and forgets them.
 func (c *callLog) take() []string {
