@@ -92,8 +92,9 @@ func TestMetricsEndToEnd(t *testing.T) {
 	e.dir(t, jid+"/in", nil)
 	e.submit(t, e.jobBody(jid, "fs", "echo done"))
 	e.wait(t, jid)
-	e.do(t, "GET", "/api/v1/"+jid+"/", nil) // stored
-	e.do(t, "GET", "/api/v1/"+jid, nil)     // answered from memory
+	// wait's last GET stored the finished answer: these two come from memory.
+	e.do(t, "GET", "/api/v1/"+jid+"/", nil)
+	e.do(t, "GET", "/api/v1/"+jid, nil)
 	e.do(t, "GET", "/api/v1/dk-no-such-job/", nil)
 	e.do(t, "GET", "/healthz", nil)
 	e.do(t, "GET", "/readyz", nil)
@@ -153,13 +154,13 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"pman_http_requests_total", map[string]string{"route": "/", "code": "404"}, 1},
 		{"pman_http_request_duration_seconds", map[string]string{"route": "GET /api/v1/{jid}/{$}"}, 3},
 		{"pman_scheduler_calls_total", map[string]string{"backend": "docker", "operation": "create", "outcome": "ok"}, 1},
-		{"pman_scheduler_calls_total", map[string]string{"backend": "docker", "operation": "get", "outcome": "ok"}, 2},
+		{"pman_scheduler_calls_total", map[string]string{"backend": "docker", "operation": "get", "outcome": "ok"}, 1},
 		{"pman_scheduler_calls_total", map[string]string{"backend": "docker", "operation": "get", "outcome": "not_found"}, 1},
 		{"pman_scheduler_calls_total", map[string]string{"backend": "docker", "operation": "ping", "outcome": "ok"}, 1},
-		{"pman_scheduler_call_duration_seconds", map[string]string{"backend": "docker", "operation": "get"}, 3},
+		{"pman_scheduler_call_duration_seconds", map[string]string{"backend": "docker", "operation": "get"}, 2},
 		{"pman_jobs_submitted_total", nil, 1},
 		{"pman_status_answers_total", map[string]string{"status": statusSuccess}, 3},
-		{"pman_status_cache_hits_total", nil, 1},
+		{"pman_status_cache_hits_total", nil, 2},
 		{"pman_status_cache_misses_total", nil, 2},
 		{"pman_status_cache_entries", nil, 1},
 	}
