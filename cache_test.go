@@ -38,9 +38,14 @@ func BenchmarkStatusGet(b *testing.B) {
 		if err != nil {
 			return nil, err
 		}
+		// Read to the end, so that the connection is reused.
 		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
 		var m map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != http.StatusOK {
+		if err := json.Unmarshal(raw, &m); err != nil || resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("GET %s = %d %v %v", jid, resp.StatusCode, m, err)
 		}
 		return m, nil
