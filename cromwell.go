@@ -759,3 +759,16 @@ func failureMessages(fs []failure) []string {
 	}
 	return out
 }
+
+// ping answers nil when Cromwell answers its version endpoint (for /readyz).
+func (c *cromwell) ping(ctx context.Context) error {
+	resp, err := c.do(ctx, "answer its version", "GET", "/engine/v1/version", "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("Cromwell at %s answers its version endpoint with %s: %s", c.base, resp.Status, errorBody(resp))
+	}
+	return nil
+}

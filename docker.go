@@ -592,3 +592,11 @@ func jobLabels(cfg *config, jid string) map[string]string {
 	}
 	return l
 }
+
+// ping answers nil when the engine answers its ping (for /readyz).
+func (d *dockerSched) ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("the Docker engine at %s does not answer: %w", d.cli.DaemonHost(), err)
+	}
+	return nil
+}

@@ -1402,14 +1402,14 @@ func testDockerPull(t *testing.T, eng *testEngine) {
 
 // proxyEngine serves the engine cli talks to on the unix socket sock, and
 // records the calls that pass (pings aside).
-func proxyEngine(t *testing.T, cli *client.Client, sock string) *callLog {
+func proxyEngine(t testing.TB, cli *client.Client, sock string) *callLog {
 	t.Helper()
 	return proxyEngineFailing(t, cli, sock, "", 0)
 }
 
 // proxyEngineFailing is proxyEngine, but answers code, in the engine's
 // error form, to every call whose path ends in suffix.
-func proxyEngineFailing(t *testing.T, cli *client.Client, sock, suffix string, code int) *callLog {
+func proxyEngineFailing(t testing.TB, cli *client.Client, sock, suffix string, code int) *callLog {
 	t.Helper()
 	real, err := client.ParseHostURL(cli.DaemonHost())
 	if err != nil || (real.Scheme != "unix" && real.Scheme != "tcp") || os.Getenv("DOCKER_TLS_VERIFY") != "" {
@@ -1447,6 +1447,7 @@ func proxyEngineFailing(t *testing.T, cli *client.Client, sock, suffix string, c
 	srv := &http.Server{Handler: handler}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	calls.stop = func() { srv.Close() }
 	return calls
 }
 
@@ -1454,6 +1455,39 @@ func proxyEngineFailing(t *testing.T, cli *client.Client, sock, suffix string, c
 type callLog struct {
 	mu    sync.Mutex
 	paths []string
+	gate  chan struct{} // when set, calls wait until it is closed
+	stop  func()        // stops the proxy: the engine is "down"
 }
 
-func (c *callLog) add(p string) { c.mu.Lock(); c.paths = append(c.paths, p); c.mu.Unlock() }
+func (c *callLog) add(p string) {
+	c.mu.Lock()
+	c.paths = append(c.paths, p)
+	gate := c.gate
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
+
+// hold makes the calls that pass wait until release is called.
+func (c *callLog) hold() (release func()) {
+	gate := make(chan struct{})
+	c.mu.Lock()
+	c.gate = gate
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.gate = nil
+		c.mu.Unlock()
+		close(gate)
+	}
+}
+
+// take answers the calls recorded since the last take, and forgets them.
+func (c *callLog) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.paths
+	c.paths = nil
+	return p
+}

@@ -685,3 +685,13 @@ func sortedKeys(m map[string]string) []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// ping answers nil when the API server says it is ready (for /readyz).
+// GET /readyz needs no permission of pman's Role: the ClusterRole
+// system:public-info-viewer grants it to everyone.
+func (k *kube) ping(ctx context.Context) error {
+	if err := k.client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error(); err != nil {
+		return fmt.Errorf("the Kubernetes API server %s does not answer ready: %w", k.host, err)
+	}
+	return nil
+}

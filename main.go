@@ -88,6 +88,9 @@ type scheduler interface {
 	get(ctx context.Context, jid string) (*job, error)
 	// remove deletes the job and everything the scheduler started for it.
 	remove(ctx context.Context, jid string) error
+	// ping answers nil when the scheduler answers, else an error naming
+	// what does not answer (for /readyz).
+	ping(ctx context.Context) error
 }
 
 // newScheduler picks the backend named by CONTAINER_ENV.
@@ -264,21 +267,28 @@ const maxBody = 1 << 20
 // newMux lists every route. Each job route is registered with and without
 // its trailing slash: pfcon builds <base>/<jid>/, people type <base>/<jid>.
 func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
+	cache := newJobCache(cacheMaxEntries, cacheMaxBytes, cacheTTL)
+	m := newMetrics(cache)
+	sched = &meteredSched{next: sched, backend: cfg.ContainerEnv, m: m}
+	status := &statusReader{sched: sched, cache: cache, m: m}
 	mux := http.NewServeMux()
-	route := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, logged(log, h))
+	route := func(pattern string, h http.Handler) {
+		mux.Handle(pattern, logged(log, m, h))
 	}
 	for _, base := range []string{"/api/v1", "/api/v1/{$}"} {
 		route("GET "+base, handleInfo(cfg))
-		route("POST "+base, handleCreate(cfg, sched))
+		route("POST "+base, handleCreate(cfg, sched, cache, m))
 	}
 	for _, p := range []string{"/api/v1/{jid}", "/api/v1/{jid}/{$}"} {
-		route("GET "+p, handleGet(sched))
-		route("DELETE "+p, handleDelete(cfg, sched))
+		route("GET "+p, handleGet(status, m))
+		route("DELETE "+p, handleDelete(cfg, sched, cache))
 	}
-	route("/", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /healthz", handleHealthz())
+	route("GET /readyz", handleReadyz(&readiness{sched: sched, log: log}))
+	route("GET /metrics", m.handler())
+	route("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "no such endpoint: " + r.Method + " " + r.URL.Path})
-	})
+	}))
 	return mux
 }
 
@@ -292,10 +302,11 @@ func handleInfo(cfg *config) http.HandlerFunc {
 	}
 }
 
-func handleCreate(cfg *config, sched scheduler) http.HandlerFunc {
+func handleCreate(cfg *config, sched scheduler, cache *jobCache, m *metrics) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		rawBody := r.Body
 		tooLarge := func() {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+			answerTooLarge(w, r, rawBody)
 		}
 		// A declared length over the bound is refused before reading.
 		if r.ContentLength > maxBody {
@@ -323,28 +334,66 @@ func handleCreate(cfg *config, sched scheduler) http.HandlerFunc {
 			writeError(w, r, err)
 			return
 		}
+		// A jid cached as finished may be taken again (Cromwell's reuse of a
+		// finished jid): its old answer is no longer the job's.
+		cache.evict(spec.JID)
+		m.submitted.Inc()
 		j.Logs = ""
 		writeJSON(w, http.StatusCreated, j)
 	}
 }
 
-func handleGet(sched scheduler) http.HandlerFunc {
+// The rest of a body too large is read and discarded, up to these bounds,
+// before the connection closes: a client that sends its whole body before
+// it reads (Python's requests, which pfcon uses) would otherwise get a
+// connection reset instead of the 413, as nginx's lingering close avoids.
+const (
+	lingerBytes = 64 << 20
+	lingerTime  = 10 * time.Second
+)
+
+// answerTooLarge answers 413 and then drains body (the request's own,
+// unwrapped) within lingerBytes and lingerTime.
+func answerTooLarge(w http.ResponseWriter, r *http.Request, body io.Reader) {
+	rc := http.NewResponseController(w)
+	// A client that waits for 100 Continue has not sent the body and never
+	// will; one that declared more than the bound would be reset anyway.
+	drain := !strings.EqualFold(r.Header.Get("Expect"), "100-continue") && r.ContentLength <= lingerBytes &&
+		rc.EnableFullDuplex() == nil
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": fmt.Sprintf("request body larger than %d bytes", maxBody)})
+	if !drain {
+		return
+	}
+	rc.Flush()
+	rc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, body, lingerBytes)
+}
+
+func handleGet(status *statusReader, m *metrics) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
 		noteJID(r, jid)
-		j, err := sched.get(r.Context(), jid)
+		a, err := status.read(r.Context(), jid)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, j)
+		m.statuses.WithLabelValues(a.status).Inc()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(a.body)
 	}
 }
 
-func handleDelete(cfg *config, sched scheduler) http.HandlerFunc {
+// handleDelete forgets the job's cached answer even with REMOVE_JOBS=no,
+// when the job stays: that setting is for debugging, and whoever then
+// removes the job by hand expects the next GET to say so.
+func handleDelete(cfg *config, sched scheduler, cache *jobCache) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
 		noteJID(r, jid)
+		defer cache.evict(jid)
 		if cfg.RemoveJobs {
 			if err := sched.remove(r.Context(), jid); err != nil {
 				writeError(w, r, err)
@@ -358,10 +407,7 @@ func handleDelete(cfg *config, sched scheduler) http.HandlerFunc {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	// Commands and logs are answered as they are, as Flask did: no \u003c.
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
+	w.Write(encodeJSON(v))
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -396,8 +442,12 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// logged writes one structured line per request.
-func logged(log *slog.Logger, h http.Handler) http.Handler {
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logged writes one structured line per request and counts it. The
+// operator's paths (probePaths) are logged at debug level only.
+func logged(log *slog.Logger, m *metrics, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rl := &reqLog{}
@@ -408,8 +458,12 @@ func logged(log *slog.Logger, h http.Handler) http.Handler {
 		if rl.err != "" {
 			attrs = append(attrs, "error", rl.err)
 		}
+		m.observeRequest(r.Pattern, rec.code, time.Since(start))
 		level := slog.LevelInfo
-		if rec.code >= 500 {
+		switch {
+		case probePaths[r.URL.Path]:
+			level = slog.LevelDebug
+		case rec.code >= 500:
 			level = slog.LevelError
 		}
 		log.Log(r.Context(), level, "request", attrs...)

@@ -379,6 +379,8 @@ func (f *fakeSched) get(ctx context.Context, jid string) (*job, error) {
 	return &c, nil
 }
 
+func (f *fakeSched) ping(ctx context.Context) error { return f.err }
+
 func (f *fakeSched) remove(ctx context.Context, jid string) error {
 	if f.err != nil {
 		return f.err

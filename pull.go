@@ -45,7 +45,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -64,14 +63,11 @@ import (
 // shorten it before they start one.
 var postPullWait = 10 * time.Second
 
-// pullsInProgress is the number of image pulls this process runs now.
-// pullStarted and pullEnded are the one place where a pull begins and ends:
-// hook metrics there.
-var pullsInProgress atomic.Int64
+// pullStarted and pullEnded are the one place where a pull begins and ends;
+// they keep the gauge pman_image_pulls_in_progress (metrics.go).
+func pullStarted(ref string) { pullsInProgress.Inc() }
 
-func pullStarted(ref string) { pullsInProgress.Add(1) }
-
-func pullEnded(ref string, err error) { pullsInProgress.Add(-1) }
+func pullEnded(ref string, err error) { pullsInProgress.Dec() }
 
 // Labels of the pending records.
 const (

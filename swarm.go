@@ -429,3 +429,17 @@ func taskStatus(t *swarm.Task, res *swarm.ResourceRequirements, oomKilled *bool)
 	}
 	return statusUndefined, fmt.Sprintf("unknown task state %q: %s", st.State, message)
 }
+
+// ping answers nil when the engine answers its ping and is a Swarm manager
+// (for /readyz): only a manager can create services.
+func (s *swarmSched) ping(ctx context.Context) error {
+	p, err := s.cli.Ping(ctx)
+	if err != nil {
+		return fmt.Errorf("the Docker engine at %s does not answer: %w", s.cli.DaemonHost(), err)
+	}
+	// Engines since API 1.39 say it in the ping; older ones say nothing.
+	if p.SwarmStatus != nil && (p.SwarmStatus.NodeState != swarm.LocalNodeStateActive || !p.SwarmStatus.ControlAvailable) {
+		return fmt.Errorf("the Docker engine at %s is not a Swarm manager (node state %q)", s.cli.DaemonHost(), p.SwarmStatus.NodeState)
+	}
+	return nil
+}
