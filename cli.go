@@ -216,7 +216,15 @@ func parseBind(s string) (listenAddr, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return listenAddr{}, fmt.Errorf("%q: port %q is not a TCP port number (0-65535)", s, port)
 	}
-	return listenAddr{Network: "tcp", Addr: net.JoinHostPort(host, port)}, nil
+	// An IP literal is listened on as gunicorn does: 0.0.0.0 is IPv4 only
+	// (Go's "tcp" would make it a dual-stack [::]).
+	network := "tcp"
+	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
+		network = "tcp4"
+	} else if ip != nil {
+		network = "tcp6"
+	}
+	return listenAddr{Network: network, Addr: net.JoinHostPort(host, port)}, nil
 }
 
 // splitShell splits GUNICORN_CMD_ARGS into words as gunicorn does

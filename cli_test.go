@@ -7,7 +7,15 @@ import (
 )
 
 func TestParseCommandLine(t *testing.T) {
-	tcp := func(addr, from string) listenAddr { return listenAddr{"tcp", addr, from} }
+	tcp := func(addr, from string) listenAddr {
+		switch {
+		case strings.HasPrefix(addr, "["):
+			return listenAddr{"tcp6", addr, from}
+		case strings.HasPrefix(addr, ":"):
+			return listenAddr{"tcp", addr, from}
+		}
+		return listenAddr{"tcp4", addr, from}
+	}
 	tests := []struct {
 		name    string
 		args    []string

@@ -1232,44 +1232,7 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	kubeconfig := kubeconfigAs(t, adminRC, admin, ns, sa, role, rb)
 	ctx := context.Background()
 
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-store"},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
-			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: "chris-store"},
-		},
-	}
-	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// The test cluster runs no pv/pvc-protection controllers, so their
-	// finalizers would keep the PV, the PVC and thus the namespace forever.
-	t.Cleanup(func() {
-		ctx := context.Background()
-		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
-		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "chris-store", types.MergePatchType, unprotect, metav1.PatchOptions{})
-		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "chris-store", metav1.DeleteOptions{})
-		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
-		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
-	})
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: "chris-store"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr(""),
-			VolumeName:       pv.Name,
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
-	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "binding of PVC chris-store", func() bool {
-		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "chris-store", metav1.GetOptions{})
-		return err == nil && c.Status.Phase == corev1.ClaimBound
-	})
+	kubePVC(t, admin, ns, "chris-store")
 
 	tests := []struct {
 		name string
@@ -1319,6 +1282,52 @@ func TestKubeEndToEndStorage(t *testing.T) {
 		if m["status"] != statusNotStarted {
 			t.Errorf("GET = %v; want notstarted", m)
 		}
+	})
+}
+
+// kubePVC makes the PVC claim in ns, bound to a hostPath PV of its own (the
+// fake node keeps nothing): what a chart's storebase PVC is to pman. Both
+// go when the test ends.
+func kubePVC(t *testing.T, admin kubernetes.Interface, ns, claim string) {
+	t.Helper()
+	ctx := context.Background()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + claim},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/local/storeBase"}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: ns, Name: claim},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The test cluster runs no pv/pvc-protection controllers, so their
+	// finalizers would keep the PV, the PVC and thus the namespace forever.
+	t.Cleanup(func() {
+		ctx := context.Background()
+		unprotect := []byte(`{"metadata":{"finalizers":null}}`)
+		admin.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, claim, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, claim, metav1.DeleteOptions{})
+		admin.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, unprotect, metav1.PatchOptions{})
+		admin.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
+	})
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: claim},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			StorageClassName: ptr(""),
+			VolumeName:       pv.Name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := admin.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "binding of PVC "+claim, func() bool {
+		c, err := admin.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+		return err == nil && c.Status.Phase == corev1.ClaimBound
 	})
 }
 
