@@ -236,31 +236,37 @@ func TestDeployMiniChRISDocker(t *testing.T) {
 	}
 
 	e := &dockerEnv{cli: cli, image: img}
-	vol := e.newJID(t, "chris_files")
-	v, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol})
-	if err != nil {
-		t.Fatal(err)
+	// pfcon makes a stand-in for pfcon mounting a new volume, and answers
+	// the volume's name and path; both go when the test ends.
+	pfcon := func(t *testing.T, name string) (string, string) {
+		t.Helper()
+		vol := e.newJID(t, name)
+		v, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
+		if _, err := os.Stat(v.Mountpoint); err != nil {
+			needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
+		}
+		k, val, _ := strings.Cut(selector, "=")
+		c, err := cli.ContainerCreate(ctx,
+			&container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
+			&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},
+			nil, nil, vol+"-pfcon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		})
+		if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return vol, v.Mountpoint
 	}
-	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
-	if _, err := os.Stat(v.Mountpoint); err != nil {
-		needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
-	}
-	e.store = v.Mountpoint
-	// A stand-in for pfcon, kept only while the test runs.
-	k, val, _ := strings.Cut(selector, "=")
-	pfcon, err := cli.ContainerCreate(ctx,
-		&container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
-		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},
-		nil, nil, vol+"-pfcon")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cli.ContainerRemove(context.Background(), pfcon.ID, container.RemoveOptions{Force: true})
-	})
-	if err := cli.ContainerStart(ctx, pfcon.ID, container.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	vol, mountpoint := pfcon(t, "chris_files")
+	e.store = mountpoint
 
 	dir := pmanBinary(t)
 	p := startProcess(t, dir, "pman", nil, withEngine(map[string]string{
@@ -285,7 +291,7 @@ func TestDeployMiniChRISDocker(t *testing.T) {
 	if done["status"] != statusSuccess || !strings.Contains(logs, "uid=1001 gid=0") || !strings.Contains(logs, "HOME=/tmp") {
 		t.Errorf("job = %v; want finishedSuccessfully, run as uid 1001 with the image's group 0, HOME=/tmp", done)
 	}
-	out := filepath.Join(v.Mountpoint, jid, "out", "copy.txt")
+	out := filepath.Join(mountpoint, jid, "out", "copy.txt")
 	got, err := os.ReadFile(out)
 	if string(got) != "from pfcon's volume" {
 		t.Errorf("volume %s: %s/out/copy.txt = %q, %v; want the input's copy", vol, jid, got, err)
@@ -306,6 +312,17 @@ func TestDeployMiniChRISDocker(t *testing.T) {
 		t.Errorf("DELETE = %d; want 204", code)
 	}
 	e.noContainer(t, jid)
+
+	t.Run("two pfcon containers with different stores", func(t *testing.T) {
+		other, _ := pfcon(t, "other_files")
+		url := startServer(t, withEngine(map[string]string{"CONTAINER_ENV": "docker"}))
+		jid := e.newJID(t, "twopfcon")
+		code, m := call(t, "POST", url+"/api/v1/", e.jobBody(jid, "fs", "true"))
+		if msg := fmt.Sprint(m["message"]); code != http.StatusServiceUnavailable || !strings.Contains(msg, vol+"-pfcon") || !strings.Contains(msg, other+"-pfcon") {
+			t.Errorf("POST = %d %v; want 503 naming both pfcon containers", code, m)
+		}
+		e.noContainer(t, jid)
+	})
 }
 
 // TestDeployHelmChart is the FNNDSC Helm chart: its environment and its
