@@ -87,8 +87,12 @@ func parseCommandLine(args []string, env string) (*commandLine, error) {
 		return nil, fmt.Errorf("GUNICORN_CMD_ARGS: %w", err)
 	}
 	cl.Binds = binds
-	if len(cl.Binds) == 0 {
+	if len(binds) == 0 {
 		cl.Binds = envBinds
+	} else {
+		for _, b := range envBinds {
+			cl.Ignored = append(cl.Ignored, b.From)
+		}
 	}
 	return cl, nil
 }

@@ -36,7 +36,7 @@ func TestParseCommandLine(t *testing.T) {
 		{"bind in GUNICORN_CMD_ARGS", nil, `--bind="127.0.0.1:7000" -k gevent`,
 			[]listenAddr{tcp("127.0.0.1:7000", "--bind=127.0.0.1:7000 (GUNICORN_CMD_ARGS)")}, []string{"-k gevent (GUNICORN_CMD_ARGS)"}},
 		{"command line's bind wins", []string{"-b", "127.0.0.1:1"}, "--bind 127.0.0.1:2",
-			[]listenAddr{tcp("127.0.0.1:1", "-b 127.0.0.1:1")}, nil},
+			[]listenAddr{tcp("127.0.0.1:1", "-b 127.0.0.1:1")}, []string{"--bind 127.0.0.1:2 (GUNICORN_CMD_ARGS)"}},
 		{"several binds", []string{"-b", "127.0.0.1:1", "-b", "[::1]:1", "-b", "unix:/run/pman.sock"}, "",
 			[]listenAddr{tcp("127.0.0.1:1", "-b 127.0.0.1:1"), tcp("[::1]:1", "-b [::1]:1"), {"unix", "/run/pman.sock", "-b unix:/run/pman.sock"}}, nil},
 		{"host alone: gunicorn's port", []string{"-b", "0.0.0.0"}, "", []listenAddr{tcp("0.0.0.0:8000", "-b 0.0.0.0")}, nil},

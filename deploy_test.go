@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -35,8 +36,13 @@ import (
 func pmanBinary(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	// The flags of the test's own build, so its packages come from the cache.
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "pman"), ".")
+	// With the test binary's own -race, so that the packages come from the
+	// build cache instead of a second compile of every dependency.
+	args := []string{"build", "-o", filepath.Join(dir, "pman")}
+	if bi, ok := debug.ReadBuildInfo(); ok && slices.Contains(bi.Settings, debug.BuildSetting{Key: "-race", Value: "true"}) {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
