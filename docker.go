@@ -554,8 +554,12 @@ func (s *storeBase) get(ctx context.Context) (string, error) {
 const pfconStoreBase = "/var/local/storeBase"
 
 // findVolumePath answers the host path of the Docker volume VOLUME_NAME, or
-// else of the volume that the container labelled PFCON_SELECTOR mounts at
-// /var/local/storeBase.
+// else of the store that the running containers labelled PFCON_SELECTOR
+// mount at /var/local/storeBase (a volume or a bind, as pman 6 took either).
+// pman 6 took the first container the engine listed; we take the store
+// only when every such container mounts the same one (pfcon's replicas
+// do), and otherwise refuse, naming them: a job's output written into
+// another ChRIS's store would be lost without a word.
 func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (string, error) {
 	if cfg.VolumeName != "" {
 		v, err := cli.VolumeInspect(ctx, cfg.VolumeName)
@@ -573,14 +577,27 @@ func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (strin
 	if err != nil {
 		return "", engineError(err, "finding the pfcon container ("+cfg.PfconSelector+")")
 	}
+	var found, source string
 	for _, c := range list {
 		for _, m := range c.Mounts {
-			if m.Destination == pfconStoreBase && m.Type == "volume" {
-				return m.Source, nil
+			if m.Destination != pfconStoreBase || (m.Type != mount.TypeVolume && m.Type != mount.TypeBind) {
+				continue
 			}
+			name := c.ID[:min(12, len(c.ID))]
+			if len(c.Names) > 0 {
+				name = strings.TrimPrefix(c.Names[0], "/")
+			}
+			if source != "" && m.Source != source {
+				return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: the containers labelled %s mount different stores at %s (%s: %s; %s: %s): set VOLUME_NAME, or a PFCON_SELECTOR only one pfcon matches",
+					cfg.PfconSelector, pfconStoreBase, found, source, name, m.Source)
+			}
+			found, source = name, m.Source
 		}
 	}
-	return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no running container labelled %s mounts a volume at %s, and VOLUME_NAME is not set", cfg.PfconSelector, pfconStoreBase)
+	if source == "" {
+		return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no running container labelled %s mounts a volume at %s, and VOLUME_NAME is not set", cfg.PfconSelector, pfconStoreBase)
+	}
+	return source, nil
 }
 
 // jobLabels are the labels every job carries: JOB_LABELS, and the jid so an

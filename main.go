@@ -27,20 +27,41 @@ var version = "0.0.0-dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+	if err := runArgs(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
 // run starts the server and serves until ctx is done, then lets in-flight
-// requests finish. It logs one JSON line "listening" with the bound address,
-// so a caller that asked for port 0 can find the server.
+// requests finish. It logs one JSON line "listening" per bound address, so
+// a caller that asked for port 0 can find the server.
 func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	return runArgs(ctx, nil, getenv, stdout)
+}
+
+// runArgs is run with a command line (the arguments after the program's
+// name): gunicorn's, as deployments start pman (cli.go).
+func runArgs(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cl, err := parseCommandLine(args, getenv("GUNICORN_CMD_ARGS"))
+	if err != nil {
+		return err
+	}
+	switch {
+	case cl.Help:
+		_, err := io.WriteString(stdout, usage)
+		return err
+	case cl.Version:
+		_, err := fmt.Fprintf(stdout, "pman %s\n", version)
+		return err
+	}
 	log := slog.New(slog.NewJSONHandler(stdout, nil))
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
+	}
+	if len(cl.Ignored) > 0 {
+		log.Info("gunicorn options ignored: one process serves every request", "ignored", cl.Ignored)
 	}
 	for _, n := range cfg.Notes {
 		log.Info("configuration", "note", n)
@@ -49,19 +70,32 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("CONTAINER_ENV=%s: %w", cfg.ContainerEnv, err)
 	}
-	ln, err := net.Listen("tcp", ":"+cfg.Port)
-	if err != nil {
-		return fmt.Errorf("PORT=%s: %w", cfg.Port, err)
+	// A --bind wins over PORT, as in gunicorn.
+	binds := cl.Binds
+	if len(binds) == 0 {
+		binds = []listenAddr{{Network: "tcp", Addr: ":" + cfg.Port, From: "PORT=" + cfg.Port}}
+	}
+	var lns []net.Listener
+	for _, b := range binds {
+		ln, err := net.Listen(b.Network, b.Addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("%s: %w", b.From, err)
+		}
+		lns = append(lns, ln)
 	}
 	srv := &http.Server{
 		Handler:           newMux(cfg, sched, log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "version", version,
-		"container_env", cfg.ContainerEnv, "storage_type", cfg.StorageType)
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		log.Info("listening", "addr", ln.Addr().String(), "version", version,
+			"container_env", cfg.ContainerEnv, "storage_type", cfg.StorageType)
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return err
