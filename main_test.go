@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,6 +26,14 @@ import (
 // the environment given, and answers its base URL ("http://127.0.0.1:N").
 // The server stops when the test ends; a start error fails the test.
 func startServer(t testing.TB, env map[string]string) string {
+	t.Helper()
+	url, _ := startStoppable(t, env)
+	return url
+}
+
+// startStoppable is startServer with a stop of its own, for a restart in
+// the middle of a test; the test's end stops it too.
+func startStoppable(t testing.TB, env map[string]string) (url string, stop func()) {
 	t.Helper()
 	env["PORT"] = "0"
 	// A developer's engine may be elsewhere than the local socket.
@@ -59,16 +68,20 @@ func startServer(t testing.TB, env map[string]string) string {
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	select {
-	case a := <-addr:
-		t.Cleanup(func() {
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("run: %v", err)
 			}
 		})
+	}
+	select {
+	case a := <-addr:
+		t.Cleanup(stop)
 		_, port, _ := net.SplitHostPort(a)
-		return "http://127.0.0.1:" + port
+		return "http://127.0.0.1:" + port, stop
 	case err := <-done:
 		cancel()
 		t.Fatalf("run did not start: %v", err)
@@ -76,7 +89,7 @@ func startServer(t testing.TB, env map[string]string) string {
 		cancel()
 		t.Fatal("run did not log \"listening\" within 60s")
 	}
-	return ""
+	return "", stop
 }
 
 // call sends one request to a running server and decodes its JSON answer

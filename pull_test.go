@@ -2,7 +2,6 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -177,61 +175,6 @@ func (r *slowRegistry) counts() (bigGets, tagGets int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.bigGets, r.tagGets
-}
-
-// startStoppable is startServer with a stop of its own, for a restart in
-// the middle of a test.
-func startStoppable(t *testing.T, env map[string]string) (url string, stop func()) {
-	t.Helper()
-	env["PORT"] = "0"
-	for _, k := range []string{"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"} {
-		if _, ok := env[k]; !ok {
-			env[k] = os.Getenv(k)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, func(k string) string { return env[k] }, pw)
-		pw.CloseWithError(io.EOF)
-		done <- err
-	}()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<16), 1<<20)
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr <- line.Addr
-			}
-			if testing.Verbose() {
-				os.Stderr.Write(append(sc.Bytes(), '\n'))
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case a := <-addr:
-		_, port, _ := net.SplitHostPort(a)
-		return "http://127.0.0.1:" + port, stop
-	case err := <-done:
-		t.Fatalf("run did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("run did not log \"listening\" within 60s")
-	}
-	return "", stop
 }
 
 // shortPullWait makes the POSTs of this test wait 1 s for a pull instead of

@@ -16,22 +16,8 @@ import (
 
 // renderSlurmScript checks what the script cannot carry and renders it.
 func renderSlurmScript(cfg *config, j *jobSpec, records string) (string, error) {
-	if !validImage(j.Image) {
-		return "", fieldError("image", fmt.Sprintf("%q is not an image reference (letters, digits and . _ - / : @ only)", j.Image))
-	}
-	for _, e := range j.Env {
-		k, v, _ := strings.Cut(e, "=")
-		if !shellName(k) {
-			return "", fieldError("env", fmt.Sprintf("%q: with SLURM a variable name must be letters, digits and '_', not starting with a digit", e))
-		}
-		if strings.ContainsRune(v, 0) {
-			return "", fieldError("env", fmt.Sprintf("%q must not contain NUL", k))
-		}
-	}
-	for _, a := range j.Cmd {
-		if strings.ContainsRune(a, 0) {
-			return "", fieldError("args", "an argument must not contain NUL: no process can receive it")
-		}
+	if err := checkScriptJob(j, "SLURM"); err != nil {
+		return "", err
 	}
 	for _, d := range []struct{ field, dir string }{{"input_dir", j.InputDir}, {"output_dir", j.OutputDir}} {
 		if strings.ContainsAny(d.dir, "\n\r") {

@@ -31,24 +31,34 @@ type wdlJob struct {
 	Partition string
 }
 
-// renderJob checks what the WDL cannot carry and renders it.
-func (c *cromwell) renderJob(j *jobSpec) (string, error) {
+// checkScriptJob returns the field error of a job that a shell script
+// cannot carry: an image or environment the script would have to trust,
+// or a NUL. The Cromwell and SLURM backends both run jobs from a script.
+func checkScriptJob(j *jobSpec, backend string) error {
 	if !validImage(j.Image) {
-		return "", fieldError("image", fmt.Sprintf("%q is not an image reference (letters, digits and . _ - / : @ only)", j.Image))
+		return fieldError("image", fmt.Sprintf("%q is not an image reference (letters, digits and . _ - / : @ only)", j.Image))
 	}
 	for _, e := range j.Env {
 		k, v, _ := strings.Cut(e, "=")
 		if !shellName(k) {
-			return "", fieldError("env", fmt.Sprintf("%q: with Cromwell a variable name must be letters, digits and '_', not starting with a digit", e))
+			return fieldError("env", fmt.Sprintf("%q: with %s a variable name must be letters, digits and '_', not starting with a digit", e, backend))
 		}
 		if strings.ContainsRune(v, 0) {
-			return "", fieldError("env", fmt.Sprintf("%q must not contain NUL", k))
+			return fieldError("env", fmt.Sprintf("%q must not contain NUL", k))
 		}
 	}
 	for _, a := range j.Cmd {
 		if strings.ContainsRune(a, 0) {
-			return "", fieldError("args", "an argument must not contain NUL: no process can receive it")
+			return fieldError("args", "an argument must not contain NUL: no process can receive it")
 		}
+	}
+	return nil
+}
+
+// renderJob checks what the WDL cannot carry and renders it.
+func (c *cromwell) renderJob(j *jobSpec) (string, error) {
+	if err := checkScriptJob(j, "Cromwell"); err != nil {
+		return "", err
 	}
 	for _, d := range []struct{ field, dir string }{{"input_dir", j.InputDir}, {"output_dir", j.OutputDir}} {
 		if msg := checkBindDir(d.dir); msg != "" {
