@@ -192,7 +192,12 @@ current-context: c
 		}
 		info(t, p, "kubernetes")
 		want := []any{"pman.wsgi:application", "--workers=4 (GUNICORN_CMD_ARGS)", "--timeout=30 (GUNICORN_CMD_ARGS)"}
-		if l := p.logged("gunicorn options ignored"); len(l) != 1 || !slices.Equal(l[0]["ignored"].([]any), want) {
+		l := p.logged("gunicorn options ignored")
+		var got []any
+		if len(l) == 1 {
+			got, _ = l[0]["ignored"].([]any)
+		}
+		if len(l) != 1 || !slices.Equal(got, want) {
 			t.Errorf("log lines on ignored options = %v; want one naming %q", l, want)
 		}
 	})
