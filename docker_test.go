@@ -768,10 +768,11 @@ func TestDockerPodmanUser(t *testing.T) {
 	jid := e.newJID(t, "user")
 	e.dir(t, jid+"/in", nil)
 	e.dir(t, jid+"/out", nil)
-	e.submit(t, e.jobBody(jid, "fs", `echo "uid=$(id -u) gid=$(id -g) home=$HOME"; id -u > "$1/uid"`))
+	e.submit(t, e.jobBody(jid, "fs", `echo "uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME"; id -u > "$1/uid"`))
 	done := e.wait(t, jid)
-	if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "uid=1234 gid=2345 home=/tmp") {
-		t.Errorf("job = %v; want success, logs saying uid=1234 gid=2345 home=/tmp", done)
+	// The GID is a supplementary group; the primary group stays the image's.
+	if done["status"] != statusSuccess || !strings.Contains(done["logs"].(string), "uid=1234 gid=0 groups=0 2345 home=/tmp") {
+		t.Errorf("job = %v; want success, logs saying uid=1234 gid=0 groups=0 2345 home=/tmp", done)
 	}
 	fi, err := os.Stat(filepath.Join(e.store, jid, "out", "uid"))
 	if err != nil {

@@ -387,7 +387,7 @@ func TestSwarmEndToEnd(t *testing.T) {
 	if err := os.Chmod(store, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	const uid, gid = 4321, 8765
+	const uid = 4321 // CONTAINER_USER 4321:8765: 8765 is a supplementary group
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
 		"JOB_LOGS_TAIL": "3", "CONTAINER_USER": "4321:8765", "SHM_SIZE": "128",
@@ -449,24 +449,26 @@ func TestSwarmEndToEnd(t *testing.T) {
 
 	t.Run("fs job writes its output as CONTAINER_USER with its env", func(t *testing.T) {
 		t.Parallel()
-		jid, body, _, out := newJob(t, "fs", `echo "$GREETING $(id -u):$(id -g)" > "$0/out.txt"`, true)
+		jid, body, _, out := newJob(t, "fs", `echo "$GREETING $(id -u):$(id -g) $(id -G)" > "$0/out.txt"`, true)
 		body["env"] = []string{"GREETING=hej"}
 		submit(t, body)
 		m := finished(t, jid)
 		wantStatus(t, m, statusSuccess)
-		if m["cmd"] != `sh -c echo "$GREETING $(id -u):$(id -g)" > "$0/out.txt" /share/outgoing` {
+		if m["cmd"] != `sh -c echo "$GREETING $(id -u):$(id -g) $(id -G)" > "$0/out.txt" /share/outgoing` {
 			t.Errorf("cmd = %q; want the service's command joined", m["cmd"])
 		}
 		got, err := os.ReadFile(filepath.Join(out, "out.txt"))
 		if err != nil {
 			t.Fatalf("the job's output file: %v", err)
 		}
-		if want := "hej 4321:8765\n"; string(got) != want {
-			t.Errorf("out.txt = %q; want %q", got, want)
+		// The GID is a supplementary group; the primary group stays the
+		// image's (0), so the file keeps the group it had under pman 6.
+		if want := "hej 4321:0 0 8765\n"; string(got) != want {
+			t.Errorf("out.txt = %q; want %q (uid:gid groups)", got, want)
 		}
 		if fi, err := os.Stat(filepath.Join(out, "out.txt")); err == nil {
-			if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
-				t.Errorf("out.txt owned by %d:%d; want %d:%d", st.Uid, st.Gid, uid, gid)
+			if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != 0 {
+				t.Errorf("out.txt owned by %d:%d; want %d:0", st.Uid, st.Gid, uid)
 			}
 		}
 	})
