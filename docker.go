@@ -125,6 +125,31 @@ func (d *dockerSched) start(ctx context.Context, jid, id string) error {
 	return startError(err, "starting container "+jid)
 }
 
+// resumeCreated returns the container c of jid after finishing what a pman
+// stopped between creating and starting a pulled job's container left
+// undone (its pending record still there, nobody here following it);
+// otherwise c as it is. An error means the container could not start and
+// the record now says why.
+func (d *dockerSched) resumeCreated(ctx context.Context, jid string, c container.InspectResponse) (container.InspectResponse, error) {
+	if d.trackedPull(jid) != nil {
+		return c, nil
+	}
+	if rec, err := d.findRecord(ctx, jid); err != nil || rec == nil || rec.failed {
+		return c, nil
+	}
+	if err := d.startAndClaim(ctx, jid, c.ID); err != nil {
+		if transient(err) {
+			return c, nil // the next GET tries again
+		}
+		d.markFailed(ctx, jid, err)
+		return c, err
+	}
+	if started, err := d.inspect(ctx, jid); err == nil {
+		return started, nil
+	}
+	return c, nil
+}
+
 func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
 	c, err := d.inspect(ctx, jid)
 	if isKind(err, eNotFound) && containerName.MatchString(jid) {
@@ -138,6 +163,12 @@ func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if c.State != nil && c.State.Status == "created" {
+		if c, err = d.resumeCreated(ctx, jid, c); err != nil {
+			// It could not start: its record now says why.
+			return d.getPending(ctx, jid)
+		}
 	}
 	jb := containerJob(jid, c)
 	if d.cfg.JobLogsTail == 0 {
@@ -220,7 +251,9 @@ func (d *dockerSched) inspect(ctx context.Context, jid string) (container.Inspec
 		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)
 	}
 	c, err := d.cli.ContainerInspect(ctx, jid)
-	if cerrdefs.IsNotFound(err) || (err == nil && !namedJID(c, jid)) {
+	// Podman answers an inspect that races the container's removal with
+	// its 500 "does not exist in database: no such container".
+	if cerrdefs.IsNotFound(err) || err != nil && strings.Contains(err.Error(), "no such container") || (err == nil && !namedJID(c, jid)) {
 		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)
 	}
 	if err != nil {

@@ -42,6 +42,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -62,6 +63,10 @@ import (
 // with the engine calls around it. Read once per server (newDocker); tests
 // shorten it before they start one.
 var postPullWait = 10 * time.Second
+
+// maxPull bounds one pull: a registry that stalls or trickles must not keep
+// a job notstarted for ever. Three hours moves 10 GB at 8 Mbit/s.
+const maxPull = 3 * time.Hour
 
 // pullStarted and pullEnded are the one place where a pull begins and ends;
 // they keep the gauge pman_image_pulls_in_progress (metrics.go).
@@ -164,13 +169,18 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 func (d *dockerSched) joinPull(ref string) *pull {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.joinPullLocked(ref)
+}
+
+// joinPullLocked is joinPull for a caller that holds d.mu.
+func (d *dockerSched) joinPullLocked(ref string) *pull {
 	if p := d.pulls[ref]; p != nil {
 		p.mu.Lock()
 		p.waiters++
 		p.mu.Unlock()
 		return p
 	}
-	ctx, cancel := context.WithCancel(d.bg)
+	ctx, cancel := context.WithTimeout(d.bg, maxPull)
 	p := &pull{ref: ref, cancel: cancel, done: make(chan struct{}), waiters: 1, layers: map[string]*layerProgress{}}
 	d.pulls[ref] = p
 	go func() {
@@ -178,6 +188,9 @@ func (d *dockerSched) joinPull(ref string) *pull {
 		d.log.Info("pulling image", "image", ref)
 		start := time.Now()
 		err := d.pullImage(ctx, p)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = errorf(eUnavailable, "pulling image %q: not done after %s, pman gave up", ref, maxPull)
+		}
 		pullEnded(ref, err)
 		if err != nil {
 			d.log.Warn("pulling image failed", "image", ref, "duration", time.Since(start).String(), "error", err)
@@ -310,7 +323,9 @@ func (d *dockerSched) createPending(ctx context.Context, j *jobSpec) (*job, erro
 	}
 	pj := d.track(j, true)
 	if pj == nil {
-		return nil, errorf(eConflict, "a job named %q already exists (waiting for its image)", j.JID)
+		// Our record (the nonce is ours) was resumed by a GET between its
+		// creation and now: the job is accepted, and followed.
+		return pendingAnswer(j, d.trackedPull(j.JID), v.CreatedAt), nil
 	}
 	timer := time.NewTimer(d.postWait)
 	defer timer.Stop()
@@ -362,17 +377,18 @@ func (d *dockerSched) getPending(ctx context.Context, jid string) (*job, error) 
 		return &job{JID: jid, Image: rec.spec.Image, Cmd: strings.Join(rec.spec.Cmd, " "),
 			Status: statusError, Message: rec.failure, Timestamp: rec.failStamp}, nil
 	}
-	pj := d.track(rec.spec, false)
-	if pj == nil {
-		d.mu.Lock()
-		pj = d.jobs[jid]
-		d.mu.Unlock()
+	d.track(rec.spec, false)
+	return pendingAnswer(rec.spec, d.trackedPull(jid), rec.created), nil
+}
+
+// trackedPull returns the pull that this process follows for jid, or nil.
+func (d *dockerSched) trackedPull(jid string) *pull {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if pj := d.jobs[jid]; pj != nil {
+		return pj.pull
 	}
-	var p *pull
-	if pj != nil {
-		p = pj.pull
-	}
-	return pendingAnswer(rec.spec, p, rec.created), nil
+	return nil
 }
 
 // track starts following j's pull in this process, unless it already does
@@ -385,9 +401,10 @@ func (d *dockerSched) track(j *jobSpec, postWaiting bool) *pendingJob {
 	}
 	ctx, cancel := context.WithCancel(d.bg)
 	pj := &pendingJob{spec: j, ctx: ctx, cancel: cancel, done: make(chan struct{}), postWaiting: postWaiting}
+	// Set before pj is seen: trackedPull reads it under d.mu.
+	pj.pull = d.joinPullLocked(j.Image)
 	d.jobs[j.JID] = pj
 	d.mu.Unlock()
-	pj.pull = d.joinPull(j.Image)
 	go d.await(ctx, pj)
 	return pj
 }
@@ -421,6 +438,12 @@ func (d *dockerSched) await(ctx context.Context, pj *pendingJob) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		err = d.finish(fctx, pj.spec)
+		if transient(err) {
+			// The engine failed, not the job: the record stays, and the
+			// next GET follows it again (the image is there by now).
+			d.log.Warn("running a job whose image was pulled (the next GET tries again)", "jid", jid, "error", err)
+			return
+		}
 	}
 	if err == nil || ctx.Err() != nil {
 		return
@@ -450,23 +473,46 @@ func (d *dockerSched) finish(ctx context.Context, j *jobSpec) error {
 	if err != nil {
 		return engineError(err, "creating container "+j.JID)
 	}
-	// The claim: only one caller removes the record. Lost, it was DELETE.
+	return d.startAndClaim(ctx, j.JID, created.ID)
+}
+
+// startAndClaim starts the container id of the pending job jid, then
+// claims its record: only one caller removes it, and one that finds it
+// gone lost it to a DELETE, so the container goes too. The start comes
+// first: a start that fails leaves the record, which then carries the
+// failure (markFailed), instead of a job that vanished.
+func (d *dockerSched) startAndClaim(ctx context.Context, jid, id string) error {
+	if err := d.start(ctx, jid, id); err != nil {
+		return startFailure{err}
+	}
 	// Never with force: the engine answers a forced removal of a volume
 	// that is not there with success.
-	if err := d.cli.VolumeRemove(ctx, recordName(j.JID), false); err != nil {
-		if rmErr := d.cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
-			d.log.Warn("removing the container of a job deleted while it was created", "jid", j.JID, "error", rmErr)
+	if err := d.cli.VolumeRemove(ctx, recordName(jid), false); err != nil {
+		if rmErr := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil {
+			d.log.Warn("removing the container of a job deleted while it started", "jid", jid, "error", rmErr)
 		}
 		if cerrdefs.IsNotFound(err) {
 			return nil
 		}
-		return engineError(err, "removing the pending record of "+j.JID)
+		return engineError(err, "removing the pending record of "+jid)
 	}
-	if err := d.start(ctx, j.JID, created.ID); err != nil {
-		return err
-	}
-	d.log.Info("started a job whose image was pulled", "jid", j.JID, "image", j.Image)
+	d.log.Info("started a job whose image was pulled", "jid", jid)
 	return nil
+}
+
+// startFailure is a container of a pulled job that would not start. The
+// engine words most such failures as its 500 (no GPU driver, a bad mount),
+// but they are the job's: retrying them would keep it notstarted for ever.
+type startFailure struct{ err error }
+
+func (e startFailure) Error() string { return e.err.Error() }
+func (e startFailure) Unwrap() error { return e.err }
+
+// transient says whether err, from running a pulled job, is the engine's
+// passing failure rather than the job's: the record then stays for the
+// next GET to try again.
+func transient(err error) bool {
+	return isKind(err, eUnavailable) && !errors.As(err, new(startFailure))
 }
 
 // markFailed records in the engine why the pending job jid can never run.

@@ -272,6 +272,29 @@ func testDockerPullDetached(t *testing.T, eng *testEngine) {
 		e.noRecords(t, jid)
 	})
 
+	t.Run("pulled, but the container will not start", func(t *testing.T) {
+		reg := newSlowRegistry(t, false)
+		removeImage(t, e, reg.image)
+		jid := e.pendingJID(t, "nostart")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = reg.image
+		body["entrypoint"] = []string{"/no/such/program"}
+		if m := e.submit(t, body); m["status"] != statusNotStarted {
+			t.Fatalf("POST = %v; want %s", m, statusNotStarted)
+		}
+		reg.release()
+		// The job was accepted: it must end, saying why, not vanish.
+		done := e.wait(t, jid)
+		if msg := fmt.Sprint(done["message"]); done["status"] != statusError || !strings.Contains(msg, "/no/such/program") {
+			t.Errorf("job = %v; want %s naming the program that is not there", done, statusError)
+		}
+		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %v; want 204", code, m)
+		}
+		e.noRecords(t, jid)
+	})
+
 	t.Run("failed pull", func(t *testing.T) {
 		reg := newSlowRegistry(t, true)
 		removeImage(t, e, reg.image)
