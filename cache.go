@@ -191,6 +191,14 @@ func (s *statusReader) read(ctx context.Context, jid string) (answer, error) {
 	}
 }
 
+// forget makes pman forget what it knows of jid: the cached answer, what
+// GETs under way read, and the shared call itself, so that a GET that
+// comes after a DELETE or a new POST asks the scheduler afresh.
+func (s *statusReader) forget(jid string) {
+	s.cache.evict(jid)
+	s.flight.Forget(jid)
+}
+
 // encodeJSON is v's JSON as writeJSON writes it.
 func encodeJSON(v any) []byte {
 	var buf bytes.Buffer

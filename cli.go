@@ -24,6 +24,9 @@ type commandLine struct {
 	Ignored []string     // gunicorn options and the app name, as given
 	Version bool         // -v/--version: print the version and exit
 	Help    bool         // -h/--help
+	// Env is what -e/--env KEY=VALUE set: gunicorn puts it in the
+	// environment pman 6 read its configuration from, so it wins there too.
+	Env map[string]string
 }
 
 // listenAddr is one address to listen on, and the option that named it.
@@ -124,8 +127,9 @@ func (cl *commandLine) parse(args []string, from string) ([]listenAddr, error) {
 			}
 			name = full
 		} else if len(a) > 2 {
-			// -b0.0.0.0:5010, -w4: a short option with its value attached.
-			name, value, hasValue = a[:2], a[2:], true
+			// -b0.0.0.0:5010, -w4, -b=0.0.0.0:5010: a short option with its
+			// value attached (argparse drops the '=').
+			name, value, hasValue = a[:2], strings.TrimPrefix(a[2:], "="), true
 		}
 		switch {
 		case name == "-v" || name == "--version":
@@ -157,6 +161,17 @@ func (cl *commandLine) parse(args []string, from string) ([]listenAddr, error) {
 			i++
 			value = args[i]
 			a += " " + value
+		}
+		if name == "-e" || name == "--env" {
+			k, v, ok := strings.Cut(value, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("%s: %q is not KEY=VALUE", name, value)
+			}
+			if cl.Env == nil {
+				cl.Env = map[string]string{}
+			}
+			cl.Env[k] = v
+			continue
 		}
 		if name != "-b" && name != "--bind" {
 			cl.Ignored = append(cl.Ignored, a+from)

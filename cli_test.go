@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,7 +51,8 @@ func TestParseCommandLine(t *testing.T) {
 		{"--proxy-protocol v2", []string{"--proxy-protocol", "v2"}, "", nil, []string{"--proxy-protocol v2"}},
 		{"-- then the app", []string{"-w", "1", "--", "pman.wsgi"}, "", nil, []string{"-w 1", "pman.wsgi"}},
 		{"quoted GUNICORN_CMD_ARGS", nil, `--access-logformat '%(h)s "%(r)s"' --env A=b\ c`, nil,
-			[]string{`--access-logformat %(h)s "%(r)s" (GUNICORN_CMD_ARGS)`, "--env A=b c (GUNICORN_CMD_ARGS)"}},
+			[]string{`--access-logformat %(h)s "%(r)s" (GUNICORN_CMD_ARGS)`}},
+		{"-b=: argparse drops the '='", []string{"-b=0.0.0.0:5010"}, "", []listenAddr{tcp("0.0.0.0:5010", "-b=0.0.0.0:5010")}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +64,22 @@ func TestParseCommandLine(t *testing.T) {
 				t.Errorf("parseCommandLine(%q, %q) = binds %q, ignored %q; want %q, %q", tt.args, tt.env, cl.Binds, cl.Ignored, tt.binds, tt.ignored)
 			}
 		})
+	}
+}
+
+// TestCommandLineEnv: gunicorn's -e/--env set the environment pman 6 read
+// its configuration from, so they set pman's configuration too.
+func TestCommandLineEnv(t *testing.T) {
+	cl, err := parseCommandLine([]string{"-e", "CONTAINER_ENV=swarm", "--env=JOB_LOGS_TAIL=5"}, `--env A=b\ c`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"CONTAINER_ENV": "swarm", "JOB_LOGS_TAIL": "5", "A": "b c"}
+	if !reflect.DeepEqual(cl.Env, want) || len(cl.Ignored) != 0 {
+		t.Errorf("Env, Ignored = %v, %q; want %v, none", cl.Env, cl.Ignored, want)
+	}
+	if _, err := parseCommandLine([]string{"-e", "NOVALUE"}, ""); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+		t.Errorf("-e NOVALUE: %v; want an error asking for KEY=VALUE", err)
 	}
 }
 
@@ -111,5 +130,15 @@ func TestSplitShell(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("splitShell(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+// TestRunArgsEnv: a -e on the command line reaches the configuration (a
+// bad CONTAINER_ENV set only there stops the start, naming it).
+func TestRunArgsEnv(t *testing.T) {
+	err := runArgs(context.Background(), []string{"gunicorn", "-e", "CONTAINER_ENV=openshift", "pman.wsgi:application"},
+		func(k string) string { return map[string]string{"STORAGE_TYPE": "host", "STOREBASE": "/s"}[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `CONTAINER_ENV: "openshift"`) {
+		t.Errorf("runArgs with -e CONTAINER_ENV=openshift: %v; want the configuration error naming it", err)
 	}
 }

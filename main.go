@@ -55,6 +55,15 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 		_, err := fmt.Fprintf(stdout, "pman %s\n", version)
 		return err
 	}
+	if len(cl.Env) > 0 {
+		outer := getenv
+		getenv = func(k string) string {
+			if v, ok := cl.Env[k]; ok {
+				return v
+			}
+			return outer(k)
+		}
+	}
 	log := slog.New(slog.NewJSONHandler(stdout, nil))
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -311,11 +320,11 @@ func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
 	}
 	for _, base := range []string{"/api/v1", "/api/v1/{$}"} {
 		route("GET "+base, handleInfo(cfg))
-		route("POST "+base, handleCreate(cfg, sched, cache, m))
+		route("POST "+base, handleCreate(cfg, sched, status, m))
 	}
 	for _, p := range []string{"/api/v1/{jid}", "/api/v1/{jid}/{$}"} {
 		route("GET "+p, handleGet(status, m))
-		route("DELETE "+p, handleDelete(cfg, sched, cache))
+		route("DELETE "+p, handleDelete(cfg, sched, status))
 	}
 	route("GET /healthz", handleHealthz())
 	route("GET /readyz", handleReadyz(&readiness{sched: sched, log: log}))
@@ -336,7 +345,7 @@ func handleInfo(cfg *config) http.HandlerFunc {
 	}
 }
 
-func handleCreate(cfg *config, sched scheduler, cache *jobCache, m *metrics) http.HandlerFunc {
+func handleCreate(cfg *config, sched scheduler, status *statusReader, m *metrics) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rawBody := r.Body
 		tooLarge := func() {
@@ -370,7 +379,7 @@ func handleCreate(cfg *config, sched scheduler, cache *jobCache, m *metrics) htt
 		}
 		// A jid cached as finished may be taken again (Cromwell's reuse of a
 		// finished jid): its old answer is no longer the job's.
-		cache.evict(spec.JID)
+		status.forget(spec.JID)
 		m.submitted.Inc()
 		j.Logs = ""
 		writeJSON(w, http.StatusCreated, j)
@@ -423,11 +432,11 @@ func handleGet(status *statusReader, m *metrics) http.HandlerFunc {
 // handleDelete forgets the job's cached answer even with REMOVE_JOBS=no,
 // when the job stays: that setting is for debugging, and whoever then
 // removes the job by hand expects the next GET to say so.
-func handleDelete(cfg *config, sched scheduler, cache *jobCache) http.HandlerFunc {
+func handleDelete(cfg *config, sched scheduler, status *statusReader) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
 		noteJID(r, jid)
-		defer cache.evict(jid)
+		defer status.forget(jid)
 		if cfg.RemoveJobs {
 			if err := sched.remove(r.Context(), jid); err != nil {
 				writeError(w, r, err)
