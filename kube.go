@@ -341,6 +341,10 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
 				Spec: corev1.PodSpec{
 					RestartPolicy: corev1.RestartPolicyNever,
+					// A plugin is someone else's code: it gets no API token of
+					// the namespace and no environment of its Services.
+					AutomountServiceAccountToken: new(false),
+					EnableServiceLinks:           new(false),
 					// The Pod Security "restricted" policy wants a seccomp
 					// profile, and the runtime's default is what a plain
 					// Docker or Podman container gets anyway.

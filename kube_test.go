@@ -184,6 +184,9 @@ func TestBuildKubeJob(t *testing.T) {
 	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
 		t.Errorf("runAsNonRoot = %v; want true for user 1001", sc.RunAsNonRoot)
 	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken || pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Errorf("automountServiceAccountToken, enableServiceLinks = %v, %v; want false, false (a plugin gets no API token)", pod.AutomountServiceAccountToken, pod.EnableServiceLinks)
+	}
 	if psc := pod.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod securityContext = %+v; want seccompProfile RuntimeDefault", psc)
 	}
