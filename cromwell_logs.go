@@ -8,14 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // logPaths is one attempt of a call in Cromwell's logs answer.
@@ -30,6 +26,9 @@ type logPaths struct {
 // line naming it, read from the paths Cromwell gives when they lie under
 // STOREBASE. JOB_LOGS_TAIL lines are shared out by splitTail. An error
 // says why they cannot be read here.
+// cromwellLogBytes bounds how much of a log file a GET reads: its tail.
+const cromwellLogBytes = 8 << 20
+
 func (c *cromwell) logs(ctx context.Context, id string) (string, error) {
 	resp, err := c.do(ctx, "read the log paths of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/logs", "", nil)
 	if err != nil {
@@ -56,7 +55,7 @@ func (c *cromwell) logs(ctx context.Context, id string) (string, error) {
 		if p == "" {
 			continue
 		}
-		b, err := c.readStoreFile(p)
+		b, err := readStoreFile(c.cfg.StoreBase, p, cromwellLogBytes)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // not written yet: SLURM has not started the job
 		}
@@ -107,53 +106,3 @@ func logLines(s string) []string {
 	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }
 
-// readStoreFile reads the tail of file p only if it lies under STOREBASE,
-// also once its symlinks are resolved: Cromwell's answer, or a plugin that
-// made its stdout a symlink, must not make pman read any other file of
-// this host. The resolved path is opened with O_NOFOLLOW, so a last
-// component swapped for a symlink in between fails; a directory above it
-// swapped in between is not caught (that needs openat2's RESOLVE_BENEATH).
-func (c *cromwell) readStoreFile(p string) ([]byte, error) {
-	base := filepath.Clean(c.cfg.StoreBase)
-	clean := filepath.Clean(p)
-	if !filepath.IsAbs(clean) || !within(base, clean) {
-		return nil, fmt.Errorf("%s is not under STOREBASE %s", p, base)
-	}
-	realBase, err := filepath.EvalSymlinks(base)
-	if err != nil {
-		return nil, fmt.Errorf("STOREBASE: %w", err)
-	}
-	real, err := filepath.EvalSymlinks(clean)
-	if err != nil {
-		return nil, err
-	}
-	if !within(realBase, real) {
-		return nil, fmt.Errorf("%s leads out of STOREBASE %s through a symlink", p, base)
-	}
-	// O_NONBLOCK: a FIFO planted there must not hang the GET.
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
-	}
-	// The tail is what counts; a plugin may write gigabytes.
-	const maxRead = 8 << 20
-	if st.Size() > maxRead {
-		if _, err := f.Seek(st.Size()-maxRead, io.SeekStart); err != nil {
-			return nil, err
-		}
-	}
-	return io.ReadAll(io.LimitReader(f, maxRead))
-}
-
-// within says whether path p is dir or lies below it; both are clean.
-func within(dir, p string) bool {
-	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
-}

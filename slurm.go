@@ -59,7 +59,7 @@ func loadSlurmConfig(c *config, str func(name, def string) string, bad func(name
 	case s.URL == "":
 		bad("SLURMRESTD_URL", "required with CONTAINER_ENV=slurm: slurmrestd's http(s)://host:port or unix:///path/to/socket")
 	case err != nil || !(u.Scheme == "unix" && u.Path != "" || (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""):
-		bad("SLURMRESTD_URL", "%q is not an http(s)://host:port URL or a unix:///path/to/socket", s.URL)
+		bad("SLURMRESTD_URL", "%q is not an http(s)://host:port URL or a unix:///path/to/socket", redactURL(s.URL))
 	case u.Scheme != "unix":
 		if s.JWT == "" && s.JWTFile == "" {
 			bad("SLURM_JWT", "required with an http(s) SLURMRESTD_URL (or SLURM_JWT_FILE): a token from `scontrol token`")
@@ -174,6 +174,16 @@ func (s *slurmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	}
 	req := s.submission(v, j, script, rec)
 	id, err := s.submit(ctx, v, req)
+	if isKind(err, eUnavailable) {
+		// No answer is not a refusal: slurmctld may have queued the job.
+		// The record stays, so that a GET finds the job by name, or says
+		// that its submission failed once SLURM knows none (forgotten).
+		if found, ferr := s.findByName(ctx, v, j.JID); ferr == nil && len(found) == 0 {
+			return fail(err)
+		}
+		s.log.Warn("the submission's outcome is unknown: the record stays", "jid", j.JID, "error", err)
+		return nil, err
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -162,6 +162,20 @@ func TestSlurmJobStatusRecorded(t *testing.T) {
 	}
 }
 
+// TestSlurmUnnamedEndState: an end state the mapping does not name still
+// ends the job, in error.
+func TestSlurmUnnamedEndState(t *testing.T) {
+	for state, want := range map[string]string{"SPECIAL_EXIT": statusError, "REVOKED": statusError} {
+		t.Run(state, func(t *testing.T) {
+			info := slurmRecordedJob(t, "0.0.38", "job-running.json")
+			info.JobState = []string{state}
+			if a := jobStateStatus(info, slurmJobMeta{}, nil); a.Status != want || !strings.Contains(a.Message, state) {
+				t.Errorf("state %s: %q (%q); want %s naming it", state, a.Status, a.Message, want)
+			}
+		})
+	}
+}
+
 func TestSlurmExitDecoding(t *testing.T) {
 	tests := []struct {
 		in         string

@@ -280,6 +280,11 @@ func jobStateStatus(info *slurmJobInfo, meta slurmJobMeta, end *slurmEnd) slurmA
 		}
 	default:
 		a.Status, a.Message = statusUndefined, "SLURM job state "+strings.Join(info.JobState, ",")
+		if slurmFinal(state) {
+			// An end this table does not name (SPECIAL_EXIT, REVOKED): it
+			// still ended, and not as asked.
+			a.Status, a.Message = statusError, "ended by SLURM: "+strings.Join(info.JobState, ",")
+		}
 	}
 	return a
 }

@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,7 +25,7 @@ import (
 
 // slurmRecordsDir is the directory of every job's record.
 func slurmRecordsDir(storeBase string) string {
-	return filepath.Join(storeBase, ".pman", "slurm")
+	return filepath.Join(storeBase, pmanDir, "slurm")
 }
 
 type slurmRecord struct {
@@ -97,7 +96,7 @@ func (r slurmRecord) readMeta() (slurmJobMeta, error) {
 		}
 		return m, errorf(eInternal, "reading the record of job %q: %v", r.jid, err)
 	}
-	b, err := os.ReadFile(filepath.Join(r.dir, "job.json"))
+	b, err := r.read("job.json", slurmMetaBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, nil
 	}
@@ -114,7 +113,7 @@ func (r slurmRecord) writeAnswer(a slurmAnswerRecord) error { return r.writeFile
 
 func (r slurmRecord) readAnswer() (slurmAnswerRecord, bool) {
 	var a slurmAnswerRecord
-	b, err := os.ReadFile(filepath.Join(r.dir, "answer.json"))
+	b, err := r.read("answer.json", slurmMetaBytes)
 	if err != nil || json.Unmarshal(b, &a) != nil || a.Status == "" {
 		return a, false
 	}
@@ -123,7 +122,7 @@ func (r slurmRecord) readAnswer() (slurmAnswerRecord, bool) {
 
 // readEnd answers end.json, or nil when the script wrote none (yet).
 func (r slurmRecord) readEnd() *slurmEnd {
-	b, err := os.ReadFile(filepath.Join(r.dir, "end.json"))
+	b, err := r.read("end.json", slurmMetaBytes)
 	if err != nil {
 		return nil
 	}
@@ -168,22 +167,22 @@ func (r slurmRecord) logs(n int) (string, error) {
 	if n <= 0 {
 		return "", nil
 	}
-	f, err := os.Open(r.logPath())
+	b, err := readStoreFile(r.dir, r.logPath(), slurmLogBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	off := max(0, fi.Size()-slurmLogBytes)
-	b, err := io.ReadAll(io.NewSectionReader(f, off, fi.Size()-off))
-	if err != nil {
-		return "", err
-	}
 	return tailLines(string(b), n), nil
+}
+
+// slurmMetaBytes bounds a record's JSON files: a few hundred bytes each.
+const slurmMetaBytes = 1 << 20
+
+// read returns the record's file name. The job's script writes in the
+// record, and a job may run as anyone: the file is read only if it is a
+// regular file inside the record, never through a symlink.
+func (r slurmRecord) read(name string, maxRead int64) ([]byte, error) {
+	return readStoreFile(r.dir, filepath.Join(r.dir, name), maxRead)
 }

@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -29,6 +33,10 @@ func storeDirs(jid, inputDir, outputDir string) (in, out string, err error) {
 	return in, out, nil
 }
 
+// pmanDir is pman's own directory under STOREBASE (the SLURM backend's job
+// records): no job directory may lie in it.
+const pmanDir = ".pman"
+
 // safeRel checks one directory from a request and returns it clean. Leading
 // and trailing slashes are stripped, as pman did.
 func safeRel(field, dir string) (string, error) {
@@ -44,6 +52,9 @@ func safeRel(field, dir string) (string, error) {
 		if seg == ".." || seg == "." {
 			return "", fieldError(field, fmt.Sprintf("%q must stay inside STOREBASE: no '.' or '..' segments", dir))
 		}
+	}
+	if first, _, _ := strings.Cut(d, "/"); first == pmanDir {
+		return "", fieldError(field, fmt.Sprintf("%q is pman's own directory of STOREBASE (job records), not a job's", dir))
 	}
 	return path.Clean(d), nil
 }
@@ -86,4 +97,54 @@ func kubeStorage(cfg *config, in, out string) (corev1.Volume, []corev1.VolumeMou
 		{Name: kubeStoreVolume, MountPath: incomingDir, SubPath: in, ReadOnly: true},
 		{Name: kubeStoreVolume, MountPath: outgoingDir, SubPath: out},
 	}
+}
+
+// readStoreFile returns the tail (at most maxRead bytes) of file p, only if
+// p lies under base, also once its symlinks are resolved: a scheduler's
+// answer, or a plugin that made its output a symlink, must not make pman
+// read any other file of this host. The resolved path is opened with
+// O_NOFOLLOW, so a last component swapped for a symlink in between fails; a
+// directory above it swapped in between is not caught (that needs openat2's
+// RESOLVE_BENEATH).
+func readStoreFile(base, p string, maxRead int64) ([]byte, error) {
+	base = filepath.Clean(base)
+	clean := filepath.Clean(p)
+	if !filepath.IsAbs(clean) || !within(base, clean) {
+		return nil, fmt.Errorf("%s is not under %s", p, base)
+	}
+	realBase, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(clean)
+	if err != nil {
+		return nil, err
+	}
+	if !within(realBase, real) {
+		return nil, fmt.Errorf("%s leads out of %s through a symlink", p, base)
+	}
+	// O_NONBLOCK: a FIFO planted there must not hang the GET.
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	if st.Size() > maxRead {
+		if _, err := f.Seek(st.Size()-maxRead, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
+	return io.ReadAll(io.LimitReader(f, maxRead))
+}
+
+// within says whether path p is dir or lies below it; both are clean.
+func within(dir, p string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,6 +31,9 @@ func TestStoreDirs(t *testing.T) {
 		{"j1", `a\..\b`, "out", "", "", "input_dir", "must not contain"},
 		{"j1", "in", "a:/etc", "", "", "output_dir", "must not contain"},
 		{"j1", "in", "a,readonly=false", "", "", "output_dir", "must not contain"},
+		{"j1", "in", ".pman/slurm/other-job", "", "", "output_dir", "pman's own directory"},
+		{"j1", "/.pman", "out", "", "", "input_dir", "pman's own directory"},
+		{"j1", "home/.pman", ".pmanx", "home/.pman", ".pmanx", "", ""},
 	}
 	for _, tt := range tests {
 		in, out, err := storeDirs(tt.jid, tt.in, tt.out)
@@ -59,4 +65,31 @@ func FuzzSafeRel(f *testing.F) {
 			t.Errorf("safeRel(%q) = %q, which is %q: outside /store", dir, rel, p)
 		}
 	})
+}
+
+// TestReadStoreFile: a file is read only inside base, never through a
+// symlink that leads out of it, and only its tail.
+func TestReadStoreFile(t *testing.T) {
+	base, outside := t.TempDir(), t.TempDir()
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(base, "log"), "0123456789")
+	write(filepath.Join(outside, "secret"), "token")
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readStoreFile(base, filepath.Join(base, "log"), 4); err != nil || string(b) != "6789" {
+		t.Errorf("readStoreFile(log, 4) = %q, %v; want its last 4 bytes", b, err)
+	}
+	for _, p := range []string{filepath.Join(base, "link"), filepath.Join(outside, "secret"), filepath.Join(base, "..", filepath.Base(outside), "secret")} {
+		if b, err := readStoreFile(base, p, 100); err == nil {
+			t.Errorf("readStoreFile(%s) = %q; want an error: it leads out of %s", p, b, base)
+		}
+	}
+	if _, err := readStoreFile(base, filepath.Join(base, "nothing"), 100); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("readStoreFile(missing) error = %v; want fs.ErrNotExist", err)
+	}
 }
