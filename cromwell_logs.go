@@ -105,4 +105,3 @@ func logLines(s string) []string {
 	}
 	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }
-
