@@ -435,7 +435,7 @@ func containerStatus(s container.State, memory int64) (status, message string) {
 	// Once it ended, OOMKilled comes first: a process killed for memory
 	// inside a shell that still exits 0 is a job that did not do its work.
 	case s.OOMKilled:
-		return withError(fmt.Sprintf("%s (exit code %d)", outOfMemory(limitMiB, true), s.ExitCode))
+		return withError(outOfMemory(limitMiB, true))
 	case s.Dead || state == container.StateDead:
 		return withError(fmt.Sprintf("dead: the engine could not stop or remove the container (exit code %d)", s.ExitCode))
 	case state == container.StateCreated:

@@ -401,7 +401,7 @@ func TestDockerContainerStatus(t *testing.T) {
 		state container.State
 		want  string
 	}{
-		{"OOMKilled", container.State{Status: "exited", ExitCode: 137, OOMKilled: true}, outOfMemory(8, true) + " (exit code 137)"},
+		{"OOMKilled", container.State{Status: "exited", ExitCode: 137, OOMKilled: true}, outOfMemory(8, true)},
 		{"137 without OOMKilled", container.State{Status: "exited", ExitCode: 137}, outOfMemory(8, false)},
 		{"running", container.State{Status: "running", OOMKilled: true}, "running; one of its processes: " + outOfMemory(8, true)},
 	}

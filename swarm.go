@@ -288,9 +288,9 @@ const logReadTimeout = 5 * time.Second
 // and the note of logsUnreadable, and marks out.LogsIncomplete.
 func (s *swarmSched) logs(ctx context.Context, out *job, t *swarm.Task) {
 	cst := t.Status.ContainerStatus
-	if cst == nil || cst.ContainerID == "" {
+	if cst == nil || cst.ContainerID == "" || s.cfg.JobLogsTail == 0 {
 		// A task that never got a container (pending, rejected) has no
-		// logs: asking would cost a call for nothing.
+		// logs, and JOB_LOGS_TAIL=0 asks for none: a call for nothing.
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.logTimeout)
