@@ -771,10 +771,10 @@ func slurmctldKnows(t *testing.T, id int) bool {
 	return true
 }
 
-// noSlurmContainer waits until the container of SLURM job id is gone.
-func noSlurmContainer(t *testing.T, e *dockerEnv, id int) {
+// noSlurmContainer waits until the container of jid's SLURM job id is gone.
+func noSlurmContainer(t *testing.T, e *dockerEnv, id int, jid string) {
 	t.Helper()
-	name := fmt.Sprintf("pman-slurm-%d", id)
+	name := fmt.Sprintf("pman-slurm-%d-%s", id, slurmContainerTag(jid))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, err := e.cli.ContainerInspect(context.Background(), name)
@@ -903,13 +903,23 @@ func TestSlurmEndToEnd(t *testing.T) {
 		e.submit(t, e.jobBody(jid, "fs", "echo up; sleep 300"))
 		untilStatus(t, e.url, jid, 60*time.Second, statusStarted)
 		id := slurmJobID(t, e, jid)
+		// The container is there under its name, so that its absence
+		// below means it was removed.
+		name := fmt.Sprintf("pman-slurm-%d-%s", id, slurmContainerTag(jid))
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if _, err := e.cli.ContainerInspect(context.Background(), name); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("container %s of the running job: %v", name, err)
+			}
+		}
 		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
 			t.Fatalf("DELETE = %d %v; want 204", code, m)
 		}
 		if code, m := e.do(t, "GET", "/api/v1/"+jid+"/", nil); code != http.StatusNotFound {
 			t.Errorf("GET after DELETE = %d %v; want 404", code, m)
 		}
-		noSlurmContainer(t, e, id)
+		noSlurmContainer(t, e, id, jid)
 	})
 
 	t.Run("duplicate jid", func(t *testing.T) {
@@ -923,7 +933,7 @@ func TestSlurmEndToEnd(t *testing.T) {
 		}
 		id := slurmJobID(t, e, jid)
 		e.do(t, "DELETE", "/api/v1/"+jid+"/", nil)
-		noSlurmContainer(t, e, id)
+		noSlurmContainer(t, e, id, jid)
 	})
 
 	t.Run("pman restarted mid-job", func(t *testing.T) {
@@ -989,7 +999,7 @@ func TestSlurmEndToEnd(t *testing.T) {
 		if done["status"] != statusError || !strings.Contains(done["message"].(string), "time limit of 1 minutes") {
 			t.Errorf("job = %v; want %s saying it exceeded its time limit of 1 minutes", done, statusError)
 		}
-		noSlurmContainer(t, e, slurmJobID(t, slow, jid))
+		noSlurmContainer(t, e, slurmJobID(t, slow, jid), jid)
 	})
 
 	t.Run("a partition that does not exist", func(t *testing.T) {

@@ -39,7 +39,9 @@ func slurmScript(cfg *config, j *jobSpec, rec slurmRecord) string {
 	w("rec=%s\n", shQuote(rec.dir))
 	w("in=%s\n", shQuote(hostPath(cfg.StoreBase, j.InputDir)))
 	w("out=%s\n", shQuote(hostPath(cfg.StoreBase, j.OutputDir)))
-	w("name=\"pman-slurm-${SLURM_JOB_ID:-$$}\"\n")
+	// The job id alone is not unique: slurmctld numbers again from 1 when
+	// its state is lost, and a container of an earlier job 18 may remain.
+	w("name=\"pman-slurm-${SLURM_JOB_ID:-$$}-%s\"\n", slurmContainerTag(j.JID))
 	w("now() { date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ; }\n")
 	w("started=$(now)\n")
 	// finish CODE OOM SIGNAL writes end.json at once (write, then rename).
@@ -161,3 +163,7 @@ func apptainerArgs(cfg *config, j *jobSpec) []string {
 	}
 	return a
 }
+
+// slurmContainerTag returns what makes the container name of jid's job
+// unique beside the SLURM job id: a hash, as a jid may hold any character.
+func slurmContainerTag(jid string) string { return jidHash(jid)[:12] }
