@@ -545,14 +545,38 @@ func engineError(err error, what string) error {
 // A TTY ends lines with \r\n: they become \n.
 func readLogs(rc io.ReadCloser, tty bool) (string, error) {
 	defer rc.Close()
-	var buf bytes.Buffer
+	buf := &tailBuffer{max: logKeepBytes}
 	var err error
 	if tty {
-		_, err = io.Copy(&buf, rc)
+		_, err = io.Copy(buf, rc)
 	} else {
-		_, err = stdcopy.StdCopy(&buf, &buf, rc)
+		_, err = stdcopy.StdCopy(buf, buf, rc)
 	}
-	return strings.ReplaceAll(buf.String(), "\r\n", "\n"), err
+	return strings.ReplaceAll(string(buf.b), "\r\n", "\n"), err
+}
+
+// logKeepBytes bounds what a log read keeps: its last 8 MiB, cut at a line.
+// Podman's reads are whole logs (its tail corrupts lines, podman.go), and a
+// plugin may log gigabytes; the JOB_LOGS_TAIL lines are cut from what is kept.
+const logKeepBytes = 8 << 20
+
+// tailBuffer is a writer that keeps about the last max bytes written (at
+// most twice that), from the start of a line.
+type tailBuffer struct {
+	b   []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 2*t.max {
+		cut := len(t.b) - t.max
+		if i := bytes.IndexByte(t.b[cut:], '\n'); i >= 0 {
+			cut += i + 1
+		}
+		t.b = append(t.b[:0], t.b[cut:]...)
+	}
+	return len(p), nil
 }
 
 // storeBase is where STOREBASE lies on the engine's hosts. For
