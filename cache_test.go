@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/docker/docker/api/types/container"
 )
 
 // BenchmarkStatusGet measures pfcon's polling path through the whole server
@@ -52,24 +49,7 @@ func BenchmarkStatusGet(b *testing.B) {
 	}
 	// submit runs shell in a new job and waits until its status is one of want.
 	submit := func(b *testing.B, shell string, want ...string) string {
-		var rb [4]byte
-		rand.Read(rb[:])
-		jid := fmt.Sprintf("dk-%x-bench", rb)
-		os.MkdirAll(filepath.Join(store, jid, "in"), 0o777)
-		b.Cleanup(func() {
-			cli.ContainerRemove(context.Background(), jid, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		})
-		body, _ := json.Marshal(map[string]any{
-			"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
-			"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": img,
-			"entrypoint": []string{"sh", "-c", shell, "sh"}, "type": "fs",
-			"input_dir": jid + "/in", "output_dir": jid + "/out",
-		})
-		resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
-		if err != nil || resp.StatusCode != http.StatusCreated {
-			b.Fatalf("POST: %v %v", resp, err)
-		}
-		resp.Body.Close()
+		jid := benchSubmit(b, cli, url, store, img, shell)
 		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 			m, err := get(jid)
 			if err != nil {

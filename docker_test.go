@@ -1133,24 +1133,7 @@ func benchmarkDockerGet(b *testing.B, eng *testEngine) {
 	cli, img := eng.cli, eng.image
 	store := b.TempDir()
 	url := startServer(b, serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": store, "JOB_LOGS_TAIL": "1000"}))
-	var rb [4]byte
-	rand.Read(rb[:])
-	jid := fmt.Sprintf("dk-%x-bench", rb)
-	os.MkdirAll(filepath.Join(store, jid, "in"), 0o777)
-	b.Cleanup(func() {
-		cli.ContainerRemove(context.Background(), jid, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	})
-	body, _ := json.Marshal(map[string]any{
-		"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
-		"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": img,
-		"entrypoint": []string{"sh", "-c", "seq 1 1000; sleep 300", "sh"}, "type": "fs",
-		"input_dir": jid + "/in", "output_dir": jid + "/out",
-	})
-	resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
-	if err != nil || resp.StatusCode != http.StatusCreated {
-		b.Fatalf("POST: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	jid := benchSubmit(b, cli, url, store, img, "seq 1 1000; sleep 300")
 	time.Sleep(time.Second) // let the 1000 lines reach the log
 	b.ResetTimer()
 	for range b.N {
@@ -1508,4 +1491,25 @@ func TestTailBuffer(t *testing.T) {
 	if !strings.HasPrefix(string(tb.b), "line ") {
 		t.Errorf("the kept log starts mid-line: %q", tb.b[:10])
 	}
+}
+
+// benchSubmit POSTs a new fs job running shell on the server at url, as
+// dockerEnv.jobBody builds it, and returns its jid; the container goes when
+// the benchmark ends.
+func benchSubmit(b *testing.B, cli *client.Client, url, store, img, shell string) string {
+	b.Helper()
+	var rb [4]byte
+	rand.Read(rb[:])
+	jid := fmt.Sprintf("dk-%x-bench", rb)
+	os.MkdirAll(filepath.Join(store, jid, "in"), 0o777)
+	b.Cleanup(func() {
+		cli.ContainerRemove(context.Background(), jid, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	})
+	body, _ := json.Marshal((&dockerEnv{image: img}).jobBody(jid, "fs", shell))
+	resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		b.Fatalf("POST: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	return jid
 }

@@ -213,6 +213,20 @@ func removeImage(t *testing.T, e *dockerEnv, img string) {
 // progressRE is how a pending job's message says how far the pull is.
 var progressRE = regexp.MustCompile(`(\d+) of (\d+) layers done(?:, ([0-9.]+) MiB of ([0-9.]+) MiB downloaded)?`)
 
+// pendingJob returns a registry serving a new image whose big layer it
+// holds until released (missingBlob: a layer it never has), not on the
+// engine, and the jid and body of an fs job of that image running shell.
+func (e *dockerEnv) pendingJob(t *testing.T, name, shell string, missingBlob bool) (*slowRegistry, string, map[string]any) {
+	t.Helper()
+	reg := newSlowRegistry(t, missingBlob)
+	removeImage(t, e, reg.image)
+	jid := e.pendingJID(t, name)
+	e.dir(t, jid+"/in", nil)
+	body := e.jobBody(jid, "fs", shell)
+	body["image"] = reg.image
+	return reg, jid, body
+}
+
 // untilProgress polls GET until the pull has downloaded some bytes (on
 // Podman, whose stream gives no sizes: finished a layer), and answers the
 // job; it must stay notstarted meanwhile.
@@ -245,12 +259,7 @@ func testDockerPullDetached(t *testing.T, eng *testEngine) {
 	e := startDocker(t, eng, nil)
 
 	t.Run("slow pull", func(t *testing.T) {
-		reg := newSlowRegistry(t, false)
-		removeImage(t, e, reg.image)
-		jid := e.pendingJID(t, "slow")
-		e.dir(t, jid+"/in", nil)
-		body := e.jobBody(jid, "fs", "echo ran after the pull; cat /data/big | wc -c")
-		body["image"] = reg.image
+		reg, jid, body := e.pendingJob(t, "slow", "echo ran after the pull; cat /data/big | wc -c", false)
 		m := e.submit(t, body)
 		if msg := fmt.Sprint(m["message"]); m["status"] != statusNotStarted || !strings.Contains(msg, "pulling image "+reg.image) {
 			t.Fatalf("POST = %v; want %s, saying it pulls %s", m, statusNotStarted, reg.image)
@@ -273,12 +282,7 @@ func testDockerPullDetached(t *testing.T, eng *testEngine) {
 	})
 
 	t.Run("pulled, but the container will not start", func(t *testing.T) {
-		reg := newSlowRegistry(t, false)
-		removeImage(t, e, reg.image)
-		jid := e.pendingJID(t, "nostart")
-		e.dir(t, jid+"/in", nil)
-		body := e.jobBody(jid, "fs", "true")
-		body["image"] = reg.image
+		reg, jid, body := e.pendingJob(t, "nostart", "true", false)
 		body["entrypoint"] = []string{"/no/such/program"}
 		if m := e.submit(t, body); m["status"] != statusNotStarted {
 			t.Fatalf("POST = %v; want %s", m, statusNotStarted)
@@ -296,12 +300,7 @@ func testDockerPullDetached(t *testing.T, eng *testEngine) {
 	})
 
 	t.Run("failed pull", func(t *testing.T) {
-		reg := newSlowRegistry(t, true)
-		removeImage(t, e, reg.image)
-		jid := e.pendingJID(t, "pullfails")
-		e.dir(t, jid+"/in", nil)
-		body := e.jobBody(jid, "fs", "true")
-		body["image"] = reg.image
+		reg, jid, body := e.pendingJob(t, "pullfails", "true", true)
 		if m := e.submit(t, body); m["status"] != statusNotStarted {
 			t.Fatalf("POST = %v; want %s", m, statusNotStarted)
 		}
@@ -322,12 +321,7 @@ func testDockerPullDetached(t *testing.T, eng *testEngine) {
 	})
 
 	t.Run("DELETE mid-pull", func(t *testing.T) {
-		reg := newSlowRegistry(t, false)
-		removeImage(t, e, reg.image)
-		jid := e.pendingJID(t, "cancel")
-		e.dir(t, jid+"/in", nil)
-		body := e.jobBody(jid, "fs", "true")
-		body["image"] = reg.image
+		reg, jid, body := e.pendingJob(t, "cancel", "true", false)
 		e.submit(t, body)
 		untilProgress(t, e, jid)
 		if code, m := e.do(t, "DELETE", "/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
