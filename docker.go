@@ -237,6 +237,11 @@ func (d *dockerSched) remove(ctx context.Context, jid string) error {
 	if cerrdefs.IsNotFound(err) {
 		return errorf(eNotFound, "no job %q", jid)
 	}
+	if err != nil && strings.Contains(err.Error(), "is already in progress") {
+		// The engine removes it already (a container that would not start
+		// is removed by pman itself): the DELETE's end is reached.
+		return nil
+	}
 	return engineError(err, "removing container "+jid)
 }
 
