@@ -35,7 +35,7 @@ const (
 	maxLabelLen = 255
 )
 
-type cromwell struct {
+type cromwellSched struct {
 	base  string // CROMWELL_URL without trailing slash, credentials included: for requests only
 	where string // base without credentials: for messages and logs
 	http  *http.Client
@@ -70,7 +70,7 @@ type submission struct {
 // must not block the jid for ever.
 const unlistedTTL = 10 * time.Minute
 
-func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+func newCromwell(cfg *config, log *slog.Logger) (scheduler, error) {
 	if msg := checkShareDir(cfg.StoreBase); msg != "" {
 		return nil, fmt.Errorf("STOREBASE %s", msg)
 	}
@@ -79,7 +79,7 @@ func newCromwell(ctx context.Context, cfg *config, log *slog.Logger) (scheduler,
 			return nil, fmt.Errorf("JOB_LABELS: %s (Cromwell label rule)", msg)
 		}
 	}
-	return &cromwell{
+	return &cromwellSched{
 		base:  strings.TrimRight(cfg.CromwellURL, "/"),
 		where: strings.TrimRight(redactURL(cfg.CromwellURL), "/"),
 		http: &http.Client{
@@ -144,7 +144,7 @@ func ended(status string) bool {
 	return status == "Succeeded" || status == "Failed" || status == "Aborted"
 }
 
-func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
+func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if msg := checkLabel(jidLabel, j.JID); msg != "" {
 		return nil, fieldError("jid", msg+": Cromwell cannot label a workflow with it")
 	}
@@ -210,7 +210,7 @@ func (c *cromwell) create(ctx context.Context, j *jobSpec) (*job, error) {
 }
 
 // claim marks jid's POST as being handled here; false if one already is.
-func (c *cromwell) claim(jid string) bool {
+func (c *cromwellSched) claim(jid string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inFlight[jid] {
@@ -220,7 +220,7 @@ func (c *cromwell) claim(jid string) bool {
 	return true
 }
 
-func (c *cromwell) release(jid string) {
+func (c *cromwellSched) release(jid string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.inFlight, jid)
@@ -229,7 +229,7 @@ func (c *cromwell) release(jid string) {
 // unlistedOf is the workflow submitted here for jid that the query's
 // answer found does not list yet. One it lists, or one older than
 // unlistedTTL, is forgotten.
-func (c *cromwell) unlistedOf(jid string, found []queryResult) (submission, bool) {
+func (c *cromwellSched) unlistedOf(jid string, found []queryResult) (submission, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s, ok := c.unlisted[jid]
@@ -243,7 +243,7 @@ func (c *cromwell) unlistedOf(jid string, found []queryResult) (submission, bool
 	return s, true
 }
 
-func (c *cromwell) get(ctx context.Context, jid string) (*job, error) {
+func (c *cromwellSched) get(ctx context.Context, jid string) (*job, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.deadline)
 	defer cancel()
 	w, err := c.find(ctx, jid)
@@ -275,13 +275,13 @@ func (c *cromwell) get(ctx context.Context, jid string) (*job, error) {
 }
 
 // logsFailed answers j's status without its logs, as policy.go says.
-func (c *cromwell) logsFailed(j *job, jid, id string, err error) {
+func (c *cromwellSched) logsFailed(j *job, jid, id string, err error) {
 	c.log.Warn("cannot read the job's logs", "jid", jid, "workflow", id, "error", err)
 	j.Logs = logsUnreadable(err)
 	j.LogsIncomplete = true
 }
 
-func (c *cromwell) remove(ctx context.Context, jid string) error {
+func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.deadline)
 	defer cancel()
 	w, err := c.find(ctx, jid)
@@ -318,7 +318,7 @@ func (c *cromwell) remove(ctx context.Context, jid string) error {
 // answers of something other than Cromwell's API (401, and 403 or 404
 // without Cromwell's error body) are eUnavailable errors that name
 // Cromwell and what failed; any other answer is returned open.
-func (c *cromwell) do(ctx context.Context, what, method, p, contentType string, body []byte) (*http.Response, error) {
+func (c *cromwellSched) do(ctx context.Context, what, method, p, contentType string, body []byte) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -368,7 +368,7 @@ func (c *cromwell) do(ctx context.Context, what, method, p, contentType string, 
 // on a right URL: a wrong CROMWELL_URL, a missing path prefix, or an
 // authenticating proxy in front of Cromwell. Passed on, pfcon would read
 // a 404 as "no such job" and a 401 or 403 as its own login failing.
-func (c *cromwell) notCromwell(resp *http.Response, what string) error {
+func (c *cromwellSched) notCromwell(resp *http.Response, what string) error {
 	why := "CROMWELL_URL points at something other than Cromwell's API, or lacks the path prefix it is served under"
 	if resp.StatusCode != http.StatusNotFound {
 		why = "an authenticating proxy stands in front of Cromwell, or CROMWELL_URL points at the wrong server (pman sends no credentials but those in CROMWELL_URL)"
@@ -425,7 +425,7 @@ func decodeAnswer(resp *http.Response, what string, v any) error {
 	return nil
 }
 
-func (c *cromwell) submit(ctx context.Context, wdl string, labels map[string]string) (string, error) {
+func (c *cromwellSched) submit(ctx context.Context, wdl string, labels map[string]string) (string, error) {
 	lj, err := json.Marshal(labels)
 	if err != nil {
 		return "", errorf(eInternal, "labels: %v", err)
@@ -482,7 +482,7 @@ type queryResult struct {
 }
 
 // query lists the workflows labelled with jid, newest first.
-func (c *cromwell) query(ctx context.Context, jid string) ([]queryResult, error) {
+func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, error) {
 	// Each element is one criterion; several are ANDed. Our workflows
 	// have no subworkflows, but Cromwell lists them by default.
 	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}})
@@ -523,7 +523,7 @@ func (c *cromwell) query(ctx context.Context, jid string) ([]queryResult, error)
 // find is the newest workflow of jid: jids are used again once their
 // workflow has ended, and Cromwell keeps them all. A workflow submitted
 // here that the query does not list yet is the newest.
-func (c *cromwell) find(ctx context.Context, jid string) (*queryResult, error) {
+func (c *cromwellSched) find(ctx context.Context, jid string) (*queryResult, error) {
 	found, err := c.query(ctx, jid)
 	if err != nil {
 		return nil, err
@@ -549,7 +549,7 @@ func (c *cromwell) find(ctx context.Context, jid string) (*queryResult, error) {
 
 // awaitListed polls the label query until it lists workflow id of jid, or
 // visibleWait ends, and then forgets id as unlisted.
-func (c *cromwell) awaitListed(ctx context.Context, jid, id string) error {
+func (c *cromwellSched) awaitListed(ctx context.Context, jid, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.visibleWait)
 	defer cancel()
 	for {
@@ -626,7 +626,7 @@ func lastCall[T any](calls []T, key func(T) (shard, attempt int)) int {
 	return best
 }
 
-func (c *cromwell) metadata(ctx context.Context, id string) (*metadata, error) {
+func (c *cromwellSched) metadata(ctx context.Context, id string) (*metadata, error) {
 	resp, err := c.do(ctx, "read the metadata of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/metadata", "", nil)
 	if err != nil {
 		return nil, err
@@ -655,7 +655,7 @@ func (c *cromwell) metadata(ctx context.Context, id string) (*metadata, error) {
 // carries no status. In both cases status and end come from the query's
 // w, so that an archived job stays finished. wdl is what we submitted, if
 // we have it.
-func (c *cromwell) toJob(jid string, w queryResult, md *metadata, wdl string) *job {
+func (c *cromwellSched) toJob(jid string, w queryResult, md *metadata, wdl string) *job {
 	j := &job{JID: jid, Timestamp: w.End}
 	id := w.ID
 	var calls []callMetadata
@@ -761,7 +761,7 @@ func failureMessages(fs []failure) []string {
 }
 
 // ping answers nil when Cromwell answers its version endpoint (for /readyz).
-func (c *cromwell) ping(ctx context.Context) error {
+func (c *cromwellSched) ping(ctx context.Context) error {
 	resp, err := c.do(ctx, "answer its version", "GET", "/engine/v1/version", "", nil)
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ type logPaths struct {
 // cromwellLogBytes bounds how much of a log file a GET reads: its tail.
 const cromwellLogBytes = 8 << 20
 
-func (c *cromwell) logs(ctx context.Context, id string) (string, error) {
+func (c *cromwellSched) logs(ctx context.Context, id string) (string, error) {
 	resp, err := c.do(ctx, "read the log paths of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/logs", "", nil)
 	if err != nil {
 		return "", err

@@ -106,7 +106,7 @@ func TestToJobRecorded(t *testing.T) {
 		{"metadata-failed.json", statusError, "2022-01-24T00:19:36.143Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Failed", "exited with return code 1"}},
 		{"metadata-done.json", statusSuccess, "2022-01-24T06:16:53.374Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Succeeded"}},
 	}
-	c := &cromwell{}
+	c := &cromwellSched{}
 	for _, tt := range tests {
 		md := cwMetadata(t, tt.file)
 		j := c.toJob("jid", queryResult{ID: md.ID, Status: "Submitted"}, md, "")
@@ -180,7 +180,7 @@ func cwRecordingServer(t *testing.T, h func(w http.ResponseWriter, r *http.Reque
 	}
 }
 
-func testCromwell(t *testing.T, url string, cfg *config) *cromwell {
+func testCromwell(t *testing.T, url string, cfg *config) *cromwellSched {
 	t.Helper()
 	if cfg == nil {
 		cfg = &config{}
@@ -192,11 +192,11 @@ func testCromwell(t *testing.T, url string, cfg *config) *cromwell {
 	if cfg.TimelimitMinutes == 0 {
 		cfg.TimelimitMinutes = 5
 	}
-	s, err := newCromwell(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newCromwell(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := s.(*cromwell)
+	c := s.(*cromwellSched)
 	c.visibleWait, c.pollEvery = 200*time.Millisecond, 10*time.Millisecond
 	return c
 }
@@ -933,11 +933,11 @@ func TestNewCromwellRefusesConfig(t *testing.T) {
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store/~{x}"},
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": strings.Repeat("v", 256)}},
 	} {
-		if _, err := newCromwell(context.Background(), cfg, log); err == nil {
+		if _, err := newCromwell(cfg, log); err == nil {
 			t.Errorf("newCromwell(STOREBASE %q, JOB_LABELS %.20v) = nil error; want a configuration error", cfg.StoreBase, cfg.JobLabels)
 		}
 	}
-	if _, err := newCromwell(context.Background(), &config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
+	if _, err := newCromwell(&config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
 		t.Errorf("newCromwell(valid) = %v", err)
 	}
 }
@@ -947,7 +947,7 @@ func TestNewCromwellRefusesConfig(t *testing.T) {
 func TestToJobForeignWDL(t *testing.T) {
 	md := cwMetadata(t, "metadata-running.json")
 	md.SubmittedFiles.Workflow = "version 1.0\nworkflow W {}\n"
-	j := (&cromwell{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
+	j := (&cromwellSched{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
 	if j.Image != "docker.io/fnndsc/pl-office-convert:0.0.1" || j.Cmd != "office_convert /share/incoming /share/outgoing" || j.Status != statusStarted {
 		t.Errorf("toJob(foreign WDL) = %+v; want image and command from the call's runtimeAttributes and commandLine", j)
 	}
@@ -966,7 +966,7 @@ func TestToJobWithoutMetadata(t *testing.T) {
 		{queryResult{ID: "wf", Status: "Failed", End: "2026-01-01T00:00:00Z"}, statusError, "Failed"},
 	}
 	for _, tt := range tests {
-		j := (&cromwell{}).toJob("jid", tt.w, nil, "")
+		j := (&cromwellSched{}).toJob("jid", tt.w, nil, "")
 		if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
 			t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
 		}
@@ -1013,7 +1013,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // cwServer serves the API over c, as run does, logging into the buffer.
-func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwell, *lockedBuffer) {
+func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwellSched, *lockedBuffer) {
 	t.Helper()
 	var logs lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
@@ -1025,11 +1025,11 @@ func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwell,
 		cfg.StoreBase = t.TempDir()
 	}
 	cfg.TimelimitMinutes = 5
-	s, err := newCromwell(context.Background(), cfg, log)
+	s, err := newCromwell(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := s.(*cromwell)
+	c := s.(*cromwellSched)
 	c.visibleWait, c.pollEvery = 200*time.Millisecond, 10*time.Millisecond
 	srv := httptest.NewServer(newMux(cfg, c, log))
 	t.Cleanup(srv.Close)
@@ -1219,7 +1219,7 @@ func TestCromwellDeadline(t *testing.T) {
 	spec := func() *jobSpec {
 		return &jobSpec{JID: "slow", Image: "img", Workers: 1, Cmd: []string{"x", outgoingDir}, InputDir: "key-slow/incoming", OutputDir: "key-slow/outgoing"}
 	}
-	create := func(c *cromwell) (*job, error) {
+	create := func(c *cromwellSched) (*job, error) {
 		type result struct {
 			j   *job
 			err error
@@ -1284,8 +1284,8 @@ func BenchmarkCromwellSlowPost(b *testing.B) {
 	fake := newFakeCromwell(b, b.TempDir())
 	fake.indexLag = 1 << 30
 	fake.before = func(*http.Request) { time.Sleep(100 * time.Millisecond) }
-	s, _ := newCromwell(context.Background(), &config{CromwellURL: fake.srv.URL, StoreBase: "/sb", TimelimitMinutes: 5}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	c := s.(*cromwell)
+	s, _ := newCromwell(&config{CromwellURL: fake.srv.URL, StoreBase: "/sb", TimelimitMinutes: 5}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := s.(*cromwellSched)
 	c.deadline = time.Second
 	for i := 0; b.Loop(); i++ {
 		jid := fmt.Sprintf("slow-%d", i)
@@ -1400,7 +1400,7 @@ func TestToJobLastCall(t *testing.T) {
 		for _, i := range order {
 			md.Calls[cromwellTask] = append(md.Calls[cromwellTask], calls[i])
 		}
-		j := (&cromwell{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
+		j := (&cromwellSched{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
 		if j.Status != statusStarted || !strings.HasSuffix(j.Message, "SLURM job 77") {
 			t.Errorf("toJob(calls in order %v) = %+v; want the running attempt 2 of shard 1, SLURM job 77", order, j)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -665,10 +666,11 @@ func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (strin
 // jobLabels are the labels every job carries: JOB_LABELS, and the jid so an
 // operator can find pman's objects.
 func jobLabels(cfg *config, jid string) map[string]string {
-	l := map[string]string{"org.chrisproject.pman.jid": jid}
-	for k, v := range cfg.JobLabels {
-		l[k] = v
+	l := maps.Clone(cfg.JobLabels)
+	if l == nil {
+		l = map[string]string{}
 	}
+	l["org.chrisproject.pman.jid"] = jid
 	return l
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"path/filepath"
 	"slices"
@@ -63,8 +64,8 @@ const (
 	kubeLogTimeout = 10 * time.Second // per pod, for both reads
 )
 
-// kube runs each job as a batch/v1 Job named by its jid in JOB_NAMESPACE.
-type kube struct {
+// kubeSched runs each job as a batch/v1 Job named by its jid in JOB_NAMESPACE.
+type kubeSched struct {
 	client kubernetes.Interface
 	cfg    *config
 	log    *slog.Logger
@@ -74,7 +75,7 @@ type kube struct {
 	now    func() time.Time
 }
 
-func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+func newKube(cfg *config, log *slog.Logger) (scheduler, error) {
 	if err := checkKubeConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func newKube(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, err
 	// No API call here: a pman that starts before its API server answers
 	// should serve once it does, and every request reports the trouble.
 	log.Info("kubernetes", "api_server", rc.Host, "credentials", source, "namespace", cfg.JobNamespace)
-	return &kube{
+	return &kubeSched{
 		client: client,
 		cfg:    cfg,
 		log:    log,
@@ -163,7 +164,7 @@ func checkKubeConfig(cfg *config) error {
 		bad("JOB_NAMESPACE", "%q is not a namespace name: %s", cfg.JobNamespace, strings.Join(p, "; "))
 	}
 	for name, m := range map[string]map[string]string{"JOB_LABELS": cfg.JobLabels, "NODE_SELECTOR": cfg.NodeSelector} {
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if p := validation.IsQualifiedName(k); p != nil {
 				bad(name, "%q is not a label key: %s", k, strings.Join(p, "; "))
 			}
@@ -201,7 +202,7 @@ func kubeNameProblem(jid string) string {
 	return ""
 }
 
-func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
+func (k *kubeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
 	if p := kubeNameProblem(s.JID); p != "" {
 		return nil, fieldError("jid", p)
 	}
@@ -217,7 +218,7 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 	kj := buildKubeJob(k.cfg, s, uid, gid)
 	created, err := k.client.BatchV1().Jobs(k.ns).Create(ctx, kj, metav1.CreateOptions{})
 	if err != nil {
-		return nil, k.apiError(err, "create", "jobs.batch", s.JID)
+		return nil, k.toAPIError(err, "create", "jobs.batch", s.JID)
 	}
 	// A Job this new has no pods and no events yet: none are asked for.
 	v, err := jobStatus(created, nil, k.now(), k.grace, noEvents)
@@ -237,7 +238,7 @@ func (k *kube) create(ctx context.Context, s *jobSpec) (*job, error) {
 // ids are the user and group the job runs as: CONTAINER_USER (drawn per
 // job) or the seed's SECURITYCONTEXT_RUN_AS_USER/GROUP; nil leaves the
 // image's own.
-func (k *kube) ids() (uid, gid *int64, err error) {
+func (k *kubeSched) ids() (uid, gid *int64, err error) {
 	if u := k.cfg.ContainerUser; u.UID.Set || u.GID.Set {
 		a, b := u.pick()
 		if a != nil {
@@ -270,16 +271,7 @@ func (k *kube) ids() (uid, gid *int64, err error) {
 
 // buildKubeJob is the Job for one request.
 func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
-	labels := func() map[string]string {
-		if len(cfg.JobLabels) == 0 {
-			return nil
-		}
-		m := make(map[string]string, len(cfg.JobLabels))
-		for k, v := range cfg.JobLabels {
-			m[k] = v
-		}
-		return m
-	}
+	labels := func() map[string]string { return maps.Clone(cfg.JobLabels) }
 	env := make([]corev1.EnvVar, 0, len(s.Env))
 	for _, e := range s.Env {
 		k, v, _ := strings.Cut(e, "=")
@@ -319,24 +311,18 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 	for _, name := range cfg.ImagePullSecrets {
 		pullSecrets = append(pullSecrets, corev1.LocalObjectReference{Name: name})
 	}
-	var nodeSelector map[string]string
-	if len(cfg.NodeSelector) > 0 {
-		nodeSelector = make(map[string]string, len(cfg.NodeSelector))
-		for k, v := range cfg.NodeSelector {
-			nodeSelector[k] = v
-		}
-	}
+	nodeSelector := maps.Clone(cfg.NodeSelector)
 	workers := int32(s.Workers)
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: s.JID, Labels: labels()},
 		Spec: batchv1.JobSpec{
-			Parallelism: ptr(workers),
-			Completions: ptr(workers),
+			Parallelism: new(workers),
+			Completions: new(workers),
 			// A plugin that fails is reported, not retried: its outputs
 			// would be half-written.
-			BackoffLimit:            ptr(int32(0)),
-			TTLSecondsAfterFinished: ptr(int32(kubeTTLAfterFinished)),
-			ActiveDeadlineSeconds:   ptr(int64(kubeActiveDeadline)),
+			BackoffLimit:            new(int32(0)),
+			TTLSecondsAfterFinished: new(int32(kubeTTLAfterFinished)),
+			ActiveDeadlineSeconds:   new(int64(kubeActiveDeadline)),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
 				Spec: corev1.PodSpec{
@@ -362,7 +348,7 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 						Resources:    corev1.ResourceRequirements{Limits: limits},
 						VolumeMounts: mounts,
 						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr(false),
+							AllowPrivilegeEscalation: new(false),
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 							RunAsUser:                uid,
 							RunAsGroup:               gid,
@@ -381,12 +367,12 @@ func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
 // nonRoot is true for a user id that is set and not 0, else nil (unset).
 func nonRoot(uid *int64) *bool {
 	if uid != nil && *uid != 0 {
-		return ptr(true)
+		return new(true)
 	}
 	return nil
 }
 
-func (k *kube) get(ctx context.Context, jid string) (*job, error) {
+func (k *kubeSched) get(ctx context.Context, jid string) (*job, error) {
 	if p := kubeNameProblem(jid); p != "" {
 		return nil, errorf(eNotFound, "no job %q: %s", jid, p)
 	}
@@ -394,7 +380,7 @@ func (k *kube) get(ctx context.Context, jid string) (*job, error) {
 	for attempt := 1; ; attempt++ {
 		kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
 		if err != nil {
-			return nil, k.apiError(err, "get", "jobs.batch", jid)
+			return nil, k.toAPIError(err, "get", "jobs.batch", jid)
 		}
 		// The pods are needed for the logs, and for the status unless the
 		// Job already says how it ended.
@@ -443,7 +429,7 @@ func (k *kube) get(ctx context.Context, jid string) (*job, error) {
 // answers. The patch carries the resourceVersion the verdict was made from:
 // if the Job changed since (it may just have succeeded), it is a Conflict,
 // and the caller judges again.
-func (k *kube) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
+func (k *kubeSched) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
 	start := kj.CreationTimestamp.Time
 	if kj.Status.StartTime != nil {
 		start = kj.Status.StartTime.Time
@@ -471,7 +457,7 @@ func (k *kube) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
 		return err
 	}
 	if err != nil {
-		return k.apiError(err, "patch", "jobs.batch", kj.Name)
+		return k.toAPIError(err, "patch", "jobs.batch", kj.Name)
 	}
 	k.log.Info("job ended by pman", "jid", kj.Name, "namespace", k.ns, "active_deadline_seconds", deadline, "reason", msg)
 	return nil
@@ -480,7 +466,7 @@ func (k *kube) stop(ctx context.Context, kj *batchv1.Job, v kubeVerdict) error {
 // pods lists the Job's pods by its own selector (its uid), not by the
 // job-name label: after a DELETE, the pods of a removed Job of the same name
 // may still be terminating while a new one runs.
-func (k *kube) pods(ctx context.Context, kj *batchv1.Job) ([]corev1.Pod, error) {
+func (k *kubeSched) pods(ctx context.Context, kj *batchv1.Job) ([]corev1.Pod, error) {
 	sel, err := metav1.LabelSelectorAsSelector(kj.Spec.Selector)
 	if err != nil || kj.Spec.Selector == nil {
 		sel, err = metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: map[string]string{batchv1.JobNameLabel: kj.Name}})
@@ -490,7 +476,7 @@ func (k *kube) pods(ctx context.Context, kj *batchv1.Job) ([]corev1.Pod, error) 
 	}
 	list, err := k.client.CoreV1().Pods(k.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return nil, k.apiError(err, "list", "pods", kj.Name)
+		return nil, k.toAPIError(err, "list", "pods", kj.Name)
 	}
 	pods := list.Items
 	slices.SortFunc(pods, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
@@ -506,13 +492,13 @@ func noEvents(metav1.Object) ([]corev1.Event, error) { return nil, nil }
 
 // events lists events by the object's uid, so an earlier object of the
 // same name never speaks for this one.
-func (k *kube) events(ctx context.Context) eventLister {
+func (k *kubeSched) events(ctx context.Context) eventLister {
 	return func(obj metav1.Object) ([]corev1.Event, error) {
 		list, err := k.client.CoreV1().Events(k.ns).List(ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(obj.GetUID())).String(),
 		})
 		if err != nil {
-			return nil, k.apiError(err, "list", "events", obj.GetName())
+			return nil, k.toAPIError(err, "list", "events", obj.GetName())
 		}
 		evs := list.Items
 		slices.SortStableFunc(evs, func(a, b corev1.Event) int { return eventTime(&a).Compare(eventTime(&b)) })
@@ -536,7 +522,7 @@ func eventTime(e *corev1.Event) time.Time {
 // log: it contributes why it waits (asking would be an error, pman#234).
 // A log that cannot be read never hides the status: its part is the one
 // line of logsUnreadable, the server logs a warning, and incomplete is set.
-func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (logs string, incomplete bool) {
+func (k *kubeSched) logs(ctx context.Context, pods []corev1.Pod) (logs string, incomplete bool) {
 	if k.cfg.JobLogsTail == 0 || len(pods) == 0 {
 		return "", false
 	}
@@ -588,7 +574,7 @@ func (k *kube) logs(ctx context.Context, pods []corev1.Pod) (logs string, incomp
 // podLog is the tail of the log of the pod's first container, whatever its
 // name (pman 6 named it after the jid, and its jobs may still run), at most
 // limit bytes.
-func (k *kube) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, error) {
+func (k *kubeSched) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, error) {
 	container := kubeContainer
 	if len(p.Spec.Containers) > 0 {
 		container = p.Spec.Containers[0].Name
@@ -610,7 +596,7 @@ func (k *kube) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, 
 	b, err := read(lines)
 	if err != nil {
 		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-			return "", k.apiError(err, "get", "pods/log", p.Name)
+			return "", k.toAPIError(err, "get", "pods/log", p.Name)
 		}
 		return "", fmt.Errorf("pod %s: %w", p.Name, err)
 	}
@@ -630,7 +616,7 @@ func (k *kube) podLog(ctx context.Context, p *corev1.Pod, limit int64) (string, 
 	return string(b), nil
 }
 
-func (k *kube) remove(ctx context.Context, jid string) error {
+func (k *kubeSched) remove(ctx context.Context, jid string) error {
 	if p := kubeNameProblem(jid); p != "" {
 		return errorf(eNotFound, "no job %q: %s", jid, p)
 	}
@@ -639,14 +625,14 @@ func (k *kube) remove(ctx context.Context, jid string) error {
 	bg := metav1.DeletePropagationBackground
 	err := k.client.BatchV1().Jobs(k.ns).Delete(ctx, jid, metav1.DeleteOptions{PropagationPolicy: &bg})
 	if err != nil {
-		return k.apiError(err, "delete", "jobs.batch", jid)
+		return k.toAPIError(err, "delete", "jobs.batch", jid)
 	}
 	return nil
 }
 
-// apiError gives an API call's error its kind and a message that says what
+// toAPIError gives an API call's error its kind and a message that says what
 // pman was doing.
-func (k *kube) apiError(err error, verb, res, name string) error {
+func (k *kubeSched) toAPIError(err error, verb, res, name string) error {
 	var status apierrors.APIStatus
 	isStatus := errors.As(err, &status)
 	msg := err.Error()
@@ -679,21 +665,10 @@ func rbacDenial(msg string) bool {
 	return strings.Contains(msg, " cannot ")
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func ptr[T any](v T) *T { return &v }
-
 // ping answers nil when the API server says it is ready (for /readyz).
 // GET /readyz needs no permission of pman's Role: the ClusterRole
 // system:public-info-viewer grants it to everyone.
-func (k *kube) ping(ctx context.Context) error {
+func (k *kubeSched) ping(ctx context.Context) error {
 	if err := k.client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error(); err != nil {
 		return fmt.Errorf("the Kubernetes API server %s does not answer ready: %w", k.host, err)
 	}

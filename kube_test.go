@@ -114,7 +114,7 @@ func TestBuildKubeJob(t *testing.T) {
 		ShmSizeMiB:       512,
 	}
 	s := testSpec()
-	kj := buildKubeJob(cfg, s, ptr(int64(1001)), ptr(int64(2002)))
+	kj := buildKubeJob(cfg, s, new(int64(1001)), new(int64(2002)))
 
 	if kj.Name != s.JID {
 		t.Errorf("Name = %q; want %q", kj.Name, s.JID)
@@ -191,7 +191,7 @@ func TestBuildKubeJob(t *testing.T) {
 		t.Errorf("pod securityContext = %+v; want seccompProfile RuntimeDefault", psc)
 	}
 	// root, or the image's user: runAsNonRoot would refuse a root image.
-	for _, uid := range []*int64{ptr(int64(0)), nil} {
+	for _, uid := range []*int64{new(int64(0)), nil} {
 		kj := buildKubeJob(cfg, s, uid, nil)
 		if sc := kj.Spec.Template.Spec.Containers[0].SecurityContext; sc.RunAsNonRoot != nil {
 			t.Errorf("runAsNonRoot = %v for user %v; want unset", *sc.RunAsNonRoot, uid)
@@ -271,7 +271,7 @@ func TestKubeIDs(t *testing.T) {
 		{"none", config{}, [2]int64{}, [2]int64{}, true},
 	}
 	for _, tt := range tests {
-		k := &kube{cfg: &tt.cfg}
+		k := &kubeSched{cfg: &tt.cfg}
 		for range 20 {
 			uid, gid, err := k.ids()
 			if err != nil {
@@ -334,7 +334,7 @@ func (f *fakeAPI) requests() []string {
 }
 
 // kubeAgainst is a kube backend talking to h.
-func kubeAgainst(t testing.TB, cfg *config, h func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
+func kubeAgainst(t testing.TB, cfg *config, h func(w http.ResponseWriter, r *http.Request)) (*kubeSched, *fakeAPI) {
 	t.Helper()
 	f := &fakeAPI{h: h}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -359,7 +359,7 @@ func kubeAgainst(t testing.TB, cfg *config, h func(w http.ResponseWriter, r *htt
 	if cfg.JobNamespace == "" {
 		cfg.JobNamespace = "chris"
 	}
-	return &kube{client: client, cfg: cfg, log: slog.New(slog.DiscardHandler), ns: cfg.JobNamespace,
+	return &kubeSched{client: client, cfg: cfg, log: slog.New(slog.DiscardHandler), ns: cfg.JobNamespace,
 		host: srv.URL, grace: testGraces, now: func() time.Time { return t0 }}, f
 }
 
@@ -462,7 +462,7 @@ func TestKubeInvalidNameMakesNoCall(t *testing.T) {
 
 // threePodJob is a backend whose API server has a Job of three pods: one
 // running, one done, one that cannot pull its image.
-func threePodJob(tb testing.TB) (*kube, *fakeAPI, *corev1.PodList) {
+func threePodJob(tb testing.TB) (*kubeSched, *fakeAPI, *corev1.PodList) {
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{batchv1.ControllerUidLabel: "uid-7"}}
 	kj := &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
@@ -553,7 +553,7 @@ func TestKubeGet(t *testing.T) {
 // logJob is a backend whose API server has a running Job of n pods, whose
 // container is named as pman 6 named it (after the jid), and whose logs
 // logH answers.
-func logJob(t *testing.T, n, tail int, logH func(w http.ResponseWriter, r *http.Request)) (*kube, *fakeAPI) {
+func logJob(t *testing.T, n, tail int, logH func(w http.ResponseWriter, r *http.Request)) (*kubeSched, *fakeAPI) {
 	kj := &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
 		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris"},
@@ -828,7 +828,7 @@ func kubeconfigAs(t *testing.T, adminRC *rest.Config, admin kubernetes.Interface
 		t.Fatalf("creating RoleBinding %s: %v", rb.Name, err)
 	}
 	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("TokenRequest for %s: %v", sa.Name, err)
 	}
@@ -1323,7 +1323,7 @@ func boundPVC(t *testing.T, admin kubernetes.Interface, ns, name string) {
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr(""),
+			StorageClassName: new(""),
 			VolumeName:       pv.Name,
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		},
@@ -1614,9 +1614,9 @@ func TestKubeStop(t *testing.T) {
 			kj := &batchv1.Job{
 				TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
 				ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", ResourceVersion: "41"},
-				Spec: batchv1.JobSpec{ActiveDeadlineSeconds: ptr(int64(kubeActiveDeadline)), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				Spec: batchv1.JobSpec{ActiveDeadlineSeconds: new(int64(kubeActiveDeadline)), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{Name: kubeContainer, Image: "fnndsc/pl-x"}}}}},
-				Status: batchv1.JobStatus{Active: 1, StartTime: ptr(metav1.NewTime(t0.Add(-90 * time.Second)))},
+				Status: batchv1.JobStatus{Active: 1, StartTime: new(metav1.NewTime(t0.Add(-90 * time.Second)))},
 			}
 			pods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Items: []corev1.Pod{
 				kpod("chris-jid-7-a", corev1.PodPending, waiting("InvalidImageName", "couldn't parse image name"))}}

@@ -30,7 +30,7 @@ func kpod(name string, phase corev1.PodPhase, state corev1.ContainerState) corev
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0)},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: kubeContainer,
 			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"memory": resource.MustParse("100Mi")}}}}},
-		Status: corev1.PodStatus{Phase: phase, StartTime: ptr(metav1.NewTime(t0))},
+		Status: corev1.PodStatus{Phase: phase, StartTime: new(metav1.NewTime(t0))},
 	}
 	if state != (corev1.ContainerState{}) {
 		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: kubeContainer, Image: "fnndsc/pl-x", State: state}}
@@ -116,9 +116,9 @@ func TestJobStatus(t *testing.T) {
 			[]corev1.Pod{kpod("p-1", corev1.PodPending, corev1.ContainerState{})}, t0, statusNotStarted, []string{"waiting"}},
 		{"container creating", batchv1.JobStatus{Active: 1},
 			[]corev1.Pod{kpod("p-1", corev1.PodPending, waiting("ContainerCreating", ""))}, t0, statusNotStarted, []string{"p-1", "ContainerCreating"}},
-		{"running", batchv1.JobStatus{Active: 1, Ready: ptr(int32(1))},
+		{"running", batchv1.JobStatus{Active: 1, Ready: new(int32(1))},
 			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
-		{"complete", batchv1.JobStatus{Succeeded: 1, CompletionTime: ptr(metav1.NewTime(t0)), Conditions: []batchv1.JobCondition{
+		{"complete", batchv1.JobStatus{Succeeded: 1, CompletionTime: new(metav1.NewTime(t0)), Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods"),
 			cond(batchv1.JobComplete, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods")}},
 			nil, t0, statusSuccess, []string{"Reached expected number of succeeded pods"}},
@@ -261,7 +261,7 @@ func TestKubeTimestamp(t *testing.T) {
 		st   batchv1.JobStatus
 		want string
 	}{
-		{"running", batchv1.JobStatus{Active: 1, StartTime: ptr(metav1.NewTime(t0))}, ""},
+		{"running", batchv1.JobStatus{Active: 1, StartTime: new(metav1.NewTime(t0))}, ""},
 		{"complete", batchv1.JobStatus{Conditions: []batchv1.JobCondition{
 			at(cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "", ""), 89*time.Second),
 			at(cond(batchv1.JobComplete, corev1.ConditionTrue, "", ""), 90*time.Second)}}, "2026-11-25T12:01:30Z"},

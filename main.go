@@ -140,15 +140,15 @@ type scheduler interface {
 func newScheduler(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
 	switch cfg.ContainerEnv {
 	case "swarm":
-		return newSwarm(ctx, cfg, log)
+		return newSwarm(cfg, log)
 	case "docker", "podman":
 		return newDocker(ctx, cfg, log)
 	case "kubernetes":
-		return newKube(ctx, cfg, log)
+		return newKube(cfg, log)
 	case "cromwell":
-		return newCromwell(ctx, cfg, log)
+		return newCromwell(cfg, log)
 	case "slurm":
-		return newSlurm(ctx, cfg, log)
+		return newSlurm(cfg, log)
 	}
 	// loadConfig accepts only the names above.
 	return nil, fmt.Errorf("unknown CONTAINER_ENV %q", cfg.ContainerEnv)

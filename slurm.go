@@ -100,7 +100,7 @@ type slurmSched struct {
 	version string // the API version in use, once known
 }
 
-func newSlurm(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 	u, err := url.Parse(cfg.Slurm.URL)
 	if err != nil {
 		return nil, fmt.Errorf("SLURMRESTD_URL: %v", err)

@@ -503,7 +503,7 @@ func newFakeSlurmSched(t *testing.T, f *fakeSlurmrestd, extra ...string) (*slurm
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newSlurm(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newSlurm(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -675,7 +675,7 @@ func TestSlurmUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newSlurm(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newSlurm(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

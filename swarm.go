@@ -33,7 +33,7 @@ type swarmSched struct {
 	nodeID string // the engine's own Swarm node, asked on first use
 }
 
-func newSwarm(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
+func newSwarm(cfg *config, log *slog.Logger) (scheduler, error) {
 	cli, err := newEngineClient(cfg)
 	if err != nil {
 		return nil, err

@@ -402,7 +402,7 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sched, err := newSwarm(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		sched, err := newSwarm(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -431,7 +431,7 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sched, err := newSwarm(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		sched, err := newSwarm(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,7 +465,7 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sched, err := newSwarm(ctx, cfg, slog.New(slog.DiscardHandler))
+		sched, err := newSwarm(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

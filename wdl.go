@@ -56,7 +56,7 @@ func checkScriptJob(j *jobSpec, backend string) error {
 }
 
 // renderJob checks what the WDL cannot carry and renders it.
-func (c *cromwell) renderJob(j *jobSpec) (string, error) {
+func (c *cromwellSched) renderJob(j *jobSpec) (string, error) {
 	if err := checkScriptJob(j, "Cromwell"); err != nil {
 		return "", err
 	}

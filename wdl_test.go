@@ -87,7 +87,7 @@ func TestRenderJobRuntimeMatchesRecorded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			c := &cromwell{cfg: &tt.cfg}
+			c := &cromwellSched{cfg: &tt.cfg}
 			wdl, err := c.renderJob(&tt.spec)
 			if err != nil {
 				t.Fatalf("renderJob: %v", err)
@@ -123,7 +123,7 @@ func TestRenderJobLimits(t *testing.T) {
 		{4000, 4000, true, "", ""},
 	}
 	for _, tt := range tests {
-		c := &cromwell{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
+		c := &cromwellSched{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
 		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, CPULimit: tt.cpu, MemoryLimit: tt.mem,
 			Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
 		if err != nil {
@@ -322,7 +322,7 @@ func TestRenderJobRefuses(t *testing.T) {
 		{"input_dir", func(s *jobSpec) { s.InputDir = "a\nb/in" }},
 		{"jid", func(s *jobSpec) { s.JID, s.InputDir, s.OutputDir = "j k", "key-j k/incoming", "key-j k/outgoing" }},
 	}
-	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	c := &cromwellSched{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
 	for _, tt := range tests {
 		s := base()
 		tt.change(s)
@@ -352,7 +352,7 @@ func TestRenderJobBindDirs(t *testing.T) {
 		{"key-<jid> but other names", "key-j/in", "key-j/outgoing", ""},
 		{"another jid's key", "key-k/incoming", "key-k/outgoing", ""},
 	}
-	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	c := &cromwellSched{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
 	cmd := []string{"plugin", "--in", incomingDir, incomingDir, outgoingDir}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -404,7 +404,7 @@ func TestBindDirQuoting(t *testing.T) {
 }
 
 func TestWDLMemoryMiB(t *testing.T) {
-	c := &cromwell{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
+	c := &cromwellSched{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
 	for _, mib := range []int{1, 2, 200, 1000, 4000, 5678, 1 << 20} {
 		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, MemoryLimit: mib, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"})
 		if err != nil {
