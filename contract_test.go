@@ -245,14 +245,22 @@ func (e *contractEnv) mkdir(t *testing.T, rel string, files map[string]string) {
 	}
 }
 
-// contractBody is the POST body every backend's body starts from: a ds
-// job, its directories under <jid>/ in STOREBASE, made when STOREBASE is
-// here. A backend sets image and entrypoint (and the limits its act needs).
+// contractBody returns jobRequest(jid) with the job's input directory made
+// in STOREBASE, when STOREBASE is here. A backend's body sets image and
+// entrypoint (and the limits its act needs).
 func (e *contractEnv) contractBody(t *testing.T, jid string) map[string]any {
 	t.Helper()
 	if e.store != "" {
 		e.mkdir(t, jid+"/in", map[string]string{contractInput: "contract input\n"})
 	}
+	return jobRequest(jid)
+}
+
+// jobRequest returns the POST body every test starts from, as pfcon of 2023
+// and later sends it: a ds job with one argument, an env entry, and its
+// directories under <jid>/ in STOREBASE. A test sets image and entrypoint
+// (and whatever else it is about); it is the one body builder of the tests.
+func jobRequest(jid string) map[string]any {
 	return map[string]any{
 		"jid": jid, "args": []string{"--verbose"}, "auid": "chris", "number_of_workers": 1,
 		"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "type": "ds",
