@@ -38,8 +38,8 @@ type config struct {
 	JobNamespace     string
 	NodeSelector     map[string]string
 	ImagePullSecrets []string
-	RunAsUser        string // SECURITYCONTEXT_RUN_AS_USER, digits or ""
-	RunAsGroup       string
+	RunAsUser        *int64 // SECURITYCONTEXT_RUN_AS_USER; nil when unset
+	RunAsGroup       *int64 // SECURITYCONTEXT_RUN_AS_GROUP; nil when unset
 
 	// The Docker engine (docker, podman, swarm), as the docker CLI reads it.
 	DockerHost      string
@@ -55,6 +55,9 @@ type config struct {
 	Slurm slurmConfig
 }
 
+// containerEnvs are the values of CONTAINER_ENV.
+var containerEnvs = []string{"swarm", "docker", "podman", "kubernetes", "cromwell", "slurm"}
+
 // storageTypes lists which STORAGE_TYPE each backend can mount.
 var storageTypes = map[string][]string{
 	"swarm":      {"host", "nfs", "docker_local_volume"},
@@ -65,159 +68,225 @@ var storageTypes = map[string][]string{
 	"slurm":      {"host", "nfs"},
 }
 
-// loadConfig reads the environment. Every bad value is an error that names
-// the variable and what it accepts: a deployment must not start half-right.
+// loadConfig returns the configuration the environment holds, or an error
+// that lists every bad value, each naming the variable and what it accepts:
+// a deployment must not start half-right.
 func loadConfig(getenv func(string) string) (*config, error) {
-	var errs []error
-	bad := func(name, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, a...)...))
+	e := &envReader{getenv: getenv}
+	c := &config{}
+	loadCommon(e, c)
+	loadStorage(e, c)
+	loadDocker(e, c)
+	loadKube(e, c)
+	loadCromwell(e, c)
+	if c.ContainerEnv == "slurm" {
+		c.Slurm = loadSlurmConfig(e, c)
 	}
-	str := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		return def
+	if err := errors.Join(e.errs...); err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
 	}
-	integer := func(name string, def, min int) int {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < min {
-			bad(name, "%q is not a whole number >= %d", v, min)
-			return def
-		}
-		return n
-	}
-	boolean := func(name string, def bool) bool {
-		v := strings.ToLower(str(name, ""))
-		switch v {
-		case "":
-			return def
-		case "1", "true", "yes", "y", "on":
-			return true
-		case "0", "false", "no", "n", "off":
-			return false
-		}
-		bad(name, "%q is not a boolean (accepts yes/no, true/false, 1/0, on/off)", v)
-		return def
-	}
-	pairs := func(name string) map[string]string {
-		v := str(name, "")
-		if v == "" {
-			return nil
-		}
-		m, err := parsePairs(v)
-		if err != nil {
-			bad(name, "%v (accepts k1=v1,k2=v2)", err)
-		}
-		return m
-	}
+	return c, nil
+}
 
-	c := &config{
-		Port:             str("PORT", "5010"),
-		ContainerEnv:     str("CONTAINER_ENV", "docker"),
-		StoreBase:        str("STOREBASE", ""),
-		NFSServer:        str("NFS_SERVER", ""),
-		VolumeName:       str("VOLUME_NAME", ""),
-		PfconSelector:    str("PFCON_SELECTOR", "org.chrisproject.role=pfcon"),
-		JobLogsTail:      integer("JOB_LOGS_TAIL", 1000, 0),
-		RemoveJobs:       boolean("REMOVE_JOBS", true),
-		IgnoreLimits:     boolean("IGNORE_LIMITS", false),
-		HomeWorkaround:   boolean("ENABLE_HOME_WORKAROUND", false),
-		ShmSizeMiB:       integer("SHM_SIZE", 0, 0),
-		JobLabels:        pairs("JOB_LABELS"),
-		Kubeconfig:       str("KUBECONFIG", ""),
-		JobNamespace:     str("JOB_NAMESPACE", "default"),
-		NodeSelector:     pairs("NODE_SELECTOR"),
-		RunAsUser:        str("SECURITYCONTEXT_RUN_AS_USER", ""),
-		RunAsGroup:       str("SECURITYCONTEXT_RUN_AS_GROUP", ""),
-		CromwellURL:      str("CROMWELL_URL", ""),
-		TimelimitMinutes: integer("TIMELIMIT_MINUTES", 0, 1),
-		SlurmPartition:   str("SLURM_PARTITION", ""),
-		DockerHost:       str("DOCKER_HOST", ""),
-		DockerTLSVerify:  getenv("DOCKER_TLS_VERIFY") != "", // any value, as the docker CLI
-		DockerCertPath:   str("DOCKER_CERT_PATH", ""),
-	}
+// loadCommon reads the variables every backend uses.
+func loadCommon(e *envReader, c *config) {
+	c.ContainerEnv = e.oneOf("CONTAINER_ENV", "docker", containerEnvs)
+	c.Port = e.str("PORT", "5010")
 	if n, err := strconv.Atoi(c.Port); err != nil || n < 0 || n > 65535 {
-		bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)
+		e.bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)
 	}
-	allowed, ok := storageTypes[c.ContainerEnv]
-	if !ok {
-		bad("CONTAINER_ENV", "%q is not one of swarm, docker, podman, kubernetes, cromwell, slurm", c.ContainerEnv)
+	c.JobLogsTail = e.int("JOB_LOGS_TAIL", 1000, 0)
+	c.RemoveJobs = e.bool("REMOVE_JOBS", true)
+	c.IgnoreLimits = e.bool("IGNORE_LIMITS", false)
+	c.HomeWorkaround = e.bool("ENABLE_HOME_WORKAROUND", false)
+	c.ShmSizeMiB = e.int("SHM_SIZE", 0, 0)
+	c.JobLabels = e.pairs("JOB_LABELS")
+	u, err := parseUserSpec(e.str("CONTAINER_USER", ""))
+	if err != nil {
+		e.bad("CONTAINER_USER", "%v (accepts UID:GID, each side empty, a number or a range lo-hi)", err)
 	}
+	c.ContainerUser = u
+}
+
+// loadStorage reads where the job store is; c.ContainerEnv is read, as the
+// storage a backend can mount depends on it.
+func loadStorage(e *envReader, c *config) {
+	c.StoreBase = e.str("STOREBASE", "")
+	c.NFSServer = e.str("NFS_SERVER", "")
+	c.VolumeName = e.str("VOLUME_NAME", "")
 	// pman 6 defaulted to the Docker volume on a plain engine: miniChRIS
 	// sets neither STORAGE_TYPE nor STOREBASE.
 	defStorage := "host"
 	if c.ContainerEnv == "docker" || c.ContainerEnv == "podman" {
 		defStorage = "docker_local_volume"
 	}
-	c.StorageType = str("STORAGE_TYPE", defStorage)
+	c.StorageType = e.str("STORAGE_TYPE", defStorage)
 	if c.StorageType == "docker_local_volume" && c.StoreBase != "" {
 		c.Notes = append(c.Notes, fmt.Sprintf("STOREBASE=%s is ignored with STORAGE_TYPE=docker_local_volume: the store is the Docker volume's directory, as in pman 6", c.StoreBase))
 		c.StoreBase = ""
 	}
-	if ok && !slices.Contains(allowed, c.StorageType) {
-		bad("STORAGE_TYPE", "%q does not work with CONTAINER_ENV=%s (accepts %s)", c.StorageType, c.ContainerEnv, strings.Join(allowed, ", "))
+	if allowed, ok := storageTypes[c.ContainerEnv]; ok && !slices.Contains(allowed, c.StorageType) {
+		e.bad("STORAGE_TYPE", "%q does not work with CONTAINER_ENV=%s (accepts %s)", c.StorageType, c.ContainerEnv, strings.Join(allowed, ", "))
 	}
 	switch c.StorageType {
 	case "host", "nfs":
 		if c.StoreBase == "" {
-			bad("STOREBASE", "required with STORAGE_TYPE=%s: the path of the job store on every node", c.StorageType)
+			e.bad("STOREBASE", "required with STORAGE_TYPE=%s: the path of the job store on every node", c.StorageType)
 		} else if !path.IsAbs(c.StoreBase) {
-			bad("STOREBASE", "%q is not an absolute path", c.StoreBase)
+			e.bad("STOREBASE", "%q is not an absolute path", c.StoreBase)
 		}
 		if c.StorageType == "nfs" && c.ContainerEnv == "kubernetes" && c.NFSServer == "" {
-			bad("NFS_SERVER", "required with STORAGE_TYPE=nfs on Kubernetes")
+			e.bad("NFS_SERVER", "required with STORAGE_TYPE=nfs on Kubernetes")
 		}
 	case "kubernetes_pvc":
 		if c.VolumeName == "" {
-			bad("VOLUME_NAME", "required with STORAGE_TYPE=kubernetes_pvc: the name of the PVC")
+			e.bad("VOLUME_NAME", "required with STORAGE_TYPE=kubernetes_pvc: the name of the PVC")
 		}
 	}
+}
+
+// loadDocker reads the Docker engine's variables (docker, podman, swarm).
+func loadDocker(e *envReader, c *config) {
+	c.DockerHost = e.str("DOCKER_HOST", "")
+	c.DockerTLSVerify = e.getenv("DOCKER_TLS_VERIFY") != "" // any value, as the docker CLI
+	c.DockerCertPath = e.str("DOCKER_CERT_PATH", "")
+	c.PfconSelector = e.str("PFCON_SELECTOR", "org.chrisproject.role=pfcon")
 	if _, _, err := splitPair(c.PfconSelector); err != nil {
-		bad("PFCON_SELECTOR", "%v (accepts key=value)", err)
+		e.bad("PFCON_SELECTOR", "%v (accepts key=value)", err)
 	}
-	if u, err := parseUserSpec(str("CONTAINER_USER", "")); err != nil {
-		bad("CONTAINER_USER", "%v (accepts UID:GID, each side empty, a number or a range lo-hi)", err)
-	} else {
-		c.ContainerUser = u
+}
+
+// loadKube reads the Kubernetes variables.
+func loadKube(e *envReader, c *config) {
+	c.Kubeconfig = e.str("KUBECONFIG", "")
+	c.JobNamespace = e.str("JOB_NAMESPACE", "default")
+	c.NodeSelector = e.pairs("NODE_SELECTOR")
+	c.ImagePullSecrets = e.list("IMAGE_PULL_SECRETS")
+	c.RunAsUser = e.id("SECURITYCONTEXT_RUN_AS_USER")
+	c.RunAsGroup = e.id("SECURITYCONTEXT_RUN_AS_GROUP")
+}
+
+// loadCromwell reads the Cromwell variables, required with CONTAINER_ENV=cromwell.
+func loadCromwell(e *envReader, c *config) {
+	c.CromwellURL = e.str("CROMWELL_URL", "")
+	c.TimelimitMinutes = e.int("TIMELIMIT_MINUTES", 0, 1)
+	c.SlurmPartition = e.str("SLURM_PARTITION", "")
+	if c.ContainerEnv != "cromwell" {
+		return
 	}
-	for _, name := range []string{"SECURITYCONTEXT_RUN_AS_USER", "SECURITYCONTEXT_RUN_AS_GROUP"} {
-		if v := getenv(name); v != "" {
-			if n, err := strconv.Atoi(v); err != nil || n < 0 {
-				bad(name, "%q is not a user or group id (a whole number >= 0)", v)
-			}
+	if c.CromwellURL == "" {
+		e.bad("CROMWELL_URL", "required with CONTAINER_ENV=cromwell: the Cromwell server's URL")
+	} else if u, err := url.Parse(c.CromwellURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.bad("CROMWELL_URL", "%q is not an http(s) URL", redactURL(c.CromwellURL))
+	}
+	if msg := checkPartition(c.SlurmPartition); c.SlurmPartition != "" && msg != "" {
+		e.bad("SLURM_PARTITION", "%s", msg)
+	}
+	if c.TimelimitMinutes == 0 {
+		e.bad("TIMELIMIT_MINUTES", "required with CONTAINER_ENV=cromwell: the SLURM time limit in minutes")
+	}
+}
+
+// envReader reads variables through getenv and keeps every problem found,
+// each naming the variable and what it accepts. Its methods return a value
+// even for a bad variable, so that the rest is still read and every problem
+// is reported at once.
+type envReader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+// bad records a problem with the variable name.
+func (e *envReader) bad(name, format string, a ...any) {
+	e.errs = append(e.errs, fmt.Errorf("%s: "+format, append([]any{name}, a...)...))
+}
+
+// str returns the variable without surrounding spaces, or def when that is empty.
+func (e *envReader) str(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// int returns the variable as a whole number >= min, or def when it is
+// empty or bad.
+func (e *envReader) int(name string, def, min int) int {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		e.bad(name, "%q is not a whole number >= %d", v, min)
+		return def
+	}
+	return n
+}
+
+// bool returns the variable as a boolean, or def when it is empty or bad.
+func (e *envReader) bool(name string, def bool) bool {
+	v := strings.ToLower(e.str(name, ""))
+	switch v {
+	case "":
+		return def
+	case "1", "true", "yes", "y", "on":
+		return true
+	case "0", "false", "no", "n", "off":
+		return false
+	}
+	e.bad(name, "%q is not a boolean (accepts yes/no, true/false, 1/0, on/off)", v)
+	return def
+}
+
+// pairs returns the variable read as "k1=v1,k2=v2", or nil when it is empty.
+func (e *envReader) pairs(name string) map[string]string {
+	v := e.str(name, "")
+	if v == "" {
+		return nil
+	}
+	m, err := parsePairs(v)
+	if err != nil {
+		e.bad(name, "%v (accepts k1=v1,k2=v2)", err)
+	}
+	return m
+}
+
+// list returns the variable's comma-separated items, without spaces or
+// empty items; nil when there are none.
+func (e *envReader) list(name string) []string {
+	var l []string
+	for _, s := range strings.Split(e.str(name, ""), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			l = append(l, s)
 		}
 	}
-	if v := str("IMAGE_PULL_SECRETS", ""); v != "" {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				c.ImagePullSecrets = append(c.ImagePullSecrets, s)
-			}
-		}
+	return l
+}
+
+// oneOf returns the variable, or def when it is empty; a value that is not
+// one of names is a problem, and is returned as it is.
+func (e *envReader) oneOf(name, def string, names []string) string {
+	v := e.str(name, def)
+	if !slices.Contains(names, v) {
+		e.bad(name, "%q is not one of %s", v, strings.Join(names, ", "))
 	}
-	if c.ContainerEnv == "cromwell" {
-		if c.CromwellURL == "" {
-			bad("CROMWELL_URL", "required with CONTAINER_ENV=cromwell: the Cromwell server's URL")
-		} else if u, err := url.Parse(c.CromwellURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("CROMWELL_URL", "%q is not an http(s) URL", redactURL(c.CromwellURL))
-		}
-		if msg := checkPartition(c.SlurmPartition); c.SlurmPartition != "" && msg != "" {
-			bad("SLURM_PARTITION", "%s", msg)
-		}
-		if c.TimelimitMinutes == 0 {
-			bad("TIMELIMIT_MINUTES", "required with CONTAINER_ENV=cromwell: the SLURM time limit in minutes")
-		}
+	return v
+}
+
+// id returns the variable as a user or group id, or nil when it is empty
+// or bad.
+func (e *envReader) id(name string) *int64 {
+	v := e.str(name, "")
+	if v == "" {
+		return nil
 	}
-	if c.ContainerEnv == "slurm" {
-		c.Slurm = loadSlurmConfig(c, str, bad)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		e.bad(name, "%q is not a user or group id (a whole number >= 0)", v)
+		return nil
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("configuration:\n%w", err)
-	}
-	return c, nil
+	return &n
 }
 
 // parsePairs reads "k1=v1,k2=v2".

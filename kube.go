@@ -12,7 +12,6 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -211,10 +210,7 @@ func (k *kubeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
 	if s.Workers > math.MaxInt32 {
 		return nil, fieldError("number_of_workers", fmt.Sprintf("must be at most %d with CONTAINER_ENV=kubernetes (a Job's parallelism is an int32), not %d", math.MaxInt32, s.Workers))
 	}
-	uid, gid, err := k.ids()
-	if err != nil {
-		return nil, err
-	}
+	uid, gid := k.ids()
 	kj := buildKubeJob(k.cfg, s, uid, gid)
 	created, err := k.client.BatchV1().Jobs(k.ns).Create(ctx, kj, metav1.CreateOptions{})
 	if err != nil {
@@ -235,10 +231,10 @@ func (k *kubeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
 	}, nil
 }
 
-// ids are the user and group the job runs as: CONTAINER_USER (drawn per
+// ids returns the user and group the job runs as: CONTAINER_USER (drawn per
 // job) or the seed's SECURITYCONTEXT_RUN_AS_USER/GROUP; nil leaves the
 // image's own.
-func (k *kubeSched) ids() (uid, gid *int64, err error) {
+func (k *kubeSched) ids() (uid, gid *int64) {
 	if u := k.cfg.ContainerUser; u.UID.Set || u.GID.Set {
 		a, b := u.pick()
 		if a != nil {
@@ -247,26 +243,9 @@ func (k *kubeSched) ids() (uid, gid *int64, err error) {
 		if b != nil {
 			gid = new(int64(*b))
 		}
-		return uid, gid, nil
+		return uid, gid
 	}
-	parse := func(name, v string) (*int64, error) {
-		if v == "" {
-			return nil, nil
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			// loadConfig checked it; this is a bug of ours.
-			return nil, fmt.Errorf("%s=%q: %w", name, v, err)
-		}
-		return &n, nil
-	}
-	if uid, err = parse("SECURITYCONTEXT_RUN_AS_USER", k.cfg.RunAsUser); err != nil {
-		return nil, nil, err
-	}
-	if gid, err = parse("SECURITYCONTEXT_RUN_AS_GROUP", k.cfg.RunAsGroup); err != nil {
-		return nil, nil, err
-	}
-	return uid, gid, nil
+	return k.cfg.RunAsUser, k.cfg.RunAsGroup
 }
 
 // buildKubeJob is the Job for one request.

@@ -266,28 +266,27 @@ func TestKubeIDs(t *testing.T) {
 		lo, hi   [2]int64 // uid, gid bounds
 		wantNone bool
 	}{
-		{"CONTAINER_USER range", config{ContainerUser: userSpec{idRange{true, 1000, 1009}, idRange{true, 50, 50}}, RunAsUser: "7", RunAsGroup: "8"}, [2]int64{1000, 50}, [2]int64{1009, 50}, false},
-		{"seed variables", config{RunAsUser: "7", RunAsGroup: "8"}, [2]int64{7, 8}, [2]int64{7, 8}, false},
+		{"CONTAINER_USER range", config{ContainerUser: userSpec{idRange{true, 1000, 1009}, idRange{true, 50, 50}}, RunAsUser: new(int64(7)), RunAsGroup: new(int64(8))}, [2]int64{1000, 50}, [2]int64{1009, 50}, false},
+		{"seed variables", config{RunAsUser: new(int64(7)), RunAsGroup: new(int64(8))}, [2]int64{7, 8}, [2]int64{7, 8}, false},
 		{"none", config{}, [2]int64{}, [2]int64{}, true},
 	}
 	for _, tt := range tests {
-		k := &kubeSched{cfg: &tt.cfg}
-		for range 20 {
-			uid, gid, err := k.ids()
-			if err != nil {
-				t.Fatalf("%s: ids() error %v", tt.name, err)
-			}
-			if tt.wantNone {
-				if uid != nil || gid != nil {
-					t.Errorf("%s: ids() = %v, %v; want nil, nil", tt.name, uid, gid)
+		t.Run(tt.name, func(t *testing.T) {
+			k := &kubeSched{cfg: &tt.cfg}
+			for range 20 {
+				uid, gid := k.ids()
+				if tt.wantNone {
+					if uid != nil || gid != nil {
+						t.Errorf("ids() = %v, %v; want nil, nil", uid, gid)
+					}
+					return
 				}
-				break
+				if uid == nil || gid == nil || *uid < tt.lo[0] || *uid > tt.hi[0] || *gid < tt.lo[1] || *gid > tt.hi[1] {
+					t.Errorf("ids() = %v, %v; want within %v-%v", uid, gid, tt.lo, tt.hi)
+					return
+				}
 			}
-			if uid == nil || gid == nil || *uid < tt.lo[0] || *uid > tt.hi[0] || *gid < tt.lo[1] || *gid > tt.hi[1] {
-				t.Errorf("%s: ids() = %v, %v; want within %v-%v", tt.name, uid, gid, tt.lo, tt.hi)
-				break
-			}
-		}
+		})
 	}
 }
 

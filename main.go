@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -176,57 +174,6 @@ type job struct {
 	// LogsIncomplete is set when the logs could not be read in full (see
 	// logsUnreadable): such an answer is never kept as a finished job's final one.
 	LogsIncomplete bool `json:"-"`
-}
-
-// jobSpec is a validated POST body, with the command already built.
-type jobSpec struct {
-	JID         string
-	Image       string
-	Type        string // ds, fs or ts
-	Auid        string
-	Workers     int
-	CPULimit    int // millicores
-	MemoryLimit int // MiB
-	GPULimit    int
-	Env         []string // KEY=value, HOME=/tmp appended by ENABLE_HOME_WORKAROUND
-	Cmd         []string // entrypoint + localized args + /share/incoming? + /share/outgoing
-	// InputDir and OutputDir are relative to STOREBASE and checked by
-	// storeDirs: they never leave it.
-	InputDir  string
-	OutputDir string
-}
-
-// Mount points inside every job.
-const (
-	incomingDir = "/share/incoming"
-	outgoingDir = "/share/outgoing"
-)
-
-// localize replaces the argument after each path flag with incomingDir.
-func localize(args, pathFlags []string) []string {
-	flags := make(map[string]bool, len(pathFlags))
-	for _, f := range pathFlags {
-		flags[f] = true
-	}
-	out := make([]string, len(args))
-	copy(out, args)
-	for i := 0; i < len(out)-1; i++ {
-		if flags[out[i]] {
-			out[i+1] = incomingDir
-			i++
-		}
-	}
-	return out
-}
-
-// buildCmd is the command a job runs, as pman built it.
-func buildCmd(entrypoint, args, pathFlags []string, typ string) []string {
-	cmd := append([]string{}, entrypoint...)
-	cmd = append(cmd, localize(args, pathFlags)...)
-	if typ == "ds" {
-		cmd = append(cmd, incomingDir)
-	}
-	return append(cmd, outgoingDir)
 }
 
 // ---- errors -----------------------------------------------------------------
@@ -511,149 +458,4 @@ func logged(log *slog.Logger, m *metrics, h http.Handler) http.Handler {
 		}
 		log.Log(r.Context(), level, "request", attrs...)
 	})
-}
-
-// ---- request decoding -------------------------------------------------------
-
-const missing = "Missing required parameter in the JSON body or the post body or the query string"
-
-// decodeJob reads and checks a POST body. Every bad field is reported at
-// once, flask-restful style: {"message": {"field": "problem", ...}}.
-func decodeJob(body []byte, cfg *config) (*jobSpec, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, errorf(eInvalid, "request body is not a JSON object: %v", err)
-	}
-	problems := map[string]string{}
-	// present is false for an absent field or a JSON null; a required one
-	// is then reported missing.
-	present := func(name string, required bool) (json.RawMessage, bool) {
-		v, ok := raw[name]
-		if !ok || string(v) == "null" {
-			if required {
-				problems[name] = missing
-			}
-			return nil, false
-		}
-		return v, true
-	}
-	str := func(name string, required bool) string {
-		v, ok := present(name, required)
-		if !ok {
-			return ""
-		}
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			problems[name] = "must be a string"
-		} else if required && strings.TrimSpace(s) == "" {
-			problems[name] = "must not be empty"
-		}
-		return s
-	}
-	list := func(name string, required bool) []string {
-		v, ok := present(name, required)
-		if !ok {
-			return nil
-		}
-		var l []string
-		if err := json.Unmarshal(v, &l); err != nil {
-			problems[name] = "must be a list of strings"
-		}
-		return l
-	}
-	// integer takes a JSON integer or a string of digits, as Python's int().
-	integer := func(name string, min int) int {
-		v, ok := present(name, true)
-		if !ok {
-			return 0
-		}
-		var n json.Number
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			n = json.Number(strings.TrimSpace(s))
-		} else if err := json.Unmarshal(v, &n); err != nil {
-			problems[name] = "must be an integer"
-			return 0
-		}
-		i, err := strconv.Atoi(strings.TrimPrefix(string(n), "+"))
-		if err != nil {
-			problems[name] = fmt.Sprintf("invalid literal for int(): %s", v)
-			return 0
-		}
-		// The bound keeps MiB<<20 and millicores*1e6 inside an int64.
-		const max = 1 << 31
-		if i < min || i > max {
-			problems[name] = fmt.Sprintf("must be between %d and %d, not %d", min, max, i)
-		}
-		return i
-	}
-
-	jid := strings.TrimLeft(str("jid", true), "/")
-	if problems["jid"] == "" {
-		if msg := checkJID(jid); msg != "" {
-			problems["jid"] = msg
-		}
-	}
-	s := &jobSpec{
-		JID:         jid,
-		Image:       str("image", true),
-		Type:        str("type", true),
-		Auid:        str("auid", true),
-		Workers:     integer("number_of_workers", 1),
-		CPULimit:    integer("cpu_limit", 0),
-		MemoryLimit: integer("memory_limit", 0),
-		GPULimit:    integer("gpu_limit", 0),
-	}
-	args := list("args", true)
-	pathFlags := list("args_path_flags", false)
-	entrypoint := list("entrypoint", true)
-	if _, ok := raw["entrypoint"]; ok && problems["entrypoint"] == "" && len(entrypoint) == 0 {
-		problems["entrypoint"] = "must not be empty"
-	}
-	if problems["type"] == "" && s.Type != "ds" && s.Type != "fs" && s.Type != "ts" {
-		problems["type"] = fmt.Sprintf("%q is not a valid choice (ds, fs, ts)", s.Type)
-	}
-	s.Env = list("env", false)
-	for _, e := range s.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			problems["env"] = fmt.Sprintf("%q is not KEY=value", e)
-			break
-		}
-	}
-	if cfg.HomeWorkaround {
-		s.Env = append(s.Env, "HOME=/tmp")
-	}
-	inputDir := str("input_dir", false)
-	outputDir := str("output_dir", false)
-	if len(problems) > 0 {
-		return nil, &apiError{kind: eInvalid, fields: problems}
-	}
-	var err error
-	if s.InputDir, s.OutputDir, err = storeDirs(jid, inputDir, outputDir); err != nil {
-		return nil, err
-	}
-	s.Cmd = buildCmd(entrypoint, args, pathFlags, s.Type)
-	return s, nil
-}
-
-// checkJID says what is wrong with a jid, or "". A jid names a scheduler
-// object and, for pfcon of 2022, a directory (key-<jid>), so it must be one
-// plain path segment. Each backend adds its scheduler's own naming rules.
-func checkJID(jid string) string {
-	switch {
-	case jid == "":
-		return "must not be empty"
-	case len(jid) > 253:
-		return "must be at most 253 characters"
-	case jid == "." || jid == "..":
-		return fmt.Sprintf("%q is not a name", jid)
-	case strings.ContainsAny(jid, "/\\:"):
-		return fmt.Sprintf("%q must not contain '/', '\\' or ':'", jid)
-	}
-	for _, r := range jid {
-		if r < 0x20 || r == 0x7f {
-			return "must not contain control characters"
-		}
-	}
-	return ""
 }

@@ -34,6 +34,7 @@ var slurmRuntimes = []string{"apptainer", "singularity", "podman", "docker"}
 // slurmConfig is the configuration of CONTAINER_ENV=slurm.
 type slurmConfig struct {
 	URL        string // SLURMRESTD_URL: http(s)://host:port or unix:///path
+	Socket     string // the path of a unix:///path SLURMRESTD_URL; "" with http(s)
 	JWT        string // SLURM_JWT
 	JWTFile    string // SLURM_JWT_FILE, read at each request (tokens expire)
 	User       string // SLURM_USER, with the token
@@ -42,42 +43,41 @@ type slurmConfig struct {
 	Runtime    string // SLURM_CONTAINER_RUNTIME
 }
 
-// loadSlurmConfig reads the variables of CONTAINER_ENV=slurm; str and bad
-// are loadConfig's.
-func loadSlurmConfig(c *config, str func(name, def string) string, bad func(name, format string, a ...any)) slurmConfig {
+// loadSlurmConfig returns the variables of CONTAINER_ENV=slurm, read by
+// loadConfig's e; c holds the common ones.
+func loadSlurmConfig(e *envReader, c *config) slurmConfig {
 	s := slurmConfig{
-		URL:        str("SLURMRESTD_URL", ""),
-		JWT:        str("SLURM_JWT", ""),
-		JWTFile:    str("SLURM_JWT_FILE", ""),
-		User:       str("SLURM_USER", ""),
-		APIVersion: strings.TrimPrefix(str("SLURM_API_VERSION", ""), "v"),
-		Account:    str("SLURM_ACCOUNT", ""),
-		Runtime:    str("SLURM_CONTAINER_RUNTIME", "apptainer"),
+		URL:        e.str("SLURMRESTD_URL", ""),
+		JWT:        e.str("SLURM_JWT", ""),
+		JWTFile:    e.str("SLURM_JWT_FILE", ""),
+		User:       e.str("SLURM_USER", ""),
+		APIVersion: strings.TrimPrefix(e.str("SLURM_API_VERSION", ""), "v"),
+		Account:    e.str("SLURM_ACCOUNT", ""),
+		Runtime:    e.oneOf("SLURM_CONTAINER_RUNTIME", "apptainer", slurmRuntimes),
 	}
 	u, err := url.Parse(s.URL)
 	switch {
 	case s.URL == "":
-		bad("SLURMRESTD_URL", "required with CONTAINER_ENV=slurm: slurmrestd's http(s)://host:port or unix:///path/to/socket")
+		e.bad("SLURMRESTD_URL", "required with CONTAINER_ENV=slurm: slurmrestd's http(s)://host:port or unix:///path/to/socket")
 	case err != nil || !(u.Scheme == "unix" && u.Path != "" || (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""):
-		bad("SLURMRESTD_URL", "%q is not an http(s)://host:port URL or a unix:///path/to/socket", redactURL(s.URL))
-	case u.Scheme != "unix":
+		e.bad("SLURMRESTD_URL", "%q is not an http(s)://host:port URL or a unix:///path/to/socket", redactURL(s.URL))
+	case u.Scheme == "unix":
+		s.Socket = u.Path
+	default:
 		if s.JWT == "" && s.JWTFile == "" {
-			bad("SLURM_JWT", "required with an http(s) SLURMRESTD_URL (or SLURM_JWT_FILE): a token from `scontrol token`")
+			e.bad("SLURM_JWT", "required with an http(s) SLURMRESTD_URL (or SLURM_JWT_FILE): a token from `scontrol token`")
 		}
 		if s.User == "" {
-			bad("SLURM_USER", "required with an http(s) SLURMRESTD_URL: the user the token was made for")
+			e.bad("SLURM_USER", "required with an http(s) SLURMRESTD_URL: the user the token was made for")
 		}
 	}
 	if s.APIVersion != "" && !slices.Contains(slurmAPIVersions, s.APIVersion) {
-		bad("SLURM_API_VERSION", "%q is not one of %s (or empty: ask slurmrestd)", s.APIVersion, strings.Join(slurmAPIVersions, ", "))
-	}
-	if !slices.Contains(slurmRuntimes, s.Runtime) {
-		bad("SLURM_CONTAINER_RUNTIME", "%q is not one of %s", s.Runtime, strings.Join(slurmRuntimes, ", "))
+		e.bad("SLURM_API_VERSION", "%q is not one of %s (or empty: ask slurmrestd)", s.APIVersion, strings.Join(slurmAPIVersions, ", "))
 	}
 	// The runtimes' bind syntax is src:dst[:opts]; the job's own
 	// directories are kept free of ':' and ',' by safeRel.
 	if strings.ContainsAny(c.StoreBase, ":,\n") {
-		bad("STOREBASE", "%q must not contain ':', ',' or a newline with CONTAINER_ENV=slurm: the container runtimes' bind syntax splits on them", c.StoreBase)
+		e.bad("STOREBASE", "%q must not contain ':', ',' or a newline with CONTAINER_ENV=slurm: the container runtimes' bind syntax splits on them", c.StoreBase)
 	}
 	if s.Runtime == "apptainer" || s.Runtime == "singularity" {
 		if c.ContainerUser.UID.Set || c.ContainerUser.GID.Set {
@@ -101,10 +101,6 @@ type slurmSched struct {
 }
 
 func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
-	u, err := url.Parse(cfg.Slurm.URL)
-	if err != nil {
-		return nil, fmt.Errorf("SLURMRESTD_URL: %v", err)
-	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -120,8 +116,7 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 		return nil, fmt.Errorf("STOREBASE: pman keeps each SLURM job's record in %s: %v", records, err)
 	}
 	base := strings.TrimRight(cfg.Slurm.URL, "/")
-	if u.Scheme == "unix" {
-		sock := u.Path
+	if sock := cfg.Slurm.Socket; sock != "" {
 		tr.Proxy = nil
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "unix", sock)
