@@ -119,7 +119,7 @@ func (f *fakeSlurmrestd) requests(method, path string) []fakeReq {
 // STOREBASE.
 func newFakeSlurmSched(t *testing.T, f *fakeSlurmrestd, extra ...string) (*slurmSched, string) {
 	t.Helper()
-	store := t.TempDir()
+	store := fakeStore(t)
 	env := map[string]string{"CONTAINER_ENV": "slurm", "STOREBASE": store, "SLURMRESTD_URL": f.srv.URL,
 		"SLURM_JWT": "tok-123", "SLURM_USER": "chris", "SLURM_PARTITION": "batch", "TIMELIMIT_MINUTES": "30", "JOB_LOGS_TAIL": "2"}
 	for i := 0; i < len(extra); i += 2 {
@@ -134,6 +134,17 @@ func newFakeSlurmSched(t *testing.T, f *fakeSlurmrestd, extra ...string) (*slurm
 		t.Fatal(err)
 	}
 	return s.(*slurmSched), store
+}
+
+// fakeStore returns a fresh STOREBASE that holds fakeJob's input
+// directory, so that a create gets as far as slurmrestd.
+func fakeStore(t *testing.T) string {
+	t.Helper()
+	store := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(store, "f", "in"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
 
 func fakeJob(jid string) *jobSpec {
@@ -295,7 +306,7 @@ func TestSlurmFakeErrors(t *testing.T) {
 }
 
 func TestSlurmUnreachable(t *testing.T) {
-	store := t.TempDir()
+	store := fakeStore(t)
 	env := map[string]string{"CONTAINER_ENV": "slurm", "STOREBASE": store, "SLURMRESTD_URL": "unix://" + filepath.Join(store, "no.sock")}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
