@@ -279,7 +279,7 @@ func TestSlurmFakeErrors(t *testing.T) {
 			f.answer("GET /job/ID", 200, pc)
 			j, err := s.create(ctx, fakeJob("jid-5"))
 			if err != nil || j.Status != statusError || !strings.Contains(j.Message, "PartitionConfig") {
-				t.Errorf("hopeless job = %+v, %v; want finishedWithError naming PartitionConfig", j, err)
+				t.Fatalf("hopeless job = %+v, %v; want finishedWithError naming PartitionConfig", j, err)
 			}
 			if len(f.requests("DELETE", "/job/ID")) == 0 {
 				t.Errorf("a job that can never run was not cancelled")
