@@ -39,6 +39,7 @@ import (
 // that path cannot be taken: a jid that is only the ID prefix of a job's
 // service, and logs that cannot be read.
 func TestSwarmGetEngineCalls(t *testing.T) {
+	t.Parallel()
 	cli := needSwarm(t)
 	image := needTestImage(t, cli)
 	sock := filepath.Join(t.TempDir(), "engine.sock")

@@ -335,6 +335,7 @@ func needSwarm(t testing.TB) *client.Client {
 // server, for what only Swarm shows; what every backend shows is the
 // contract suite's (contract_swarm_test.go).
 func TestSwarmEndToEnd(t *testing.T) {
+	t.Parallel()
 	cli := needSwarm(t)
 	image := needTestImage(t, cli)
 	store := t.TempDir()
@@ -365,8 +366,8 @@ func TestSwarmEndToEnd(t *testing.T) {
 	}
 	// finish POSTs the job and polls GET until it is finished*, for at
 	// most 90 s: Swarm takes seconds to schedule, prepare and start a task.
-	// It fails the test unless the status is want and the message has
-	// every one of inMessage.
+	// It fails the test unless the status is want, the message has every
+	// one of inMessage and the timestamp is RFC 3339.
 	finish := func(t *testing.T, body map[string]any, want string, inMessage ...string) map[string]any {
 		t.Helper()
 		if code, m := call(t, "POST", base+"/api/v1/", body); code != 201 {
@@ -381,6 +382,9 @@ func TestSwarmEndToEnd(t *testing.T) {
 			if !strings.Contains(msg, w) {
 				t.Errorf("%v: message %q; want it to contain %q", m["jid"], msg, w)
 			}
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["timestamp"])); err != nil {
+			t.Errorf("%v: timestamp %q is not RFC 3339: %v", m["jid"], m["timestamp"], err)
 		}
 		return m
 	}
