@@ -72,7 +72,7 @@ func TestSwarmGetEngineCalls(t *testing.T) {
 	// read: a GET of the running job (never kept) does that here.
 	call(t, "GET", base+"/api/v1/"+running+"/", nil)
 
-	// get answers the job and the engine calls of one GET.
+	// get returns the job and the engine calls of one GET.
 	get := func(jid string) (map[string]any, []string) {
 		t.Helper()
 		calls.reset()
@@ -253,7 +253,7 @@ func (b *stalledBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// matchCall says whether an engine path ("/v1.41/services/x/logs") is the
+// matchCall returns whether an engine path ("/v1.41/services/x/logs") is the
 // pattern ("/services/*/logs"), version prefix aside.
 func matchCall(pattern, p string) bool {
 	if i := strings.Index(p[1:], "/"); strings.HasPrefix(p, "/v1.") && i > 0 {
@@ -355,7 +355,7 @@ func BenchmarkSwarmGetFinished(b *testing.B) {
 
 	base := startServer(b, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store})
 	var next atomic.Int64
-	// get GETs the next job in turn and answers how long that took and
+	// get GETs the next job in turn and returns how long that took and
 	// whether the logs were the job's whole output. It may run on
 	// RunParallel's goroutines, so it reports with Errorf, not Fatal.
 	get := func(b *testing.B) (time.Duration, bool) {

@@ -314,7 +314,7 @@ func randSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// needSwarm answers an engine client with Swarm active, or skips (fails
+// needSwarm returns an engine client with Swarm active, or skips (fails
 // under CI) saying why.
 func needSwarm(t testing.TB) *client.Client {
 	t.Helper()
