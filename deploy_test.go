@@ -403,11 +403,12 @@ func TestDeployPfconSwarm(t *testing.T) {
 	for _, named := range []bool{true, false} {
 		jid := "sw-" + randSuffix() + "-deploy"
 		t.Cleanup(func() { cli.ServiceRemove(context.Background(), jid) })
-		in, out := jid+"/incoming", jid+"/outgoing"
-		body := swarmJob(jid, img, `cat /share/incoming/data.txt > /share/outgoing/copy.txt`)
-		if named {
-			body["input_dir"], body["output_dir"] = in, out
-		} else {
+		body := jobRequest(jid)
+		body["image"], body["entrypoint"] = img, []string{"sh", "-c", `cat /share/incoming/data.txt > /share/outgoing/copy.txt`}
+		in, out := jid+"/in", jid+"/out"
+		if !named {
+			delete(body, "input_dir")
+			delete(body, "output_dir")
 			in, out = "key-"+jid+"/incoming", "key-"+jid+"/outgoing"
 		}
 		for _, d := range []string{in, out} {
