@@ -57,8 +57,9 @@ type contractEnv struct {
 	// output_dir) for a job that does a, its input directory made and
 	// holding contractInput.
 	body func(t *testing.T, jid string, a act) map[string]any
-	// run carries a submitted job out on a scheduler that is a test's fake
-	// (Cromwell's); nil where the scheduler runs jobs itself.
+	// run does the test's part of a submitted job: carries it out on a
+	// scheduler that is a test's fake (Cromwell's), or breaks what a row
+	// needs broken once the job exists; nil when there is nothing to do.
 	run func(t *testing.T, jid string, a act)
 	// store is STOREBASE as this process sees it, where job directories are
 	// made and outputs read; "" when it is not on this host.
@@ -204,6 +205,9 @@ func (e *contractEnv) finish(t *testing.T, jid string) map[string]any {
 		}
 		last = fmt.Sprint(m["status"])
 		if rank == 2 {
+			if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["timestamp"])); err != nil {
+				t.Errorf("GET %s: finished with timestamp %q; want the end's time in RFC 3339", jid, m["timestamp"])
+			}
 			// Once finished, always the same answer.
 			if _, again := call(t, "GET", e.url+"/api/v1/"+jid+"/", nil); again["status"] != m["status"] || again["message"] != m["message"] {
 				t.Errorf("GET %s after %v: %v; want the same answer", jid, m, again)
@@ -252,6 +256,7 @@ func (e *contractEnv) contractBody(t *testing.T, jid string) map[string]any {
 	t.Helper()
 	if e.store != "" {
 		e.mkdir(t, jid+"/in", map[string]string{contractInput: "contract input\n"})
+		e.mkdir(t, jid+"/out", nil) // as pfcon makes it
 	}
 	return jobRequest(jid)
 }
