@@ -25,7 +25,11 @@ import (
 // hands to SLURM. Cromwell is the only state: a job is found again through
 // the workflow label jidLabel.
 const (
-	jidLabel     = "org.chrisproject.pman.name"
+	jidLabel = "org.chrisproject.pman.name"
+	// removedLabel marks a workflow whose job a DELETE removed. Cromwell
+	// keeps every workflow and has no delete: a workflow so marked is no
+	// job any more, and GET and DELETE of its jid answer 404.
+	removedLabel = "org.chrisproject.pman.removed"
 	cromwellTask = "ChRISJob.plugin_instance"
 	// maxLabelLen is Cromwell's limit on a label key or value (Label.scala,
 	// MaxLabelLength = 255, counted in Java chars, i.e. UTF-16 units); it
@@ -281,6 +285,9 @@ func (c *cromwellSched) logsFailed(j *job, jid, id string, err error) {
 	j.LogsIncomplete = true
 }
 
+// remove aborts jid's workflow unless it has ended or is being aborted,
+// and then marks it removedLabel. Labelled first, a workflow whose abort
+// failed would run on unseen.
 func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.deadline)
 	defer cancel()
@@ -288,12 +295,40 @@ func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 	if err != nil {
 		return err
 	}
-	if ended(w.Status) || w.Status == "Aborting" {
-		// Nothing runs any more, or Cromwell is already stopping it.
-		// Cromwell keeps its history and has no delete.
-		return nil
+	if !ended(w.Status) && w.Status != "Aborting" {
+		if err := c.abort(ctx, jid, w.ID); err != nil {
+			return err
+		}
 	}
-	resp, err := c.do(ctx, "abort workflow "+w.ID, http.MethodPost, "/api/workflows/v1/"+url.PathEscape(w.ID)+"/abort", "", nil)
+	if err := c.markRemoved(ctx, jid, w.ID); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.unlisted, jid) // or find would still return it until the query lists it
+	c.mu.Unlock()
+	return nil
+}
+
+// markRemoved labels workflow id of jid with removedLabel.
+func (c *cromwellSched) markRemoved(ctx context.Context, jid, id string) error {
+	body, _ := json.Marshal(map[string]string{removedLabel: "yes"})
+	what := "label workflow " + id + " removed"
+	resp, err := c.do(ctx, what, http.MethodPatch, "/api/workflows/v1/"+url.PathEscape(id)+"/labels", "application/json", body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		// Even Cromwell's own 404 here is no "no such job": the query has
+		// just listed the workflow.
+		return errorf(eUnavailable, "Cromwell at %s refused to %s of job %q: %s: %s", c.where, what, jid, resp.Status, errorBody(resp))
+	}
+	return nil
+}
+
+// abort asks Cromwell to abort workflow id of jid.
+func (c *cromwellSched) abort(ctx context.Context, jid, id string) error {
+	resp, err := c.do(ctx, "abort workflow "+id, http.MethodPost, "/api/workflows/v1/"+url.PathEscape(id)+"/abort", "", nil)
 	if err != nil {
 		return err
 	}
@@ -306,10 +341,10 @@ func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 		// that ID is in progress" (404, Cromwell 30 and later) or "in
 		// terminal state" (403, older). Either way it ended between our
 		// query, whose index lags, and the abort.
-		c.log.Info("Cromwell says the workflow is no longer running; nothing to abort", "jid", jid, "workflow", w.ID, "answer", errorBody(resp))
+		c.log.Info("Cromwell says the workflow is no longer running; nothing to abort", "jid", jid, "workflow", id, "answer", errorBody(resp))
 		return nil
 	}
-	return refused(resp.StatusCode, "Cromwell refused to abort workflow %s of job %q: %s", w.ID, jid, errorBody(resp))
+	return refused(resp.StatusCode, "Cromwell refused to abort workflow %s of job %q: %s", id, jid, errorBody(resp))
 }
 
 // ---- Cromwell REST calls ----------------------------------------------------
@@ -475,17 +510,24 @@ func (c *cromwellSched) submit(ctx context.Context, wdl string, labels map[strin
 
 // queryResult is one workflow of a query answer.
 type queryResult struct {
-	ID         string `json:"id"`
-	Status     string `json:"status"`
-	Submission string `json:"submission"`
-	End        string `json:"end"`
+	ID         string            `json:"id"`
+	Status     string            `json:"status"`
+	Submission string            `json:"submission"`
+	End        string            `json:"end"`
+	Labels     map[string]string `json:"labels"`
 }
 
-// query lists the workflows labelled with jid, newest first.
+// removed says whether a DELETE removed w's job (removedLabel).
+func (w queryResult) removed() bool {
+	return w.Labels[removedLabel] != ""
+}
+
+// query lists the workflows labelled with jid, newest first, with their
+// labels.
 func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, error) {
 	// Each element is one criterion; several are ANDed. Our workflows
 	// have no subworkflows, but Cromwell lists them by default.
-	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}})
+	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}, {"additionalQueryResultFields": "labels"}})
 	what := "query the workflows of job " + jid
 	resp, err := c.do(ctx, what, http.MethodPost, "/api/workflows/v1/query", "application/json", body)
 	if err != nil {
@@ -520,9 +562,9 @@ func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, e
 	return ans.Results, nil
 }
 
-// find is the newest workflow of jid: jids are used again once their
-// workflow has ended, and Cromwell keeps them all. A workflow submitted
-// here that the query does not list yet is the newest.
+// find is the newest workflow of jid that no DELETE removed: jids are
+// used again once their workflow has ended, and Cromwell keeps them all. A
+// workflow submitted here that the query does not list yet is the newest.
 func (c *cromwellSched) find(ctx context.Context, jid string) (*queryResult, error) {
 	found, err := c.query(ctx, jid)
 	if err != nil {
@@ -531,8 +573,9 @@ func (c *cromwellSched) find(ctx context.Context, jid string) (*queryResult, err
 	if s, ok := c.unlistedOf(jid, found); ok {
 		return &queryResult{ID: s.id, Status: "Submitted"}, nil
 	}
+	found = slices.DeleteFunc(found, queryResult.removed)
 	if len(found) == 0 {
-		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s", jid, jidLabel, jid)
+		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s that a DELETE has not removed", jid, jidLabel, jid)
 	}
 	var running []string
 	for _, w := range found {
