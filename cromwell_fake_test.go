@@ -414,5 +414,3 @@ func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwellS
 	t.Cleanup(srv.Close)
 	return srv.URL + "/api/v1/", c, &logs
 }
-
-// TestCromwellDeploymentMistakes: answers no Cromwell gives on a right

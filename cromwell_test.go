@@ -35,9 +35,11 @@ func TestCheckLabel(t *testing.T) {
 		{"k", "", true},
 	}
 	for _, tt := range tests {
-		if msg := checkLabel(tt.key, tt.value); (msg == "") != tt.ok {
-			t.Errorf("checkLabel(%.20q, %.20q) = %q; want ok=%v", tt.key, tt.value, msg, tt.ok)
-		}
+		t.Run(fmt.Sprintf("%.20s=%.20s", tt.key, tt.value), func(t *testing.T) {
+			if msg := checkLabel(tt.key, tt.value); (msg == "") != tt.ok {
+				t.Errorf("checkLabel(%.20q, %.20q) = %q; want ok=%v", tt.key, tt.value, msg, tt.ok)
+			}
+		})
 	}
 }
 
@@ -64,9 +66,11 @@ func TestSplitTail(t *testing.T) {
 		{"o1\no2\n", "e1\ne2\n", 1, "[pman] stdout, last 1 of 2 lines:\no2\n[pman] stderr, last 0 of 2 lines:\n"},
 	}
 	for _, tt := range tests {
-		if got := splitTail(tt.stdout, tt.stderr, tt.n); got != tt.want {
-			t.Errorf("splitTail(%q, %q, %d) = %q; want %q", tt.stdout, tt.stderr, tt.n, got, tt.want)
-		}
+		t.Run(fmt.Sprintf("%d out %d err %d", len(logLines(tt.stdout)), len(logLines(tt.stderr)), tt.n), func(t *testing.T) {
+			if got := splitTail(tt.stdout, tt.stderr, tt.n); got != tt.want {
+				t.Errorf("splitTail(%q, %q, %d) = %q; want %q", tt.stdout, tt.stderr, tt.n, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -85,16 +89,18 @@ func TestToJobRecorded(t *testing.T) {
 	}
 	c := &cromwellSched{}
 	for _, tt := range tests {
-		md := cwMetadata(t, tt.file)
-		j := c.toJob("jid", queryResult{ID: md.ID, Status: "Submitted"}, md, "")
-		if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
-			t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
-		}
-		for _, s := range append(tt.msgHas, md.ID) {
-			if !strings.Contains(j.Message, s) {
-				t.Errorf("toJob(%s).Message = %q; want it to mention %q", tt.file, j.Message, s)
+		t.Run(tt.file, func(t *testing.T) {
+			md := cwMetadata(t, tt.file)
+			j := c.toJob("jid", queryResult{ID: md.ID, Status: "Submitted"}, md, "")
+			if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
+				t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
 			}
-		}
+			for _, s := range append(tt.msgHas, md.ID) {
+				if !strings.Contains(j.Message, s) {
+					t.Errorf("toJob(%s).Message = %q; want it to mention %q", tt.file, j.Message, s)
+				}
+			}
+		})
 	}
 }
 
@@ -124,10 +130,12 @@ func TestWorkflowStatus(t *testing.T) {
 		{"Exploded", nil, &metadata{}, statusUndefined, "Exploded"},
 	}
 	for _, tt := range tests {
-		got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md, 4000)
-		if got != tt.want || !strings.Contains(msg, tt.msgHas) {
-			t.Errorf("workflowStatus(%q, %+v) = %q, %q; want %q with %q", tt.status, tt.call, got, msg, tt.want, tt.msgHas)
-		}
+		t.Run(tt.status+" "+tt.msgHas, func(t *testing.T) {
+			got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md, 4000)
+			if got != tt.want || !strings.Contains(msg, tt.msgHas) {
+				t.Errorf("workflowStatus(%q, %+v) = %q, %q; want %q with %q", tt.status, tt.call, got, msg, tt.want, tt.msgHas)
+			}
+		})
 	}
 }
 
@@ -333,10 +341,12 @@ func TestCromwellLogsFromStore(t *testing.T) {
 		{100, "[pman] stdout:\n" + d + " out1\n" + d + " out2\n" + d + " out3\n[pman] stderr:\n" + d + " err1\n"},
 	}
 	for _, tt := range tests {
-		c := testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: tt.tail})
-		if got, err := c.logs(context.Background(), "wf"); err != nil || got != tt.want {
-			t.Errorf("logs with JOB_LOGS_TAIL=%d = %q, %v; want %q", tt.tail, got, err, tt.want)
-		}
+		t.Run(fmt.Sprint("JOB_LOGS_TAIL=", tt.tail), func(t *testing.T) {
+			c := testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: tt.tail})
+			if got, err := c.logs(context.Background(), "wf"); err != nil || got != tt.want {
+				t.Errorf("logs with JOB_LOGS_TAIL=%d = %q, %v; want %q", tt.tail, got, err, tt.want)
+			}
+		})
 	}
 	// A path outside STOREBASE is named, never read.
 	c := testCromwell(t, srv.URL, &config{StoreBase: filepath.Join(store, "other"), JobLogsTail: 10})
@@ -448,45 +458,95 @@ func TestCromwellEndToEndRefused(t *testing.T) {
 func TestCromwellAbortAnswers(t *testing.T) {
 	const cromwellErr = `{"status": "error", "message": "some reason"}`
 	tests := []struct {
+		name     string
 		code     int
 		body     string
 		wantKind errKind // -1: no error
 		wantCode int
 		msgHas   string
 	}{
-		{http.StatusOK, `{"id": "wf-1", "status": "Aborting"}`, -1, 0, ""},
+		{"accepted", http.StatusOK, `{"id": "wf-1", "status": "Aborting"}`, -1, 0, ""},
 		// Cromwell's own answers for a workflow that ended between our
 		// query (whose index lags) and the abort: 404 since Cromwell 30,
 		// 403 before.
-		{http.StatusNotFound, `{"status": "error", "message": "Couldn't abort wf-1 because no workflow with that ID is in progress"}`, -1, 0, ""},
-		{http.StatusForbidden, `{"status": "error", "message": "Couldn't abort because workflow is in terminal state"}`, -1, 0, ""},
+		{"404 no longer in progress", http.StatusNotFound, `{"status": "error", "message": "Couldn't abort wf-1 because no workflow with that ID is in progress"}`, -1, 0, ""},
+		{"403 terminal state", http.StatusForbidden, `{"status": "error", "message": "Couldn't abort because workflow is in terminal state"}`, -1, 0, ""},
 		// The same codes from something else: a deployment mistake.
-		{http.StatusNotFound, "<html>Not Found</html>", eUnavailable, 0, "path prefix"},
-		{http.StatusForbidden, "<html>Forbidden</html>", eUnavailable, 0, "proxy"},
-		{http.StatusBadRequest, cromwellErr, eRefused, http.StatusBadRequest, "some reason"},
-		{http.StatusInternalServerError, cromwellErr, eUnavailable, 0, "some reason"},
+		{"404 not Cromwell's", http.StatusNotFound, "<html>Not Found</html>", eUnavailable, 0, "path prefix"},
+		{"403 not Cromwell's", http.StatusForbidden, "<html>Forbidden</html>", eUnavailable, 0, "proxy"},
+		{"400", http.StatusBadRequest, cromwellErr, eRefused, http.StatusBadRequest, "some reason"},
+		{"500", http.StatusInternalServerError, cromwellErr, eUnavailable, 0, "some reason"},
 	}
 	for _, tt := range tests {
-		aborts := 0
-		srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
-			if strings.HasSuffix(r.URL.Path, "/abort") {
-				aborts++
-				w.WriteHeader(tt.code)
-				io.WriteString(w, tt.body)
-				return
+		t.Run(tt.name, func(t *testing.T) {
+			srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+				switch {
+				case strings.HasSuffix(r.URL.Path, "/abort"):
+					w.WriteHeader(tt.code)
+					io.WriteString(w, tt.body)
+				case strings.HasSuffix(r.URL.Path, "/labels"):
+					io.WriteString(w, `{"id": "wf-1", "labels": {"org.chrisproject.pman.removed": "yes"}}`)
+				default:
+					io.WriteString(w, `{"results": [{"id": "wf-1", "status": "Running", "submission": "2026-01-01T00:00:00Z"}]}`)
+				}
+			})
+			err := testCromwell(t, srv.URL, nil).remove(context.Background(), "j")
+			var sent []string
+			for _, r := range received()[1:] { // after the query
+				sent = append(sent, r.method+" "+r.path)
 			}
-			io.WriteString(w, `{"results": [{"id": "wf-1", "status": "Running", "submission": "2026-01-01T00:00:00Z"}]}`)
+			// Labelled removed only once the abort is done: a workflow
+			// labelled while its abort failed would run on unseen.
+			wantSent := []string{"POST /api/workflows/v1/wf-1/abort", "PATCH /api/workflows/v1/wf-1/labels"}
+			if tt.wantKind >= 0 {
+				wantSent = wantSent[:1]
+			}
+			if !slices.Equal(sent, wantSent) {
+				t.Errorf("remove sent %q; want %q", sent, wantSent)
+			}
+			ae, _ := err.(*apiError)
+			switch {
+			case tt.wantKind < 0 && err != nil:
+				t.Errorf("remove = %v; want nil", err)
+			case tt.wantKind >= 0 && (ae == nil || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode || !strings.Contains(ae.msg, tt.msgHas)):
+				t.Errorf("remove = %v; want kind %d code %d saying %q", err, tt.wantKind, tt.wantCode, tt.msgHas)
+			}
 		})
-		err := testCromwell(t, srv.URL, nil).remove(context.Background(), "j")
-		ae, _ := err.(*apiError)
+	}
+}
+
+// TestCromwellRemoveLabelRefused: a DELETE whose label Cromwell refuses
+// fails (503), so that pfcon's retry labels it; the abort done is not
+// sent again.
+func TestCromwellRemoveLabelRefused(t *testing.T) {
+	status := "Running"
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		switch {
-		case aborts != 1:
-			t.Errorf("abort answering %d %s: %d aborts sent; want 1", tt.code, tt.body, aborts)
-		case tt.wantKind < 0 && err != nil:
-			t.Errorf("remove with abort answering %d %s = %v; want nil", tt.code, tt.body, err)
-		case tt.wantKind >= 0 && (ae == nil || ae.kind != tt.wantKind || tt.wantCode != 0 && ae.code != tt.wantCode || !strings.Contains(ae.msg, tt.msgHas)):
-			t.Errorf("remove with abort answering %d %s = %v; want kind %d code %d saying %q", tt.code, tt.body, err, tt.wantKind, tt.wantCode, tt.msgHas)
+		case strings.HasSuffix(r.URL.Path, "/abort"):
+			status = "Aborting"
+			io.WriteString(w, `{"id": "wf-1", "status": "Aborting"}`)
+		case strings.HasSuffix(r.URL.Path, "/labels"):
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"status": "fail", "message": "Invalid label"}`)
+		default:
+			fmt.Fprintf(w, `{"results": [{"id": "wf-1", "status": %q, "submission": "2026-01-01T00:00:00Z"}]}`, status)
 		}
+	})
+	c := testCromwell(t, srv.URL, nil)
+	for range 2 {
+		err := c.remove(context.Background(), "j")
+		if ae, ok := err.(*apiError); !ok || ae.kind != eUnavailable || !strings.Contains(ae.msg, "Invalid label") {
+			t.Errorf("remove with the label refused = %v; want a 503 saying why", err)
+		}
+	}
+	aborts := 0
+	for _, r := range received() {
+		if strings.HasSuffix(r.path, "/abort") {
+			aborts++
+		}
+	}
+	if aborts != 1 {
+		t.Errorf("%d aborts sent; want 1, the second DELETE finding the workflow Aborting", aborts)
 	}
 }
 
@@ -497,9 +557,11 @@ func TestNewCromwellRefusesConfig(t *testing.T) {
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store/~{x}"},
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": strings.Repeat("v", 256)}},
 	} {
-		if _, err := newCromwell(cfg, log); err == nil {
-			t.Errorf("newCromwell(STOREBASE %q, JOB_LABELS %.20v) = nil error; want a configuration error", cfg.StoreBase, cfg.JobLabels)
-		}
+		t.Run(fmt.Sprintf("%s %.20v", cfg.StoreBase, cfg.JobLabels), func(t *testing.T) {
+			if _, err := newCromwell(cfg, log); err == nil {
+				t.Errorf("newCromwell(STOREBASE %q, JOB_LABELS %.20v) = nil error; want a configuration error", cfg.StoreBase, cfg.JobLabels)
+			}
+		})
 	}
 	if _, err := newCromwell(&config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
 		t.Errorf("newCromwell(valid) = %v", err)
@@ -530,10 +592,12 @@ func TestToJobWithoutMetadata(t *testing.T) {
 		{queryResult{ID: "wf", Status: "Failed", End: "2026-01-01T00:00:00Z"}, statusError, "Failed"},
 	}
 	for _, tt := range tests {
-		j := (&cromwellSched{}).toJob("jid", tt.w, nil, "")
-		if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
-			t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
-		}
+		t.Run(tt.w.Status, func(t *testing.T) {
+			j := (&cromwellSched{}).toJob("jid", tt.w, nil, "")
+			if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
+				t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
+			}
+		})
 	}
 }
 
@@ -541,15 +605,19 @@ func TestToJobWithoutMetadata(t *testing.T) {
 
 func TestCromwellConfigChecks(t *testing.T) {
 	base := []string{"CONTAINER_ENV", "cromwell", "CROMWELL_URL", "http://cromwell:8000", "TIMELIMIT_MINUTES", "5", "STOREBASE", "/sb"}
-	for _, p := range []string{"short", "gpu,short"} {
-		if c, err := loadConfig(env(append(base, "SLURM_PARTITION", p)...)); err != nil || c.SlurmPartition != p {
-			t.Errorf("SLURM_PARTITION=%q: %v; want it taken", p, err)
-		}
-	}
-	for _, p := range []string{"a b", "x;y", "it's", "~{x}", "a,,b"} {
-		if _, err := loadConfig(env(append(base, "SLURM_PARTITION", p)...)); err == nil || !strings.Contains(err.Error(), "SLURM_PARTITION") {
-			t.Errorf("SLURM_PARTITION=%q: %v; want a configuration error naming it", p, err)
-		}
+	for _, tt := range []struct {
+		partition string
+		ok        bool
+	}{{"short", true}, {"gpu,short", true}, {"a b", false}, {"x;y", false}, {"it's", false}, {"~{x}", false}, {"a,,b", false}} {
+		t.Run("SLURM_PARTITION="+tt.partition, func(t *testing.T) {
+			c, err := loadConfig(env(append(base, "SLURM_PARTITION", tt.partition)...))
+			switch {
+			case tt.ok && (err != nil || c.SlurmPartition != tt.partition):
+				t.Errorf("SLURM_PARTITION=%q: %v; want it taken", tt.partition, err)
+			case !tt.ok && (err == nil || !strings.Contains(err.Error(), "SLURM_PARTITION")):
+				t.Errorf("SLURM_PARTITION=%q: %v; want a configuration error naming it", tt.partition, err)
+			}
+		})
 	}
 	// A CROMWELL_URL that does not parse is named without its password.
 	_, err := loadConfig(env(append(base[:2], "CROMWELL_URL", "http://chris:s3cret@[::1", "TIMELIMIT_MINUTES", "5", "STOREBASE", "/sb")...))
@@ -558,6 +626,7 @@ func TestCromwellConfigChecks(t *testing.T) {
 	}
 }
 
+// TestCromwellDeploymentMistakes: answers no Cromwell gives on a right
 // URL become a 503 naming the likely mistake, for every method; the
 // credentials of CROMWELL_URL appear in no answer and no log line.
 func TestCromwellDeploymentMistakes(t *testing.T) {
@@ -848,23 +917,25 @@ func TestCromwellArchivedMetadata(t *testing.T) {
 	fake := newFakeCromwell(t, t.TempDir())
 	c := testCromwell(t, fake.srv.URL, &config{StoreBase: fake.store, JobLogsTail: 10})
 	for _, st := range []struct{ cromwell, want string }{{"Succeeded", statusSuccess}, {"Failed", statusError}, {"Aborted", statusError}} {
-		jid := "archived-" + st.cromwell
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
-			t.Fatal(err)
-		}
-		fake.advance(jid, st.cromwell)
-		fake.mu.Lock()
-		fake.byJID(jid).archived = true
-		fake.mu.Unlock()
-		j, err := c.get(context.Background(), jid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// query-found.json's end, which the fake answers for every workflow.
-		if j.Status != st.want || j.Timestamp != "2022-01-23T22:27:58.740Z" || !strings.Contains(strings.ToLower(j.Message), strings.ToLower(st.cromwell)) || !strings.Contains(j.Message, "ArchivedAndDeleted") ||
-			!strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || !strings.Contains(j.Logs, "archived") || !j.LogsIncomplete {
-			t.Errorf("get(%s, archived) = %+v; want %s at the query's end, saying it is archived, logs unavailable", st.cromwell, j, st.want)
-		}
+		t.Run(st.cromwell, func(t *testing.T) {
+			jid := "archived-" + st.cromwell
+			if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+				t.Fatal(err)
+			}
+			fake.advance(jid, st.cromwell)
+			fake.mu.Lock()
+			fake.byJID(jid).archived = true
+			fake.mu.Unlock()
+			j, err := c.get(context.Background(), jid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// query-found.json's end, which the fake answers for every workflow.
+			if j.Status != st.want || j.Timestamp != "2022-01-23T22:27:58.740Z" || !strings.Contains(strings.ToLower(j.Message), strings.ToLower(st.cromwell)) || !strings.Contains(j.Message, "ArchivedAndDeleted") ||
+				!strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || !strings.Contains(j.Logs, "archived") || !j.LogsIncomplete {
+				t.Errorf("get(%s, archived) = %+v; want %s at the query's end, saying it is archived, logs unavailable", st.cromwell, j, st.want)
+			}
+		})
 	}
 }
 
@@ -941,14 +1012,16 @@ func TestToJobLastCall(t *testing.T) {
 		{ShardIndex: 1, Attempt: 1, ExecutionStatus: "Failed", ReturnCode: &rc, JobID: "old-attempt"},
 	}
 	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
-		md := cwMetadata(t, "metadata-running.json")
-		md.Calls[cromwellTask] = nil
-		for _, i := range order {
-			md.Calls[cromwellTask] = append(md.Calls[cromwellTask], calls[i])
-		}
-		j := (&cromwellSched{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
-		if j.Status != statusStarted || !strings.HasSuffix(j.Message, "SLURM job 77") {
-			t.Errorf("toJob(calls in order %v) = %+v; want the running attempt 2 of shard 1, SLURM job 77", order, j)
-		}
+		t.Run(fmt.Sprint(order), func(t *testing.T) {
+			md := cwMetadata(t, "metadata-running.json")
+			md.Calls[cromwellTask] = nil
+			for _, i := range order {
+				md.Calls[cromwellTask] = append(md.Calls[cromwellTask], calls[i])
+			}
+			j := (&cromwellSched{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
+			if j.Status != statusStarted || !strings.HasSuffix(j.Message, "SLURM job 77") {
+				t.Errorf("toJob(calls in order %v) = %+v; want the running attempt 2 of shard 1, SLURM job 77", order, j)
+			}
+		})
 	}
 }
