@@ -1,23 +1,25 @@
 package main
 
+// Submitting, finding and removing a Cromwell job: the workflow and labels
+// pman sends, what Cromwell refuses, one workflow per jid, and removal. What
+// every backend shows is the contract suite's (contract_cromwell_test.go);
+// the status is cromwell_status_test.go's, the logs cromwell_logs_test.go's,
+// a deployment's mistakes cromwell_deploy_test.go's.
+
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func TestCheckLabel(t *testing.T) {
@@ -38,102 +40,6 @@ func TestCheckLabel(t *testing.T) {
 		t.Run(fmt.Sprintf("%.20s=%.20s", tt.key, tt.value), func(t *testing.T) {
 			if msg := checkLabel(tt.key, tt.value); (msg == "") != tt.ok {
 				t.Errorf("checkLabel(%.20q, %.20q) = %q; want ok=%v", tt.key, tt.value, msg, tt.ok)
-			}
-		})
-	}
-}
-
-func TestSplitTail(t *testing.T) {
-	tests := []struct {
-		stdout, stderr string
-		n              int
-		want           string
-	}{
-		{"o1\no2\n", "e1\n", 10, "[pman] stdout:\no1\no2\n[pman] stderr:\ne1\n"},
-		{"o1\no2", "", 10, "[pman] stdout:\no1\no2\n[pman] stderr:\n"},
-		{"", "e1\n", 10, "[pman] stdout:\n[pman] stderr:\ne1\n"},
-		{"", "", 10, ""},
-		{"o1\n", "e1\n", 0, ""},
-		// A chatty stderr gets half; stdout keeps the rest.
-		{"o1\no2\no3\no4\n", "e1\ne2\ne3\ne4\ne5\n", 4,
-			"[pman] stdout, last 2 of 4 lines:\no3\no4\n[pman] stderr, last 2 of 5 lines:\ne4\ne5\n"},
-		// An odd budget leans to stdout.
-		{"o1\no2\no3\n", "e1\ne2\ne3\n", 3,
-			"[pman] stdout, last 2 of 3 lines:\no2\no3\n[pman] stderr, last 1 of 3 lines:\ne3\n"},
-		// What one stream does not use, the other may.
-		{"o1\n", "e1\ne2\ne3\ne4\n", 4, "[pman] stdout:\no1\n[pman] stderr, last 3 of 4 lines:\ne2\ne3\ne4\n"},
-		{"o1\no2\no3\no4\n", "e1\n", 4, "[pman] stdout, last 3 of 4 lines:\no2\no3\no4\n[pman] stderr:\ne1\n"},
-		{"o1\no2\n", "e1\ne2\n", 1, "[pman] stdout, last 1 of 2 lines:\no2\n[pman] stderr, last 0 of 2 lines:\n"},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%d out %d err %d", len(logLines(tt.stdout)), len(logLines(tt.stderr)), tt.n), func(t *testing.T) {
-			if got := splitTail(tt.stdout, tt.stderr, tt.n); got != tt.want {
-				t.Errorf("splitTail(%q, %q, %d) = %q; want %q", tt.stdout, tt.stderr, tt.n, got, tt.want)
-			}
-		})
-	}
-}
-
-// ---- status -----------------------------------------------------------------
-
-func TestToJobRecorded(t *testing.T) {
-	tests := []struct {
-		file, status, timestamp, image string
-		msgHas                         []string
-	}{
-		{"metadata-notstarted.json", statusNotStarted, "", "ghcr.io/fnndsc/pl-salute-the-sun:latest", []string{"Submitted", "waiting"}},
-		{"metadata-queued.json", statusStarted, "", "internal.gitlab:5678/fnndsc/pl-fruit:1.2.3", []string{"QueuedInCromwell"}},
-		{"metadata-running.json", statusStarted, "", "docker.io/fnndsc/pl-office-convert:0.0.1", []string{"Running", "SLURM job 1866268"}},
-		{"metadata-failed.json", statusError, "2022-01-24T00:19:36.143Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Failed", "exited with return code 1"}},
-		{"metadata-done.json", statusSuccess, "2022-01-24T06:16:53.374Z", "ghcr.io/fnndsc/pl-office-convert:0.0.2", []string{"Succeeded"}},
-	}
-	c := &cromwellSched{}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			md := cwMetadata(t, tt.file)
-			j := c.toJob("jid", queryResult{ID: md.ID, Status: "Submitted"}, md, "")
-			if j.Status != tt.status || j.Timestamp != tt.timestamp || j.Image != tt.image || j.JID != "jid" || j.Cmd == "" {
-				t.Errorf("toJob(%s) = %+v; want status %s, timestamp %q, image %q, a command", tt.file, j, tt.status, tt.timestamp, tt.image)
-			}
-			for _, s := range append(tt.msgHas, md.ID) {
-				if !strings.Contains(j.Message, s) {
-					t.Errorf("toJob(%s).Message = %q; want it to mention %q", tt.file, j.Message, s)
-				}
-			}
-		})
-	}
-}
-
-func TestWorkflowStatus(t *testing.T) {
-	running := &callMetadata{ExecutionStatus: "Running", JobID: "42"}
-	rc, rc2 := 137, 2
-	killed := &callMetadata{ExecutionStatus: "Failed", ReturnCode: &rc}
-	exited := &callMetadata{ExecutionStatus: "Failed", ReturnCode: &rc2}
-	tests := []struct {
-		status string
-		call   *callMetadata
-		md     *metadata
-		want   string
-		msgHas string
-	}{
-		{"Submitted", nil, nil, statusNotStarted, "waiting for Cromwell to pick it up"},
-		{"Submitted", nil, &metadata{}, statusNotStarted, "waiting"},
-		{"On Hold", nil, &metadata{}, statusNotStarted, "On Hold"},
-		{"Running", nil, &metadata{}, statusNotStarted, "waiting"},
-		{"Running", running, &metadata{}, statusStarted, "SLURM job 42"},
-		{"Succeeded", running, &metadata{}, statusSuccess, "Succeeded"},
-		{"Failed", killed, &metadata{}, statusError, outOfMemory(4000, false)},
-		{"Failed", exited, &metadata{}, statusError, "return code 2"},
-		{"Failed", nil, &metadata{Failures: []failure{{Message: "Workflow input processing failed", CausedBy: []failure{{Message: "bad runtime attribute"}}}}}, statusError, "bad runtime attribute"},
-		{"Aborting", running, &metadata{}, statusError, "being aborted"},
-		{"Aborted", nil, &metadata{}, statusError, "aborted"},
-		{"Exploded", nil, &metadata{}, statusUndefined, "Exploded"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.status+" "+tt.msgHas, func(t *testing.T) {
-			got, msg := workflowStatus("wf-1", tt.status, tt.call, tt.md, 4000)
-			if got != tt.want || !strings.Contains(msg, tt.msgHas) {
-				t.Errorf("workflowStatus(%q, %+v) = %q, %q; want %q with %q", tt.status, tt.call, got, msg, tt.want, tt.msgHas)
 			}
 		})
 	}
@@ -218,7 +124,6 @@ func TestCromwellCreateRefusals(t *testing.T) {
 		wantCode   int
 		wantSubmit bool
 	}{
-		{"duplicate jid", strings.Replace(string(cwRecorded(t, "query-found.json")), `"Succeeded"`, `"Running"`, 1), 0, eConflict, 0, false},
 		{"duplicate jid, being aborted", strings.Replace(string(cwRecorded(t, "query-found.json")), `"Succeeded"`, `"Aborting"`, 1), 0, eConflict, 0, false},
 		{"jid of an ended workflow", string(cwRecorded(t, "query-found.json")), http.StatusCreated, eUnavailable, 0, true}, // submit answers no id
 		{"Cromwell's 400", `{"results": []}`, http.StatusBadRequest, eRefused, http.StatusBadRequest, true},
@@ -313,65 +218,6 @@ func TestCromwellFindNewest(t *testing.T) {
 	w, err := c.find(context.Background(), "j")
 	if err != nil || w.ID != "new" {
 		t.Errorf("find = %+v, %v; want the newest, \"new\"", w, err)
-	}
-}
-
-func TestCromwellLogsFromStore(t *testing.T) {
-	store := t.TempDir()
-	dir := filepath.Join(store, "cromwell-executions", "ChRISJob", "wf", "call-plugin_instance")
-	for _, d := range []string{"attempt-2/execution", "shard-0/execution", "shard-1/execution", "shard-1/attempt-2/execution"} {
-		os.MkdirAll(filepath.Join(dir, d), 0o755)
-		os.WriteFile(filepath.Join(dir, d, "stdout"), []byte(d+" out1\n"+d+" out2\n"+d+" out3\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, d, "stderr"), []byte(d+" err1\n"), 0o644)
-	}
-	// The last shard's highest attempt, wherever it is listed.
-	at := func(d string) string { return filepath.Join(dir, d) }
-	answer := fmt.Sprintf(`{"calls": {"ChRISJob.plugin_instance": [
-		{"stdout": "/elsewhere/stdout", "stderr": "/elsewhere/stderr", "shardIndex": 1, "attempt": 1},
-		{"stdout": %q, "stderr": %q, "shardIndex": 1, "attempt": 2},
-		{"stdout": %q, "stderr": %q, "shardIndex": 0, "attempt": 3}]}}`,
-		at("shard-1/attempt-2/execution/stdout"), at("shard-1/attempt-2/execution/stderr"), at("shard-0/execution/stdout"), at("shard-0/execution/stderr"))
-	srv, _ := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { io.WriteString(w, answer) })
-	const d = "shard-1/attempt-2/execution"
-	tests := []struct {
-		tail int
-		want string
-	}{
-		{2, "[pman] stdout, last 1 of 3 lines:\n" + d + " out3\n[pman] stderr:\n" + d + " err1\n"},
-		{100, "[pman] stdout:\n" + d + " out1\n" + d + " out2\n" + d + " out3\n[pman] stderr:\n" + d + " err1\n"},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint("JOB_LOGS_TAIL=", tt.tail), func(t *testing.T) {
-			c := testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: tt.tail})
-			if got, err := c.logs(context.Background(), "wf"); err != nil || got != tt.want {
-				t.Errorf("logs with JOB_LOGS_TAIL=%d = %q, %v; want %q", tt.tail, got, err, tt.want)
-			}
-		})
-	}
-	// A path outside STOREBASE is named, never read.
-	c := testCromwell(t, srv.URL, &config{StoreBase: filepath.Join(store, "other"), JobLogsTail: 10})
-	if got, err := c.logs(context.Background(), "wf"); err == nil || strings.Contains(err.Error()+got, "out1") || !strings.Contains(err.Error(), at(d+"/stdout")) {
-		t.Errorf("logs outside STOREBASE = %q, %v; want an error naming the paths, not the content", got, err)
-	}
-	// Files not written yet (SLURM has not started the job) are empty logs.
-	answer = fmt.Sprintf(`{"calls": {"ChRISJob.plugin_instance": [{"stdout": %q, "stderr": %q, "shardIndex": -1, "attempt": 1}]}}`, at("none/stdout"), at("none/stderr"))
-	c = testCromwell(t, srv.URL, &config{StoreBase: store, JobLogsTail: 10})
-	if got, err := c.logs(context.Background(), "wf"); err != nil || got != "" {
-		t.Errorf("logs not written yet = %q, %v; want empty", got, err)
-	}
-}
-
-func TestCromwellUnavailable(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	url := srv.URL
-	srv.Close()
-	c := testCromwell(t, url, nil)
-	_, err := c.get(context.Background(), "j")
-	if ae, ok := err.(*apiError); !ok || ae.kind != eUnavailable || !strings.Contains(ae.msg, "Cromwell") || !strings.Contains(ae.msg, "unreachable") {
-		t.Errorf("get with Cromwell down = %v; want eUnavailable naming Cromwell", err)
-	}
-	if err := c.remove(context.Background(), "j"); err == nil || err.(*apiError).kind != eUnavailable {
-		t.Errorf("remove with Cromwell down = %v; want eUnavailable", err)
 	}
 }
 
@@ -550,172 +396,6 @@ func TestCromwellRemoveLabelRefused(t *testing.T) {
 	}
 }
 
-func TestNewCromwellRefusesConfig(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for _, cfg := range []*config{
-		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store base"},
-		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store/~{x}"},
-		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": strings.Repeat("v", 256)}},
-	} {
-		t.Run(fmt.Sprintf("%s %.20v", cfg.StoreBase, cfg.JobLabels), func(t *testing.T) {
-			if _, err := newCromwell(cfg, log); err == nil {
-				t.Errorf("newCromwell(STOREBASE %q, JOB_LABELS %.20v) = nil error; want a configuration error", cfg.StoreBase, cfg.JobLabels)
-			}
-		})
-	}
-	if _, err := newCromwell(&config{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": "v"}}, log); err != nil {
-		t.Errorf("newCromwell(valid) = %v", err)
-	}
-}
-
-// TestToJobForeignWDL: a workflow whose WDL is not one we can read back
-// (another tool's) still shows what Cromwell ran.
-func TestToJobForeignWDL(t *testing.T) {
-	md := cwMetadata(t, "metadata-running.json")
-	md.SubmittedFiles.Workflow = "version 1.0\nworkflow W {}\n"
-	j := (&cromwellSched{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
-	if j.Image != "docker.io/fnndsc/pl-office-convert:0.0.1" || j.Cmd != "office_convert /share/incoming /share/outgoing" || j.Status != statusStarted {
-		t.Errorf("toJob(foreign WDL) = %+v; want image and command from the call's runtimeAttributes and commandLine", j)
-	}
-}
-
-// TestToJobWithoutMetadata: with no metadata (just submitted, or archived
-// by Cromwell) the query's status decides, so a finished job stays finished.
-func TestToJobWithoutMetadata(t *testing.T) {
-	tests := []struct {
-		w               queryResult
-		status, message string
-	}{
-		{queryResult{ID: "wf", Status: "Submitted"}, statusNotStarted, "waiting"},
-		{queryResult{ID: "wf"}, statusNotStarted, "waiting"},
-		{queryResult{ID: "wf", Status: "Succeeded", End: "2026-01-01T00:00:00Z"}, statusSuccess, "Succeeded"},
-		{queryResult{ID: "wf", Status: "Failed", End: "2026-01-01T00:00:00Z"}, statusError, "Failed"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.w.Status, func(t *testing.T) {
-			j := (&cromwellSched{}).toJob("jid", tt.w, nil, "")
-			if j.Status != tt.status || !strings.Contains(j.Message, tt.message) || j.Timestamp != tt.w.End {
-				t.Errorf("toJob(%+v, no metadata) = %+v; want %s, message with %q, timestamp %q", tt.w, j, tt.status, tt.message, tt.w.End)
-			}
-		})
-	}
-}
-
-// ---- issue 9: what a real deployment meets -----------------------------------
-
-func TestCromwellConfigChecks(t *testing.T) {
-	base := []string{"CONTAINER_ENV", "cromwell", "CROMWELL_URL", "http://cromwell:8000", "TIMELIMIT_MINUTES", "5", "STOREBASE", "/sb"}
-	for _, tt := range []struct {
-		partition string
-		ok        bool
-	}{{"short", true}, {"gpu,short", true}, {"a b", false}, {"x;y", false}, {"it's", false}, {"~{x}", false}, {"a,,b", false}} {
-		t.Run("SLURM_PARTITION="+tt.partition, func(t *testing.T) {
-			c, err := loadConfig(env(append(base, "SLURM_PARTITION", tt.partition)...))
-			switch {
-			case tt.ok && (err != nil || c.SlurmPartition != tt.partition):
-				t.Errorf("SLURM_PARTITION=%q: %v; want it taken", tt.partition, err)
-			case !tt.ok && (err == nil || !strings.Contains(err.Error(), "SLURM_PARTITION")):
-				t.Errorf("SLURM_PARTITION=%q: %v; want a configuration error naming it", tt.partition, err)
-			}
-		})
-	}
-	// A CROMWELL_URL that does not parse is named without its password.
-	_, err := loadConfig(env(append(base[:2], "CROMWELL_URL", "http://chris:s3cret@[::1", "TIMELIMIT_MINUTES", "5", "STOREBASE", "/sb")...))
-	if err == nil || !strings.Contains(err.Error(), "CROMWELL_URL") || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("loadConfig(bad CROMWELL_URL with a password) = %v; want an error naming CROMWELL_URL, not the password", err)
-	}
-}
-
-// TestCromwellDeploymentMistakes: answers no Cromwell gives on a right
-// URL become a 503 naming the likely mistake, for every method; the
-// credentials of CROMWELL_URL appear in no answer and no log line.
-func TestCromwellDeploymentMistakes(t *testing.T) {
-	var followed sync.Mutex
-	redirected := 0
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		followed.Lock()
-		redirected++
-		followed.Unlock()
-	}))
-	t.Cleanup(target.Close)
-	targetURL := strings.Replace(target.URL, "http://", "https://chris:s3cret@", 1)
-	tests := []struct {
-		name   string
-		answer func(w http.ResponseWriter, r *http.Request)
-		msgHas []string
-	}{
-		{"401", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="cromwell"`)
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
-		}, []string{"401", "proxy"}},
-		{"403 of a proxy", func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, "<html><body>403 Forbidden</body></html>", http.StatusForbidden)
-		}, []string{"403", "proxy"}},
-		{"404 without prefix", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
-			[]string{"404", "path prefix", "/api/workflows/v1/query"}},
-		{"404 of Cromwell on the query", func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, `{"status": "fail", "message": "no such route"}`, http.StatusNotFound)
-		}, []string{"404", "path prefix"}},
-		{"301 to https", func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, targetURL+r.URL.Path, http.StatusMovedPermanently)
-		}, []string{"301", "redirecting to https://127.0.0.1:", "set CROMWELL_URL"}},
-		{"307", func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, "/cromwell"+r.URL.Path, http.StatusTemporaryRedirect)
-		}, []string{"307", "/cromwell/api/workflows/v1/query"}},
-		// Not a mistake of the deployment's, but a 503 all the same.
-		{"Cromwell's 500", func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, `{"status": "error", "message": "Cromwell database is down"}`, http.StatusInternalServerError)
-		}, []string{"500", "Cromwell database is down"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fake := httptest.NewServer(http.HandlerFunc(tt.answer))
-			t.Cleanup(fake.Close)
-			cromwellURL := strings.Replace(fake.URL, "http://", "http://chris:s3cret@", 1)
-			store := cwStoreBase(t)
-			os.MkdirAll(filepath.Join(store, "j-1/in"), 0o755)
-			base, _, logs := cwServer(t, cromwellURL, &config{StoreBase: store})
-			body := jobRequest("j-1")
-			body["image"], body["entrypoint"] = "img", []string{"prog"}
-			var answers []string
-			for _, m := range []struct {
-				method, url string
-				body        any
-			}{{"POST", base, body}, {"GET", base + "j-1/", nil}, {"DELETE", base + "j-1/", nil}} {
-				code, j := call(t, m.method, m.url, m.body)
-				msg := fmt.Sprint(j["message"])
-				answers = append(answers, msg)
-				if code != http.StatusServiceUnavailable {
-					t.Errorf("%s = %d %v; want 503", m.method, code, j)
-				}
-				for _, s := range append(tt.msgHas, "Cromwell at http://127.0.0.1:") {
-					if !strings.Contains(msg, s) {
-						t.Errorf("%s: message %q; want it to say %q", m.method, msg, s)
-					}
-				}
-			}
-			for what, text := range map[string]string{"answers": strings.Join(answers, "\n"), "log": logs.String()} {
-				if strings.Contains(text, "s3cret") || strings.Contains(text, "chris:") {
-					t.Errorf("the %s show CROMWELL_URL's credentials:\n%s", what, text)
-				}
-			}
-		})
-	}
-	if redirected != 0 {
-		t.Errorf("the redirect target got %d requests; want none: pman follows no redirect", redirected)
-	}
-
-	// Unreachable, and a deadline: the credentials stay out too.
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	dead := strings.Replace(fake.URL, "http://", "http://chris:s3cret@", 1)
-	fake.Close()
-	base, _, logs := cwServer(t, dead, nil)
-	code, j := call(t, "GET", base+"j-1/", nil)
-	if msg := fmt.Sprint(j["message"]); code != http.StatusServiceUnavailable || !strings.Contains(msg, "unreachable") || strings.Contains(msg+logs.String(), "s3cret") {
-		t.Errorf("GET with Cromwell down = %d %v; want 503 unreachable without the password (log: %s)", code, j, logs.String())
-	}
-}
-
 // TestCromwellResubmitAfterAbort: a jid is taken only while its workflow
 // has not ended; a DELETE removes the workflow (its jid answers 404 until
 // it is submitted again), and GET and DELETE act on the newest.
@@ -824,204 +504,5 @@ func TestCromwellOneWorkflowPerJID(t *testing.T) {
 	fake.advance("twice", "Failed")
 	if code, j := call(t, "POST", base, body); code != http.StatusCreated || fake.submissions() != 2 {
 		t.Errorf("POST once the workflow is listed and Failed = %d %v, %d submissions; want 201", code, j, fake.submissions())
-	}
-}
-
-// TestCromwellDeadline: a POST ends within its deadline however slow
-// Cromwell is. (How long it takes is measured by BenchmarkCromwellSlowPost;
-// here the hang guard only tells a bounded POST from one that is not.)
-func TestCromwellDeadline(t *testing.T) {
-	spec := func() *jobSpec {
-		return &jobSpec{JID: "slow", Image: "img", Workers: 1, Cmd: []string{"x", outgoingDir}, InputDir: "key-slow/incoming", OutputDir: "key-slow/outgoing"}
-	}
-	create := func(c *cromwellSched) (*job, error) {
-		type result struct {
-			j   *job
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			j, err := c.create(context.Background(), spec())
-			done <- result{j, err}
-		}()
-		select {
-		case r := <-done:
-			return r.j, r.err
-		case <-time.After(15 * time.Second): // far beyond the deadline, short of the client's 30 s
-			t.Fatal("create did not end: the POST is not bounded by its deadline")
-			return nil, nil
-		}
-	}
-	// hang holds a request until pman gives up on it. The server notices
-	// that only once the body is read; stop ends it when the test does.
-	stop := make(chan struct{})
-	hang := func(r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-stop:
-		}
-	}
-
-	// Cromwell hangs from the start: nothing is submitted, and the 503
-	// says why.
-	fake := newFakeCromwell(t, t.TempDir())
-	fake.before = hang
-	t.Cleanup(func() { close(stop) }) // before the fakes close
-	c := testCromwell(t, fake.srv.URL, nil)
-	c.deadline, c.visibleWait = 300*time.Millisecond, 20*time.Second
-	_, err := create(c)
-	if ae, ok := err.(*apiError); !ok || ae.kind != eUnavailable || !strings.Contains(ae.msg, "did not answer in time") || fake.submissions() != 0 {
-		t.Errorf("create with Cromwell hanging = %v, %d submissions; want a 503 saying it did not answer in time", err, fake.submissions())
-	}
-
-	// Cromwell hangs after the submit: the job exists, so the POST
-	// answers 201 from the submitted WDL, within the deadline although
-	// visibleWait is longer.
-	fake = newFakeCromwell(t, t.TempDir())
-	fake.before = func(r *http.Request) {
-		if fake.submissions() > 0 {
-			hang(r)
-		}
-	}
-	c = testCromwell(t, fake.srv.URL, nil)
-	c.deadline, c.visibleWait = 300*time.Millisecond, 20*time.Second
-	j, err := create(c)
-	if err != nil || j.Status != statusNotStarted || j.Cmd != "x /share/outgoing" || fake.submissions() != 1 {
-		t.Errorf("create with Cromwell hanging after the submit = %+v, %v, %d submissions; want notstarted from the WDL", j, err, fake.submissions())
-	}
-}
-
-// BenchmarkCromwellSlowPost measures a POST against a Cromwell that takes
-// 100 ms per call and never lists the new workflow: it must end near the
-// deadline (here 1 s), not after visibleWait (20 s).
-func BenchmarkCromwellSlowPost(b *testing.B) {
-	fake := newFakeCromwell(b, b.TempDir())
-	fake.indexLag = 1 << 30
-	fake.before = func(*http.Request) { time.Sleep(100 * time.Millisecond) }
-	s, _ := newCromwell(&config{CromwellURL: fake.srv.URL, StoreBase: "/sb", TimelimitMinutes: 5}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	c := s.(*cromwellSched)
-	c.deadline = time.Second
-	for i := 0; b.Loop(); i++ {
-		jid := fmt.Sprintf("slow-%d", i)
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// TestCromwellArchivedMetadata: once Cromwell has archived a workflow's
-// metadata, GET answers the query's status and end, says why the rest is
-// gone, and marks the logs unreadable.
-func TestCromwellArchivedMetadata(t *testing.T) {
-	fake := newFakeCromwell(t, t.TempDir())
-	c := testCromwell(t, fake.srv.URL, &config{StoreBase: fake.store, JobLogsTail: 10})
-	for _, st := range []struct{ cromwell, want string }{{"Succeeded", statusSuccess}, {"Failed", statusError}, {"Aborted", statusError}} {
-		t.Run(st.cromwell, func(t *testing.T) {
-			jid := "archived-" + st.cromwell
-			if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
-				t.Fatal(err)
-			}
-			fake.advance(jid, st.cromwell)
-			fake.mu.Lock()
-			fake.byJID(jid).archived = true
-			fake.mu.Unlock()
-			j, err := c.get(context.Background(), jid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// query-found.json's end, which the fake answers for every workflow.
-			if j.Status != st.want || j.Timestamp != "2022-01-23T22:27:58.740Z" || !strings.Contains(strings.ToLower(j.Message), strings.ToLower(st.cromwell)) || !strings.Contains(j.Message, "ArchivedAndDeleted") ||
-				!strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || !strings.Contains(j.Logs, "archived") || !j.LogsIncomplete {
-				t.Errorf("get(%s, archived) = %+v; want %s at the query's end, saying it is archived, logs unavailable", st.cromwell, j, st.want)
-			}
-		})
-	}
-}
-
-// TestCromwellLogSymlinks: a log file is read only where it really lies
-// under STOREBASE.
-func TestCromwellLogSymlinks(t *testing.T) {
-	store, outside := t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(outside, "secret"), []byte("root:x:0:0\n"), 0o644)
-	fake := newFakeCromwell(t, store)
-	c := testCromwell(t, fake.srv.URL, &config{StoreBase: store, JobLogsTail: 10})
-	setup := func(jid string, stdout func(dir string)) *job {
-		t.Helper()
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
-			t.Fatal(err)
-		}
-		fake.advance(jid, "Running")
-		fake.mu.Lock()
-		dir := fake.execDir(fake.byJID(jid).id)
-		fake.mu.Unlock()
-		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "stderr"), []byte("err\n"), 0o644)
-		stdout(dir)
-		j, err := c.get(context.Background(), jid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}
-	refused := []struct {
-		name   string
-		stdout func(dir string)
-	}{
-		{"file symlink", func(dir string) { os.Symlink(filepath.Join(outside, "secret"), filepath.Join(dir, "stdout")) }},
-		{"relative symlink", func(dir string) {
-			rel, _ := filepath.Rel(dir, filepath.Join(outside, "secret"))
-			os.Symlink(rel, filepath.Join(dir, "stdout"))
-		}},
-		{"directory symlink", func(dir string) {
-			os.Remove(filepath.Join(dir, "stderr"))
-			os.Remove(dir)
-			os.Symlink(outside, dir)
-			os.Rename(filepath.Join(outside, "secret"), filepath.Join(outside, "stdout"))
-			t.Cleanup(func() { os.Rename(filepath.Join(outside, "stdout"), filepath.Join(outside, "secret")) })
-		}},
-		{"fifo", func(dir string) {
-			if err := syscall.Mkfifo(filepath.Join(dir, "stdout"), 0o644); err != nil {
-				t.Skip("mkfifo:", err)
-			}
-		}},
-	}
-	for i, tt := range refused {
-		t.Run(tt.name, func(t *testing.T) {
-			j := setup(fmt.Sprintf("link-%d", i), tt.stdout)
-			if j.Status != statusStarted || strings.Contains(j.Logs, "root:x") || !strings.HasPrefix(j.Logs, "[pman] logs unavailable: ") || !j.LogsIncomplete {
-				t.Errorf("get = %+v; want started, logs unavailable, nothing of the file outside STOREBASE", j)
-			}
-		})
-	}
-	// A symlink that stays inside STOREBASE is fine.
-	os.WriteFile(filepath.Join(store, "inside"), []byte("fine\n"), 0o644)
-	j := setup("link-inside", func(dir string) { os.Symlink(filepath.Join(store, "inside"), filepath.Join(dir, "stdout")) })
-	if j.Logs != "[pman] stdout:\nfine\n[pman] stderr:\nerr\n" || j.LogsIncomplete {
-		t.Errorf("get with a symlink inside STOREBASE = %+v; want its content", j)
-	}
-}
-
-// TestToJobLastCall: the call that speaks for the task is the highest
-// attempt of the last shard, wherever Cromwell lists it.
-func TestToJobLastCall(t *testing.T) {
-	rc := 1
-	calls := []callMetadata{
-		{ShardIndex: 0, Attempt: 2, ExecutionStatus: "Running", JobID: "wrong-shard"},
-		{ShardIndex: 1, Attempt: 2, ExecutionStatus: "Running", JobID: "77"},
-		{ShardIndex: 1, Attempt: 1, ExecutionStatus: "Failed", ReturnCode: &rc, JobID: "old-attempt"},
-	}
-	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
-		t.Run(fmt.Sprint(order), func(t *testing.T) {
-			md := cwMetadata(t, "metadata-running.json")
-			md.Calls[cromwellTask] = nil
-			for _, i := range order {
-				md.Calls[cromwellTask] = append(md.Calls[cromwellTask], calls[i])
-			}
-			j := (&cromwellSched{}).toJob("jid", queryResult{ID: md.ID, Status: "Running"}, md, "")
-			if j.Status != statusStarted || !strings.HasSuffix(j.Message, "SLURM job 77") {
-				t.Errorf("toJob(calls in order %v) = %+v; want the running attempt 2 of shard 1, SLURM job 77", order, j)
-			}
-		})
 	}
 }
