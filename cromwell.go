@@ -171,6 +171,9 @@ func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		return nil, err
 	}
 	for _, w := range found {
+		if !ended(w.Status) && w.removed() {
+			return nil, errorf(eConflict, "the job with jid %q was removed, but Cromwell is still stopping its workflow %s (%s); the jid can be used again once the workflow has ended", j.JID, w.ID, w.Status)
+		}
 		if !ended(w.Status) {
 			return nil, errorf(eConflict, "a job with jid %q already exists (Cromwell workflow %s, %s); the jid can be used again once the workflow has ended", j.JID, w.ID, w.Status)
 		}
@@ -517,7 +520,7 @@ type queryResult struct {
 	Labels     map[string]string `json:"labels"`
 }
 
-// removed says whether a DELETE removed w's job (removedLabel).
+// removed returns whether a DELETE removed w's job (removedLabel).
 func (w queryResult) removed() bool {
 	return w.Labels[removedLabel] != ""
 }

@@ -353,7 +353,7 @@ func (f *fakeCromwell) metadataOf(wf *fakeWorkflow) map[string]any {
 	return md
 }
 
-// labelsOf is wf's labels as Cromwell answers them: those submitted or
+// labelsOf returns wf's labels as Cromwell answers them: those submitted or
 // added, and the one Cromwell gives every workflow.
 func (f *fakeCromwell) labelsOf(wf *fakeWorkflow) map[string]string {
 	labels := maps.Clone(wf.labels)

@@ -125,7 +125,10 @@ func TestCromwellCreateRefusals(t *testing.T) {
 		wantSubmit bool
 	}{
 		{"duplicate jid, being aborted", strings.Replace(string(cwRecorded(t, "query-found.json")), `"Succeeded"`, `"Aborting"`, 1), 0, eConflict, 0, false},
-		{"jid of an ended workflow", string(cwRecorded(t, "query-found.json")), http.StatusCreated, eUnavailable, 0, true}, // submit answers no id
+		// Removed by a DELETE (a GET answers 404), but not stopped yet.
+		{"removed, being aborted", strings.Replace(string(cwRecorded(t, "query-found.json")), `"status": "Succeeded"`, `"status": "Aborting", "labels": {"org.chrisproject.pman.removed": "yes"}`, 1), 0, eConflict, 0, false},
+		{"removed and ended", strings.Replace(string(cwRecorded(t, "query-found.json")), `"status": "Succeeded"`, `"status": "Aborted", "labels": {"org.chrisproject.pman.removed": "yes"}`, 1), http.StatusCreated, eUnavailable, 0, true}, // submit answers no id
+		{"jid of an ended workflow", string(cwRecorded(t, "query-found.json")), http.StatusCreated, eUnavailable, 0, true},                                                                                                                  // submit answers no id
 		{"Cromwell's 400", `{"results": []}`, http.StatusBadRequest, eRefused, http.StatusBadRequest, true},
 		{"Cromwell's 500", `{"results": []}`, http.StatusInternalServerError, eUnavailable, 0, true},
 		{"query's 500", "", 0, eUnavailable, 0, false},
