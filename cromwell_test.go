@@ -225,16 +225,15 @@ func TestCromwellFindNewest(t *testing.T) {
 }
 
 // TestCromwellEndToEnd: what a POST submits (the runtime section the
-// site's backend reads, a command that survives WDL and the shell), a
-// running task's logs cut by JOB_LOGS_TAIL, a finished workflow's end as
-// the timestamp, and a DELETE of a finished job that aborts nothing. What
-// every backend shows is the contract suite's (contract_cromwell_test.go).
+// site's backend reads, a command that survives WDL and the shell), and a
+// DELETE of a finished job that aborts nothing. What every backend shows is
+// the contract suite's (contract_cromwell_test.go).
 func TestCromwellEndToEnd(t *testing.T) {
 	store := cwStoreBase(t)
 	fake := newFakeCromwell(t, store)
 	base := startServer(t, map[string]string{
 		"CONTAINER_ENV": "cromwell", "CROMWELL_URL": fake.srv.URL, "TIMELIMIT_MINUTES": "30",
-		"SLURM_PARTITION": "short", "STOREBASE": store, "JOB_LOGS_TAIL": "2",
+		"SLURM_PARTITION": "short", "STOREBASE": store,
 	}) + "/api/v1/"
 	body := jobRequest("chris-jid-7")
 	body["image"], body["entrypoint"], body["type"] = "fnndsc/pl-simplefsapp:2.0", []string{"python3", "/usr/local/bin/simplefsapp"}, "fs"
@@ -249,7 +248,7 @@ func TestCromwellEndToEnd(t *testing.T) {
 	}
 	fake.mu.Lock()
 	wf := fake.byJID("chris-jid-7")
-	wdl, d := wf.wdl, fake.execDir(wf.id)
+	wdl := wf.wdl
 	fake.mu.Unlock()
 	rt := runtimeSection(t, wdl)
 	if strings.Contains(rt, "sharedir") {
@@ -262,20 +261,7 @@ func TestCromwellEndToEnd(t *testing.T) {
 		}
 	}
 
-	fake.advance("chris-jid-7", "Running")
-	os.MkdirAll(d, 0o755)
-	os.WriteFile(filepath.Join(d, "stdout"), []byte("starting\nworking\n"), 0o644)
-	os.WriteFile(filepath.Join(d, "stderr"), []byte("warning: x\n"), 0o644)
-	code, j = call(t, "GET", base+"chris-jid-7/", nil)
-	if code != http.StatusOK || j["status"] != statusStarted || j["logs"] != "[pman] stdout, last 1 of 2 lines:\nworking\n[pman] stderr:\nwarning: x\n" || j["timestamp"] != "" {
-		t.Errorf("GET while Running = %d %v; want started, the last log line of each stream, no timestamp", code, j)
-	}
-
 	fake.advance("chris-jid-7", "Succeeded")
-	code, j = call(t, "GET", base+"chris-jid-7/", nil)
-	if code != http.StatusOK || j["status"] != statusSuccess || j["timestamp"] != "2022-01-24T06:16:53.374Z" {
-		t.Errorf("GET when Succeeded = %d %v; want finishedSuccessfully with the workflow's end", code, j)
-	}
 
 	// A finished job: DELETE aborts nothing, labels the workflow removed.
 	if code, j = call(t, "DELETE", base+"chris-jid-7/", nil); code != http.StatusNoContent || len(fake.abortedIDs()) != 0 {
