@@ -25,12 +25,12 @@ import (
 // hands to SLURM. Cromwell is the only state: a job is found again through
 // the workflow label jidLabel.
 const (
-	jidLabel = "org.chrisproject.pman.name"
+	jidLabel     = "org.chrisproject.pman.name"
+	cromwellTask = "ChRISJob.plugin_instance"
 	// removedLabel marks a workflow whose job a DELETE removed. Cromwell
 	// keeps every workflow and has no delete: a workflow so marked is no
 	// job any more, and GET and DELETE of its jid answer 404.
 	removedLabel = "org.chrisproject.pman.removed"
-	cromwellTask = "ChRISJob.plugin_instance"
 	// maxLabelLen is Cromwell's limit on a label key or value (Label.scala,
 	// MaxLabelLength = 255, counted in Java chars, i.e. UTF-16 units); it
 	// checks nothing else but a non-empty key. Old Cromwells (2017 docs)
@@ -82,6 +82,9 @@ func newCromwell(cfg *config, log *slog.Logger) (scheduler, error) {
 		if msg := checkLabel(k, v); msg != "" {
 			return nil, fmt.Errorf("JOB_LABELS: %s (Cromwell label rule)", msg)
 		}
+	}
+	if _, ok := cfg.JobLabels[removedLabel]; ok {
+		return nil, fmt.Errorf("JOB_LABELS: %s is the label pman gives a workflow it removed; set on every workflow it would hide them all", removedLabel)
 	}
 	return &cromwellSched{
 		base:  strings.TrimRight(cfg.CromwellURL, "/"),

@@ -26,6 +26,7 @@ func TestNewCromwellRefusesConfig(t *testing.T) {
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store base"},
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/store/~{x}"},
 		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{"k": strings.Repeat("v", 256)}},
+		{CromwellURL: "http://c", TimelimitMinutes: 5, StoreBase: "/s", JobLabels: map[string]string{removedLabel: "no"}},
 	} {
 		t.Run(fmt.Sprintf("%s %.20v", cfg.StoreBase, cfg.JobLabels), func(t *testing.T) {
 			if _, err := newCromwell(cfg, log); err == nil {
