@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +26,10 @@ import (
 const (
 	jidLabel     = "org.chrisproject.pman.name"
 	cromwellTask = "ChRISJob.plugin_instance"
+	// removedLabel marks a workflow whose job a DELETE removed. Cromwell
+	// keeps every workflow and has no delete: a workflow so marked is no
+	// job any more, and GET and DELETE of its jid answer 404.
+	removedLabel = "org.chrisproject.pman.removed"
 	// maxLabelLen is Cromwell's limit on a label key or value (Label.scala,
 	// MaxLabelLength = 255, counted in Java chars, i.e. UTF-16 units); it
 	// checks nothing else but a non-empty key. Old Cromwells (2017 docs)
@@ -78,6 +81,9 @@ func newCromwell(cfg *config, log *slog.Logger) (scheduler, error) {
 		if msg := checkLabel(k, v); msg != "" {
 			return nil, fmt.Errorf("JOB_LABELS: %s (Cromwell label rule)", msg)
 		}
+	}
+	if _, ok := cfg.JobLabels[removedLabel]; ok {
+		return nil, fmt.Errorf("JOB_LABELS: %s is the label pman gives a workflow it removed; set on every workflow it would hide them all", removedLabel)
 	}
 	return &cromwellSched{
 		base:  strings.TrimRight(cfg.CromwellURL, "/"),
@@ -167,6 +173,9 @@ func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		return nil, err
 	}
 	for _, w := range found {
+		if !ended(w.Status) && w.removed() {
+			return nil, errorf(eConflict, "the job with jid %q was removed, but Cromwell is still stopping its workflow %s (%s); the jid can be used again once the workflow has ended", j.JID, w.ID, w.Status)
+		}
 		if !ended(w.Status) {
 			return nil, errorf(eConflict, "a job with jid %q already exists (Cromwell workflow %s, %s); the jid can be used again once the workflow has ended", j.JID, w.ID, w.Status)
 		}
@@ -281,6 +290,9 @@ func (c *cromwellSched) logsFailed(j *job, jid, id string, err error) {
 	j.LogsIncomplete = true
 }
 
+// remove aborts jid's workflow unless it has ended or is being aborted,
+// and then marks it removedLabel. Labelled first, a workflow whose abort
+// failed would run on unseen.
 func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.deadline)
 	defer cancel()
@@ -288,12 +300,40 @@ func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 	if err != nil {
 		return err
 	}
-	if ended(w.Status) || w.Status == "Aborting" {
-		// Nothing runs any more, or Cromwell is already stopping it.
-		// Cromwell keeps its history and has no delete.
-		return nil
+	if !ended(w.Status) && w.Status != "Aborting" {
+		if err := c.abort(ctx, jid, w.ID); err != nil {
+			return err
+		}
 	}
-	resp, err := c.do(ctx, "abort workflow "+w.ID, http.MethodPost, "/api/workflows/v1/"+url.PathEscape(w.ID)+"/abort", "", nil)
+	if err := c.markRemoved(ctx, jid, w.ID); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.unlisted, jid) // or find would still return it until the query lists it
+	c.mu.Unlock()
+	return nil
+}
+
+// markRemoved labels workflow id of jid with removedLabel.
+func (c *cromwellSched) markRemoved(ctx context.Context, jid, id string) error {
+	body, _ := json.Marshal(map[string]string{removedLabel: "yes"})
+	what := "label workflow " + id + " removed"
+	resp, err := c.do(ctx, what, http.MethodPatch, "/api/workflows/v1/"+url.PathEscape(id)+"/labels", "application/json", body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		// Even Cromwell's own 404 here is no "no such job": the query has
+		// just listed the workflow.
+		return errorf(eUnavailable, "Cromwell at %s refused to %s of job %q: %s: %s", c.where, what, jid, resp.Status, errorBody(resp))
+	}
+	return nil
+}
+
+// abort asks Cromwell to abort workflow id of jid.
+func (c *cromwellSched) abort(ctx context.Context, jid, id string) error {
+	resp, err := c.do(ctx, "abort workflow "+id, http.MethodPost, "/api/workflows/v1/"+url.PathEscape(id)+"/abort", "", nil)
 	if err != nil {
 		return err
 	}
@@ -306,10 +346,10 @@ func (c *cromwellSched) remove(ctx context.Context, jid string) error {
 		// that ID is in progress" (404, Cromwell 30 and later) or "in
 		// terminal state" (403, older). Either way it ended between our
 		// query, whose index lags, and the abort.
-		c.log.Info("Cromwell says the workflow is no longer running; nothing to abort", "jid", jid, "workflow", w.ID, "answer", errorBody(resp))
+		c.log.Info("Cromwell says the workflow is no longer running; nothing to abort", "jid", jid, "workflow", id, "answer", errorBody(resp))
 		return nil
 	}
-	return refused(resp.StatusCode, "Cromwell refused to abort workflow %s of job %q: %s", w.ID, jid, errorBody(resp))
+	return refused(resp.StatusCode, "Cromwell refused to abort workflow %s of job %q: %s", id, jid, errorBody(resp))
 }
 
 // ---- Cromwell REST calls ----------------------------------------------------
@@ -475,17 +515,24 @@ func (c *cromwellSched) submit(ctx context.Context, wdl string, labels map[strin
 
 // queryResult is one workflow of a query answer.
 type queryResult struct {
-	ID         string `json:"id"`
-	Status     string `json:"status"`
-	Submission string `json:"submission"`
-	End        string `json:"end"`
+	ID         string            `json:"id"`
+	Status     string            `json:"status"`
+	Submission string            `json:"submission"`
+	End        string            `json:"end"`
+	Labels     map[string]string `json:"labels"`
 }
 
-// query lists the workflows labelled with jid, newest first.
+// removed returns whether a DELETE removed w's job (removedLabel).
+func (w queryResult) removed() bool {
+	return w.Labels[removedLabel] != ""
+}
+
+// query lists the workflows labelled with jid, newest first, with their
+// labels.
 func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, error) {
 	// Each element is one criterion; several are ANDed. Our workflows
 	// have no subworkflows, but Cromwell lists them by default.
-	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}})
+	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}, {"additionalQueryResultFields": "labels"}})
 	what := "query the workflows of job " + jid
 	resp, err := c.do(ctx, what, http.MethodPost, "/api/workflows/v1/query", "application/json", body)
 	if err != nil {
@@ -520,9 +567,9 @@ func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, e
 	return ans.Results, nil
 }
 
-// find is the newest workflow of jid: jids are used again once their
-// workflow has ended, and Cromwell keeps them all. A workflow submitted
-// here that the query does not list yet is the newest.
+// find is the newest workflow of jid that no DELETE removed: jids are
+// used again once their workflow has ended, and Cromwell keeps them all. A
+// workflow submitted here that the query does not list yet is the newest.
 func (c *cromwellSched) find(ctx context.Context, jid string) (*queryResult, error) {
 	found, err := c.query(ctx, jid)
 	if err != nil {
@@ -531,8 +578,9 @@ func (c *cromwellSched) find(ctx context.Context, jid string) (*queryResult, err
 	if s, ok := c.unlistedOf(jid, found); ok {
 		return &queryResult{ID: s.id, Status: "Submitted"}, nil
 	}
+	found = slices.DeleteFunc(found, queryResult.removed)
 	if len(found) == 0 {
-		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s", jid, jidLabel, jid)
+		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s that a DELETE has not removed", jid, jidLabel, jid)
 	}
 	var running []string
 	for _, w := range found {
@@ -569,63 +617,8 @@ func (c *cromwellSched) awaitListed(ctx context.Context, jid, id string) error {
 	}
 }
 
-// metadata is what Cromwell knows of a workflow; nil when it does not know
-// the id yet (a 404 right after a submit).
-type metadata struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	End    string `json:"end"`
-	// MetadataArchiveStatus and Message are all, with ID, that Cromwell
-	// answers once its archiver has deleted the metadata
-	// (ArchivedAndDeleted).
-	MetadataArchiveStatus string `json:"metadataArchiveStatus"`
-	Message               string `json:"message"`
-	SubmittedFiles        struct {
-		Workflow string `json:"workflow"`
-	} `json:"submittedFiles"`
-	Calls    map[string][]callMetadata `json:"calls"`
-	Failures []failure                 `json:"failures"`
-}
-
-// archived says whether Cromwell answered its archive notice instead of
-// the metadata: no status then, and nothing else to read.
-func (md *metadata) archived() bool {
-	return md.Status == ""
-}
-
-type callMetadata struct {
-	ExecutionStatus string `json:"executionStatus"`
-	CommandLine     string `json:"commandLine"`
-	JobID           string `json:"jobId"`
-	ReturnCode      *int   `json:"returnCode"`
-	ShardIndex      int    `json:"shardIndex"`
-	Attempt         int    `json:"attempt"`
-	// Strings in Cromwell 74; any keeps a number from failing the GET.
-	RuntimeAttributes map[string]any `json:"runtimeAttributes"`
-	Failures          []failure      `json:"failures"`
-}
-
-type failure struct {
-	Message  string    `json:"message"`
-	CausedBy []failure `json:"causedBy"`
-}
-
-// lastCall is the index of the call that speaks for the task: the highest
-// attempt of the last shard (a retried or, were it ever scattered, a
-// sharded task has several). -1 when there is none. toJob and logs both
-// pick with it, so that the status and the logs are of one run.
-func lastCall[T any](calls []T, key func(T) (shard, attempt int)) int {
-	best := -1
-	var bs, ba int
-	for i, x := range calls {
-		s, a := key(x)
-		if best < 0 || s > bs || s == bs && a >= ba {
-			best, bs, ba = i, s, a
-		}
-	}
-	return best
-}
-
+// metadata returns what Cromwell knows of workflow id (see the type), or
+// nil when it does not know the id yet.
 func (c *cromwellSched) metadata(ctx context.Context, id string) (*metadata, error) {
 	resp, err := c.do(ctx, "read the metadata of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/metadata", "", nil)
 	if err != nil {
@@ -646,118 +639,6 @@ func (c *cromwellSched) metadata(ctx context.Context, id string) (*metadata, err
 		return nil, err
 	}
 	return &md, nil
-}
-
-// ---- status -----------------------------------------------------------------
-
-// toJob reads a job from its workflow's metadata. md is nil when Cromwell
-// has none yet, just after a submit; when Cromwell has archived it, md
-// carries no status. In both cases status and end come from the query's
-// w, so that an archived job stays finished. wdl is what we submitted, if
-// we have it.
-func (c *cromwellSched) toJob(jid string, w queryResult, md *metadata, wdl string) *job {
-	j := &job{JID: jid, Timestamp: w.End}
-	id := w.ID
-	var calls []callMetadata
-	status := w.Status
-	if status == "" {
-		status = "Submitted"
-	}
-	if md != nil && !md.archived() {
-		if md.SubmittedFiles.Workflow != "" {
-			wdl = md.SubmittedFiles.Workflow
-		}
-		calls = md.Calls[cromwellTask]
-		status = md.Status
-		j.Timestamp = md.End
-	}
-	var call *callMetadata
-	if i := lastCall(calls, func(c callMetadata) (int, int) { return c.ShardIndex, c.Attempt }); i >= 0 {
-		call = &calls[i]
-	}
-	if image, argv, err := parseWDL(wdl); err == nil {
-		j.Image, j.Cmd = image, strings.Join(argv, " ")
-	} else if call != nil {
-		// Not our WDL (or none): take what Cromwell ran.
-		j.Image, _ = call.RuntimeAttributes["docker"].(string)
-		j.Cmd = call.CommandLine
-	}
-	mdForStatus := md
-	if md != nil && md.archived() {
-		mdForStatus = &metadata{}
-	}
-	j.Status, j.Message = workflowStatus(id, status, call, mdForStatus, wdlMemoryMiB(wdl))
-	if md != nil && md.archived() {
-		j.Message += fmt.Sprintf(" (Cromwell has archived its metadata, %s: the image, command and logs are no longer known)", md.MetadataArchiveStatus)
-	}
-	return j
-}
-
-// workflowStatus maps a Cromwell workflow status to ours, with a message
-// saying what Cromwell reports.
-// memMiB is the job's memory limit, 0 if unknown: a return code of 137
-// (SIGKILL) is then said the way every backend says out of memory.
-func workflowStatus(id, status string, call *callMetadata, md *metadata, memMiB int) (string, string) {
-	wf := "Cromwell workflow " + id
-	switch status {
-	case "Submitted", "On Hold", "Running":
-		if call == nil {
-			if md == nil {
-				return statusNotStarted, wf + " is submitted: waiting for Cromwell to pick it up"
-			}
-			if status == "On Hold" {
-				return statusNotStarted, wf + " is On Hold: waiting for it to be released in Cromwell"
-			}
-			return statusNotStarted, wf + " is " + status + ": waiting for Cromwell to pick it up"
-		}
-		if status != "Running" {
-			return statusNotStarted, wf + " is " + status
-		}
-		msg := wf + " is Running; task " + call.ExecutionStatus
-		if call.JobID != "" {
-			msg += " as SLURM job " + call.JobID
-		}
-		return statusStarted, msg
-	case "Succeeded":
-		return statusSuccess, wf + " Succeeded"
-	case "Failed", "Aborting", "Aborted":
-		msg := wf + " " + map[string]string{"Failed": "Failed", "Aborting": "is being aborted", "Aborted": "was aborted"}[status]
-		var why []string
-		if call != nil {
-			why = failureMessages(call.Failures)
-			if rc := call.ReturnCode; rc != nil && *rc == 137 {
-				why = append([]string{"the task was " + outOfMemory(memMiB, false)}, why...)
-			} else if len(why) == 0 && rc != nil && *rc != 0 {
-				why = []string{"the task exited with return code " + strconv.Itoa(*rc)}
-			}
-		}
-		if len(why) == 0 && md != nil {
-			why = failureMessages(md.Failures)
-		}
-		if len(why) > 0 {
-			msg += ": " + strings.Join(why, "; ")
-		}
-		return statusError, msg
-	}
-	return statusUndefined, fmt.Sprintf("%s has status %q, which pman does not know", wf, status)
-}
-
-// failureMessages are the root causes of Cromwell failures: the leaves of
-// their causedBy trees ("Workflow failed" above them says nothing).
-func failureMessages(fs []failure) []string {
-	var out []string
-	for _, f := range fs {
-		if len(f.CausedBy) > 0 {
-			if sub := failureMessages(f.CausedBy); len(sub) > 0 {
-				out = append(out, sub...)
-				continue
-			}
-		}
-		if f.Message != "" && !slices.Contains(out, f.Message) {
-			out = append(out, f.Message)
-		}
-	}
-	return out
 }
 
 // ping answers nil when Cromwell answers its version endpoint (for /readyz).
