@@ -20,13 +20,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
+// kubeContract returns the Kubernetes backend of the contract suite.
 func kubeContract() contractBackend {
 	return contractBackend{
-		name:  "kubernetes",
-		start: func(t *testing.T, extra map[string]string) *contractEnv { return kubeContractEnv(t, extra, false) },
-		startLogsUnreadable: func(t *testing.T) *contractEnv {
-			return kubeContractEnv(t, nil, true)
-		},
+		name:                "kubernetes",
+		start:               func(t *testing.T, extra map[string]string) *contractEnv { return kubeContractEnv(t, extra, false) },
+		startLogsUnreadable: func(t *testing.T) *contractEnv { return kubeContractEnv(t, nil, true) },
 	}
 }
 
@@ -39,11 +38,13 @@ var kubeImages = map[act]string{
 	actHome:    "fnndsc/pl-succeed",
 }
 
+// kubeContractJIDs numbers the jids of a test run.
 var kubeContractJIDs atomic.Int64
 
 // kubeContractEnv starts pman in a namespace of its own, as the manifest's
 // ServiceAccount (without its permission to get pods/log when noLogs), on
-// host storage in a temporary STOREBASE, its jobs on the kwok node.
+// host storage in a temporary STOREBASE, its jobs on the kwok node, and
+// returns it. A store pman sees: a missing input directory is refused.
 func kubeContractEnv(t *testing.T, extra map[string]string, noLogs bool) *contractEnv {
 	t.Helper()
 	adminRC, admin := kubeAdmin(t)
@@ -62,6 +63,7 @@ func kubeContractEnv(t *testing.T, extra map[string]string, noLogs bool) *contra
 	e := &contractEnv{
 		url:           startServer(t, env),
 		store:         store,
+		runs:          false, // kwok runs no container: no output, no $HOME to read back
 		logLine:       kwokLog,
 		impossibleJID: "Upper_Case", // checkJID takes it; a Job name is lower case
 	}

@@ -540,6 +540,7 @@ func TestKubeEndToEndStorage(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := map[string]string{"CONTAINER_ENV": "kubernetes", "KUBECONFIG": kubeconfig, "JOB_NAMESPACE": ns}
 			maps.Copy(env, tt.env)
 			base := startServer(t, env)
