@@ -361,7 +361,9 @@ func TestDeployHelmChart(t *testing.T) {
 		t.Errorf("GET /api/v1/ = %d %v; want 200, kubernetes_pvc", code, m)
 	}
 	jid := "helm-" + randSuffix()
-	if code, m := call(t, "POST", p.url+"/api/v1/", kubeBody(jid, "fnndsc/pl-succeed", 1)); code != http.StatusCreated {
+	body := jobRequest(jid)
+	body["image"], body["entrypoint"] = "fnndsc/pl-succeed", []string{"app"}
+	if code, m := call(t, "POST", p.url+"/api/v1/", body); code != http.StatusCreated {
 		t.Fatalf("POST = %d %v; want 201", code, m)
 	}
 	if m := untilStatus(t, p.url, jid, time.Minute, statusSuccess, statusError); m["status"] != statusSuccess {
