@@ -33,7 +33,7 @@ func dockerContract(engine string) contractBackend {
 // /share/outgoing.
 var dockerScripts = map[act]string{
 	actSucceed: `echo "` + dockerLogLine + `"; cp "$2/` + contractInput + `" "$3/"`,
-	actFail:    `echo "` + dockerLogLine + `"; exit 1`,
+	actFail:    `echo "` + dockerLogLine + `" >&2; exit 1`, // stderr: the logs hold both streams
 	actOOM:     "dd if=/dev/zero of=/dev/null bs=64M count=1",
 	actSleep:   "sleep 300",
 	actHome:    `echo "HOME=$HOME"`,

@@ -449,11 +449,9 @@ func BenchmarkDockerPostDuringPull(b *testing.B) {
 		jid := fmt.Sprintf("dk-%d-%d-benchpull", time.Now().UnixNano(), i)
 		os.MkdirAll(store+"/"+jid+"/in", 0o777)
 		jids = append(jids, jid)
-		body, _ := json.Marshal(map[string]any{
-			"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
-			"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": reg.image,
-			"entrypoint": []string{"true"}, "type": "fs", "input_dir": jid + "/in", "output_dir": jid + "/out",
-		})
+		req := jobRequest(jid)
+		req["image"], req["entrypoint"] = reg.image, []string{"true"}
+		body, _ := json.Marshal(req)
 		resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
