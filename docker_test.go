@@ -1,5 +1,8 @@
 package main
 
+// The Docker backend's parts that need no engine; docker_e2e_test.go runs
+// it on Docker and Podman.
+
 import (
 	"context"
 	"errors"
