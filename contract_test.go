@@ -151,7 +151,7 @@ func TestContract(t *testing.T) {
 // ---- what a row does with a backend -------------------------------------------
 
 // submit POSTs body and checks the 201 answer: the job object, its jid and
-// image, a status of a job just submitted, no logs.
+// image, a status that is not undefined, no logs.
 func (e *contractEnv) submit(t *testing.T, body map[string]any) map[string]any {
 	t.Helper()
 	code, m := call(t, "POST", e.url+"/api/v1/", body)
@@ -162,8 +162,10 @@ func (e *contractEnv) submit(t *testing.T, body map[string]any) map[string]any {
 	if m["jid"] != body["jid"] || m["image"] != body["image"] || m["logs"] != "" {
 		t.Errorf("POST answer = %v; want jid %v, image %v, no logs", m, body["jid"], body["image"])
 	}
-	if s := m["status"]; s != statusNotStarted && s != statusStarted {
-		t.Errorf("POST status = %v; want notstarted or started", s)
+	// A job may have ended by the time POST answers: a container is
+	// started, then inspected, within the request.
+	if _, known := statusOrder[m["status"]]; !known {
+		t.Errorf("POST status = %v; want notstarted, started or finished*", m["status"])
 	}
 	return m
 }

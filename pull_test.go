@@ -1,181 +1,22 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 )
-
-// slowRegistry serves one image, <repo>:1, over the registry HTTP API, with
-// two layers: busybox (sh, echo) and a 2 MiB file of random bytes. The big
-// layer is held: its first half is sent, and the rest only once release is
-// called. With missingBlob the held layer is answered "blob unknown" instead.
-type slowRegistry struct {
-	host, image string
-	bigDigest   string
-
-	hold      chan struct{}
-	release   func()
-	cancelled chan struct{} // closed when a held download was abandoned by the engine
-
-	mu               sync.Mutex
-	bigGets, tagGets int
-}
-
-func newSlowRegistry(t testing.TB, missingBlob bool) *slowRegistry {
-	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		needOrSkip(t, "no static busybox for the registry's image: "+err.Error())
-	}
-	tarOf := func(files map[string][]byte, links ...string) []byte {
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		for name, body := range files {
-			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), ModTime: time.Unix(0, 0)})
-			tw.Write(body)
-		}
-		for _, a := range links {
-			tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: time.Unix(0, 0)})
-		}
-		tw.Close()
-		return b.Bytes()
-	}
-	gzipped := func(b []byte) []byte {
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz)
-		zw.Write(b)
-		zw.Close()
-		return gz.Bytes()
-	}
-	digest := func(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
-	// The random bytes also make the image unique: no other test's pull
-	// shares a layer with it.
-	big := make([]byte, 2<<20)
-	rand.Read(big)
-	tars := [][]byte{tarOf(map[string][]byte{"bin/busybox": bb}, "sh", "echo", "cat"), tarOf(map[string][]byte{"data/big": big})}
-	var layers []any
-	var diffIDs []string
-	blobs := map[string][]byte{}
-	for _, tb := range tars {
-		gz := gzipped(tb)
-		diffIDs = append(diffIDs, digest(tb))
-		blobs[digest(gz)] = gz
-		layers = append(layers, map[string]any{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(gz), "digest": digest(gz)})
-	}
-	bigDigest := layers[1].(map[string]any)["digest"].(string)
-	config, _ := json.Marshal(map[string]any{
-		"architecture": runtime.GOARCH, "os": "linux", "config": map[string]any{},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
-	})
-	blobs[digest(config)] = config
-	manifest, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.docker.distribution.manifest.v2+json",
-		"config":        map[string]any{"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": digest(config)},
-		"layers":        layers,
-	})
-	var rb [4]byte
-	rand.Read(rb[:])
-	repo := fmt.Sprintf("pl-%x/slow", rb)
-
-	r := &slowRegistry{bigDigest: bigDigest, hold: make(chan struct{}), cancelled: make(chan struct{})}
-	var once, cancelOnce sync.Once
-	r.release = func() { once.Do(func() { close(r.hold) }) }
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v2/{$}", func(w http.ResponseWriter, req *http.Request) {})
-	mux.HandleFunc("/v2/"+repo+"/manifests/{ref}", func(w http.ResponseWriter, req *http.Request) {
-		ref := req.PathValue("ref")
-		if ref != "1" && ref != digest(manifest) {
-			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
-			return
-		}
-		if ref == "1" { // a pull asks the tag once (HEAD or GET), then by digest
-			r.mu.Lock()
-			r.tagGets++
-			r.mu.Unlock()
-		}
-		w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
-		w.Header().Set("Docker-Content-Digest", digest(manifest))
-		w.Header().Set("Content-Length", strconv.Itoa(len(manifest)))
-		if req.Method == http.MethodGet {
-			w.Write(manifest)
-		}
-	})
-	mux.HandleFunc("GET /v2/"+repo+"/blobs/{digest}", func(w http.ResponseWriter, req *http.Request) {
-		d := req.PathValue("digest")
-		b, ok := blobs[d]
-		if !ok {
-			http.NotFound(w, req)
-			return
-		}
-		if d != bigDigest {
-			w.Write(b)
-			return
-		}
-		r.mu.Lock()
-		r.bigGets++
-		r.mu.Unlock()
-		wait := func() bool {
-			select {
-			case <-r.hold:
-				return true
-			case <-req.Context().Done():
-				cancelOnce.Do(func() { close(r.cancelled) })
-				return false
-			}
-		}
-		if missingBlob {
-			if wait() {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusNotFound)
-				w.Write([]byte(`{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`))
-			}
-			return
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.Write(b[:len(b)/2])
-		w.(http.Flusher).Flush()
-		if wait() {
-			w.Write(b[len(b)/2:])
-		}
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		r.release()
-		srv.CloseClientConnections()
-		srv.Close()
-	})
-	r.host = strings.TrimPrefix(srv.URL, "http://")
-	r.image = r.host + "/" + repo + ":1"
-	return r
-}
-
-func (r *slowRegistry) counts() (bigGets, tagGets int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.bigGets, r.tagGets
-}
 
 // shortPullWait makes the POSTs of this test wait 1 s for a pull instead of
 // postPullWait (read when a server starts; top-level tests run one by one).
@@ -228,7 +69,7 @@ func (e *dockerEnv) pendingJob(t *testing.T, name, shell string, missingBlob boo
 }
 
 // untilProgress polls GET until the pull has downloaded some bytes (on
-// Podman, whose stream gives no sizes: finished a layer), and answers the
+// Podman, whose stream gives no sizes: finished a layer), and returns the
 // job; it must stay notstarted meanwhile.
 func untilProgress(t *testing.T, e *dockerEnv, jid string) map[string]any {
 	t.Helper()
@@ -449,11 +290,9 @@ func BenchmarkDockerPostDuringPull(b *testing.B) {
 		jid := fmt.Sprintf("dk-%d-%d-benchpull", time.Now().UnixNano(), i)
 		os.MkdirAll(store+"/"+jid+"/in", 0o777)
 		jids = append(jids, jid)
-		body, _ := json.Marshal(map[string]any{
-			"jid": jid, "args": []string{}, "auid": "cube", "number_of_workers": 1,
-			"cpu_limit": 1000, "memory_limit": 64, "gpu_limit": 0, "image": reg.image,
-			"entrypoint": []string{"true"}, "type": "fs", "input_dir": jid + "/in", "output_dir": jid + "/out",
-		})
+		req := jobRequest(jid)
+		req["image"], req["entrypoint"] = reg.image, []string{"true"}
+		body, _ := json.Marshal(req)
 		resp, err := http.Post(url+"/api/v1/", "application/json", bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
@@ -472,4 +311,102 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestDockerDrainPull(t *testing.T) {
+	tests := []struct {
+		name   string
+		stream string
+		code   int // 0: no error
+		msg    string
+	}{
+		{"complete", `{"status":"Pulling from library/busybox","id":"latest"}
+{"status":"Downloading","progressDetail":{"current":1,"total":2},"id":"abc"}
+{"status":"Status: Downloaded newer image for busybox:latest"}
+`, 0, ""},
+		{"empty", "", 0, ""},
+		{"failed midway", `{"status":"Pulling fs layer","id":"abc"}
+{"errorDetail":{"message":"read: connection reset by peer"},"error":"read: connection reset by peer"}
+`, 503, "connection reset"},
+		{"refused with a code", `{"errorDetail":{"code":404,"message":"manifest unknown"},"error":"manifest unknown"}
+`, 404, "manifest unknown"},
+		{"old engine, error only", `{"error":"no space left on device"}
+`, 503, "no space left"},
+		{"garbage", `{"status":`, 503, "reading"},
+	}
+	for _, tt := range tests {
+		err := drainPull(io.NopCloser(strings.NewReader(tt.stream)), "img:1")
+		if tt.code == 0 {
+			if err != nil {
+				t.Errorf("%s: drainPull = %v; want nil", tt.name, err)
+			}
+			continue
+		}
+		code, body := errorStatus(err)
+		if msg := fmt.Sprint(body); code != tt.code || !strings.Contains(msg, tt.msg) || !strings.Contains(msg, "img:1") {
+			t.Errorf("%s: drainPull = %d %v; want %d naming img:1 and saying %q", tt.name, code, body, tt.code, tt.msg)
+		}
+	}
+}
+
+// TestDockerPull submits jobs whose image the engine does not have: it is
+// pulled as `docker run` would, or the job is refused naming the image,
+// and nothing is left behind.
+func TestDockerPull(t *testing.T) {
+	forEachEngine(t, testDockerPull)
+}
+
+func testDockerPull(t *testing.T, eng *testEngine) {
+	e := startDocker(t, eng, nil)
+	var b [4]byte
+	rand.Read(b[:])
+	repo := fmt.Sprintf("dk-%x/pulled", b)
+
+	t.Run("pulled", func(t *testing.T) {
+		img := fakeRegistry(t, repo, false) + "/" + repo + ":1"
+		t.Cleanup(func() { e.cli.ImageRemove(context.Background(), img, image.RemoveOptions{Force: true}) })
+		jid := e.newJID(t, "pulled")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "echo pulled and ran")
+		body["image"] = img
+		e.submit(t, body)
+		if done := e.wait(t, jid); done["status"] != statusSuccess || done["logs"] != "pulled and ran\n" || done["image"] != img {
+			t.Errorf("job = %v; want %s, image %s, logs \"pulled and ran\"", done, statusSuccess, img)
+		}
+	})
+
+	t.Run("no such tag", func(t *testing.T) {
+		img := fakeRegistry(t, repo, false) + "/" + repo + ":2"
+		jid := e.newJID(t, "notag")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = img
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		t.Logf("POST with a tag the registry has not: %d %v", code, m)
+		// Engine 20.10 answers the registry's "manifest unknown" with a
+		// 500 (so 503 here), newer ones with a 404.
+		if msg := fmt.Sprint(m["message"]); code != http.StatusNotFound && code != http.StatusServiceUnavailable ||
+			!strings.Contains(msg, img) || !strings.Contains(msg, "manifest unknown") {
+			t.Errorf("POST with a tag the registry has not = %d %v; want 404 or 503 naming %s, saying manifest unknown", code, m, img)
+		}
+		e.noContainer(t, jid)
+	})
+
+	t.Run("layer corrupt", func(t *testing.T) {
+		img := fakeRegistry(t, repo, true) + "/" + repo + ":1"
+		t.Cleanup(func() { e.cli.ImageRemove(context.Background(), img, image.RemoveOptions{Force: true}) })
+		jid := e.newJID(t, "badlayer")
+		e.dir(t, jid+"/in", nil)
+		body := e.jobBody(jid, "fs", "true")
+		body["image"] = img
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		t.Logf("POST with a corrupt layer: %d %v", code, m)
+		if code == http.StatusCreated || !strings.Contains(fmt.Sprint(m["message"]), img) {
+			t.Errorf("POST with a corrupt layer = %d %v; want an error naming %s", code, m, img)
+		}
+		e.noContainer(t, jid)
+		if _, err := e.cli.ImageInspect(context.Background(), img); !cerrdefs.IsNotFound(err) {
+			t.Errorf("image %s after a failed pull: %v; want not found", img, err)
+		}
+	})
 }
