@@ -29,31 +29,10 @@ func dockerContract(engine string) contractBackend {
 	}
 }
 
-// dockerScripts are the contract's acts as sh -c scripts. The request's
-// args are ["--verbose"], so $1 is --verbose, $2 /share/incoming and $3
-// /share/outgoing.
-var dockerScripts = map[act]string{
-	actSucceed: `echo "` + dockerLogLine + `"; cp "$2/` + contractInput + `" "$3/"`,
-	actFail:    `echo "` + dockerLogLine + `" >&2; exit 1`, // stderr: the logs hold both streams
-	actOOM:     "dd if=/dev/zero of=/dev/null bs=64M count=1",
-	actSleep:   "sleep 300",
-	actHome:    `echo "HOME=$HOME"`,
-}
-
-const dockerLogLine = "the contract job ran"
-
 // dockerContractEnv returns the contract's view of the server e.
 func dockerContractEnv(e *dockerEnv) *contractEnv {
-	ce := &contractEnv{url: e.url, newJID: e.newJID, store: e.store, runs: true, logLine: dockerLogLine, impossibleJID: "_x"}
-	ce.body = func(t *testing.T, jid string, a act) map[string]any {
-		body := ce.contractBody(t, jid)
-		body["image"] = e.image
-		body["entrypoint"] = []string{"sh", "-c", dockerScripts[a], "sh"}
-		if a == actOOM {
-			body["memory_limit"] = 8 // MiB; dd's 64 MiB buffer does not fit
-		}
-		return body
-	}
+	ce := &contractEnv{url: e.url, newJID: e.newJID, store: e.store, runs: true, logLine: contractLogLine, impossibleJID: "_x"}
+	ce.body = func(t *testing.T, jid string, a act) map[string]any { return ce.shellBody(t, jid, e.image, a) }
 	ce.inspect = func(t *testing.T, jid string) (map[string]string, []string) {
 		t.Helper()
 		c, err := e.cli.ContainerInspect(context.Background(), jid)

@@ -24,9 +24,6 @@ import (
 	"github.com/docker/docker/client"
 )
 
-// slurmLogLine is the line every actSucceed and actFail job logs.
-const slurmLogLine = "pman contract: the job ran on SLURM"
-
 // slurmContract returns the SLURM backend of the contract suite. Its
 // logs-unreadable server is the shared kind, whose jobs' logs the test
 // turns into a symlink out of STOREBASE as soon as SLURM has made them
@@ -74,12 +71,13 @@ func startSlurm(t *testing.T, store string, extra map[string]string) *slurmEnv {
 		url:     startServer(t, env),
 		store:   store,
 		runs:    true,
-		logLine: slurmLogLine,
+		logLine: contractLogLine,
 		newJID:  e.newJID,
-		body:    e.contractJob,
+
 		inspect: e.inspect,
 		exists:  e.exists,
 	}
+	e.contractEnv.body = func(t *testing.T, jid string, a act) map[string]any { return e.shellBody(t, jid, e.image, a) }
 	return e
 }
 
@@ -88,31 +86,9 @@ func startSlurm(t *testing.T, store string, extra map[string]string) *slurmEnv {
 // /share/incoming and $3 /share/outgoing.
 func (e *slurmEnv) job(t *testing.T, jid, script string) map[string]any {
 	t.Helper()
-	body := e.contractBody(t, jid)
-	body["image"] = e.image
+	body := e.shellBody(t, jid, e.image, actSucceed)
 	body["entrypoint"] = []string{"sh", "-c", script, "sh"}
 	return body
-}
-
-// contractJob returns the body of a job that does a.
-func (e *slurmEnv) contractJob(t *testing.T, jid string, a act) map[string]any {
-	t.Helper()
-	switch a {
-	case actSucceed:
-		return e.job(t, jid, `echo '`+slurmLogLine+`'; cp "$2/`+contractInput+`" "$3/"`)
-	case actFail:
-		return e.job(t, jid, `echo '`+slurmLogLine+`' >&2; exit 1`)
-	case actOOM:
-		body := e.job(t, jid, "dd if=/dev/zero of=/dev/null bs=64M count=1")
-		body["memory_limit"] = 8
-		return body
-	case actSleep:
-		return e.job(t, jid, "sleep 600")
-	case actHome:
-		return e.job(t, jid, `echo "HOME=$HOME"`)
-	}
-	t.Fatalf("no SLURM job does act %d", a)
-	return nil
 }
 
 // newJID returns a jid no other test uses; when the test ends, SLURM's

@@ -31,21 +31,6 @@ func swarmContract() contractBackend {
 	}
 }
 
-// swarmLogLine is the line every actSucceed and actFail job logs.
-const swarmLogLine = "contract job on swarm"
-
-// swarmScripts is what a job runs as sh -c <script> sh --verbose
-// /share/incoming /share/outgoing: $1 is the request's one argument, $2 and
-// $3 the ds job's directories.
-var swarmScripts = map[act]string{
-	actSucceed: `echo "` + swarmLogLine + `" && cp "$2/` + contractInput + `" "$3/"`,
-	actFail:    `echo "` + swarmLogLine + `"; exit 1`,
-	// dd fills a 256 MiB buffer from /dev/zero: far over the 16 MiB limit.
-	actOOM:   `dd if=/dev/zero of=/dev/null bs=256M count=1`,
-	actSleep: `sleep 300`,
-	actHome:  `echo "HOME=$HOME"`,
-}
-
 // startSwarmContract starts pman with CONTAINER_ENV=swarm and host storage
 // on a fresh STOREBASE that any CONTAINER_USER can write, extra on top; with
 // logsFail, pman talks to the engine through a proxy whose log calls fail.
@@ -68,7 +53,7 @@ func startSwarmContract(t *testing.T, extra map[string]string, logsFail bool) *c
 		url:           startServer(t, env),
 		store:         store,
 		runs:          true,
-		logLine:       swarmLogLine,
+		logLine:       contractLogLine,
 		impossibleJID: "a.b", // checkJID takes it; no Swarm service can be named so
 	}
 	e.newJID = func(t *testing.T, name string) string {
@@ -80,18 +65,7 @@ func startSwarmContract(t *testing.T, extra map[string]string, logsFail bool) *c
 		})
 		return jid
 	}
-	e.body = func(t *testing.T, jid string, a act) map[string]any {
-		body := e.contractBody(t, jid)
-		// pfcon makes the output directory too; a bind mount of one that
-		// is not there rejects the task.
-		e.mkdir(t, jid+"/out", nil)
-		body["image"] = image
-		body["entrypoint"] = []string{"sh", "-c", swarmScripts[a], "sh"}
-		if a == actOOM {
-			body["memory_limit"] = 16
-		}
-		return body
-	}
+	e.body = func(t *testing.T, jid string, a act) map[string]any { return e.shellBody(t, jid, image, a) }
 	e.inspect = func(t *testing.T, jid string) (map[string]string, []string) {
 		svc := swarmService(t, cli, jid)
 		if svc == nil {

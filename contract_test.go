@@ -263,6 +263,34 @@ func (e *contractEnv) contractBody(t *testing.T, jid string) map[string]any {
 	return jobRequest(jid)
 }
 
+// contractLogLine is the line every actSucceed and actFail job logs on a
+// backend whose jobs run the busybox test image.
+const contractLogLine = "the contract job ran"
+
+// shellScripts are the acts as sh -c scripts of the busybox test image. The
+// request's args are ["--verbose"], so $1 is --verbose, $2 /share/incoming
+// and $3 /share/outgoing.
+var shellScripts = map[act]string{
+	actSucceed: `echo "` + contractLogLine + `"; cp "$2/` + contractInput + `" "$3/"`,
+	actFail:    `echo "` + contractLogLine + `" >&2; exit 1`, // stderr: the logs hold both streams
+	actOOM:     "dd if=/dev/zero of=/dev/null bs=64M count=1",
+	actSleep:   "sleep 300",
+	actHome:    `echo "HOME=$HOME"`,
+}
+
+// shellBody returns contractBody for a job of image (the busybox test
+// image) that does a with sh -c.
+func (e *contractEnv) shellBody(t *testing.T, jid, image string, a act) map[string]any {
+	t.Helper()
+	body := e.contractBody(t, jid)
+	body["image"] = image
+	body["entrypoint"] = []string{"sh", "-c", shellScripts[a], "sh"}
+	if a == actOOM {
+		body["memory_limit"] = 8 // MiB; dd's 64 MiB buffer does not fit
+	}
+	return body
+}
+
 // jobRequest returns the POST body every test starts from, as pfcon of 2023
 // and later sends it: a ds job with one argument, an env entry, and its
 // directories under <jid>/ in STOREBASE. A test sets image and entrypoint
