@@ -475,19 +475,32 @@ func TestDockerPodmanQuirks(t *testing.T) {
 			}
 		}
 	})
-	t.Run("missingInput", func(t *testing.T) {
-		base := t.TempDir()
-		os.MkdirAll(filepath.Join(base, "j/in"), 0o755)
-		if err := missingInput("j", base, "j/in"); err != nil {
-			t.Errorf("missingInput of an input that exists = %v; want nil", err)
+	t.Run("dirsProblem", func(t *testing.T) {
+		tests := []struct {
+			name, in, out string
+			podman        bool
+			field         string // "" for none
+		}{
+			{"plain", "h/in", "h/out", false, ""},
+			{"':' in the input, a Mount", "home/chris/uploads/scan 10:30", "h/out", false, ""},
+			{"':' in the input on Podman", "home/chris/uploads/scan 10:30", "h/out", true, ""},
+			{"',' in the output, a Binds source", "h/in", "h/a,b", true, ""},
+			{"':' in the output splits the bind", "h/in", "h/a:b", false, "output_dir"},
+			{"':' in the output on Podman", "h/in", "h/a:b", true, "output_dir"},
+			{"',' in the input on Docker", "h/a,b", "h/out", false, ""},
+			{"',' in the input on Podman breaks --mount", "h/a,b", "h/out", true, "input_dir"},
 		}
-		err := missingInput("j", base, "j/nope")
-		if code, body := errorStatus(err); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body), filepath.Join(base, "j/nope")) {
-			t.Errorf("missingInput of a missing input = %d %v; want 400 naming it", code, body)
-		}
-		// STOREBASE not visible from here: nothing to check.
-		if err := missingInput("j", filepath.Join(base, "elsewhere"), "j/nope"); err != nil {
-			t.Errorf("missingInput with STOREBASE not here = %v; want nil", err)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := dirsProblem(&jobSpec{InputDir: tt.in, OutputDir: tt.out}, tt.podman)
+				var ae *apiError
+				switch {
+				case tt.field == "" && err != nil:
+					t.Errorf("dirsProblem(%q, %q, podman %v) = %v; want nil", tt.in, tt.out, tt.podman, err)
+				case tt.field != "" && (!errors.As(err, &ae) || ae.kind != eInvalid || ae.fields[tt.field] == ""):
+					t.Errorf("dirsProblem(%q, %q, podman %v) = %v; want a field error on %s", tt.in, tt.out, tt.podman, err, tt.field)
+				}
+			})
 		}
 	})
 	t.Run("nameInUse", func(t *testing.T) {

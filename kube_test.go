@@ -38,32 +38,6 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-func TestKubeNameProblem(t *testing.T) {
-	tests := []struct {
-		jid string
-		ok  bool
-	}{
-		{"chris-jid-1", true},
-		{"a.b-c", true},
-		{strings.Repeat("a", 63), true},
-		{strings.Repeat("a", 64), false},
-		{"Chris-jid-1", false},
-		{"chris_jid", false},
-		{"-chris", false},
-		{"chris-", false},
-		{"", false},
-	}
-	for _, tt := range tests {
-		got := kubeNameProblem(tt.jid)
-		if (got == "") != tt.ok {
-			t.Errorf("kubeNameProblem(%q) = %q; want ok=%v", tt.jid, got, tt.ok)
-		}
-		if got != "" && !strings.Contains(got, "Kubernetes Job name") {
-			t.Errorf("kubeNameProblem(%q) = %q; want it to say it is not a Kubernetes Job name", tt.jid, got)
-		}
-	}
-}
-
 func TestCheckKubeConfig(t *testing.T) {
 	good := func() *config {
 		return &config{JobNamespace: "chris", StorageType: "host", StoreBase: "/s",

@@ -219,28 +219,6 @@ func TestSwarmNewestTask(t *testing.T) {
 	}
 }
 
-func TestSwarmCheckServiceName(t *testing.T) {
-	tests := []struct {
-		jid string
-		ok  bool
-	}{
-		{"chris-jid-1", true},
-		{"a", true},
-		{"job_2", true},
-		{strings.Repeat("a", 63), true},
-		{strings.Repeat("a", 64), false},
-		{"-lead", false},
-		{"trail-", false},
-		{"has.dot", false},
-		{"has space", false},
-	}
-	for _, tt := range tests {
-		if err := checkServiceName(tt.jid); (err == nil) != tt.ok {
-			t.Errorf("checkServiceName(%q) = %v; want ok=%v", tt.jid, err, tt.ok)
-		}
-	}
-}
-
 // ---- through the server -----------------------------------------------------
 
 // swarmJob is a POST body the way pfcon sends it.
