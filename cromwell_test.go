@@ -48,11 +48,11 @@ func TestCheckLabel(t *testing.T) {
 		key, value string
 		ok         bool
 	}{
-		{jidLabel, "chris-jid-1", true},
-		{jidLabel, strings.Repeat("a", 255), true},
-		{jidLabel, strings.Repeat("a", 256), false},
-		{jidLabel, strings.Repeat("é", 255), true},  // 255 UTF-16 units, 510 bytes
-		{jidLabel, strings.Repeat("😀", 128), false}, // 256 UTF-16 units
+		{cromwellJIDLabel, "chris-jid-1", true},
+		{cromwellJIDLabel, strings.Repeat("a", 255), true},
+		{cromwellJIDLabel, strings.Repeat("a", 256), false},
+		{cromwellJIDLabel, strings.Repeat("é", 255), true},  // 255 UTF-16 units, 510 bytes
+		{cromwellJIDLabel, strings.Repeat("😀", 128), false}, // 256 UTF-16 units
 		{"", "v", false},
 		{strings.Repeat("k", 256), "v", false},
 		{"k", "", true},
@@ -278,8 +278,8 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 	}
 	parts := multipartParts(t, reqs[1].contentType, reqs[1].body)
 	var labels map[string]string
-	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{jidLabel: "vitamin-d", "site": "bch"}) {
-		t.Errorf("labels part %q (%v); want the jid label and JOB_LABELS", parts["labels"], err)
+	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{cromwellJIDLabel: "vitamin-d", jidLabel: "vitamin-d", "site": "bch"}) {
+		t.Errorf("labels part %q (%v); want pman 6's jid label, jobLabels' and JOB_LABELS", parts["labels"], err)
 	}
 	var options map[string]any
 	if err := json.Unmarshal([]byte(parts["workflowOptions"]), &options); err != nil || !reflect.DeepEqual(options, map[string]any{"read_from_cache": false, "write_to_cache": false}) {
@@ -350,10 +350,18 @@ func TestCromwellCreateRefusals(t *testing.T) {
 
 func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
 	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
-	c := testCromwell(t, srv.URL, nil)
-	_, err := c.create(context.Background(), &jobSpec{JID: strings.Repeat("j", 256), Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a/in", OutputDir: "a/out"})
-	if ae, ok := err.(*apiError); !ok || ae.kind != eInvalid || ae.fields["jid"] == "" {
-		t.Errorf("create(256-char jid) = %v; want a 400 on jid", err)
+	base, _, _ := cwServer(t, srv.URL, nil)
+	jid := strings.Repeat("j", 256)
+	code, m := call(t, "POST", base, cromwellJobBody(jid))
+	// checkJID's bound (253 bytes) lies inside Cromwell's (255 UTF-16
+	// units): the common rule refuses it first.
+	if fields, _ := m["message"].(map[string]any); code != 400 || fields["jid"] == nil {
+		t.Errorf("POST of a 256-char jid = %d %v; want a 400 on jid", code, m)
+	}
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, m := call(t, method, base+jid+"/", nil); code != 404 || !strings.Contains(fmt.Sprint(m["message"]), "no job") {
+			t.Errorf("%s of a 256-char jid = %d %v; want a 404 saying why", method, code, m)
+		}
 	}
 	if n := len(received()); n != 0 {
 		t.Errorf("Cromwell received %d requests; want none", n)
@@ -544,6 +552,9 @@ type fakeWorkflow struct {
 }
 
 func newFakeCromwell(t testing.TB, store string) *fakeCromwell {
+	if store != "" {
+		makeCromwellInput(t, store)
+	}
 	f := &fakeCromwell{t: t, store: store}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -597,11 +608,11 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		src, lab := cwFormFile(r, "workflowSource"), cwFormFile(r, "labels")
 		var labels map[string]string
-		if src == "" || json.Unmarshal([]byte(lab), &labels) != nil || labels[jidLabel] == "" {
+		if src == "" || json.Unmarshal([]byte(lab), &labels) != nil || labels[cromwellJIDLabel] == "" {
 			http.Error(w, `{"status": "fail", "message": "Error(s): no workflowSource or bad labels"}`, http.StatusBadRequest)
 			return
 		}
-		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[jidLabel], wdl: src, status: "Submitted",
+		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[cromwellJIDLabel], wdl: src, status: "Submitted",
 			submission: fmt.Sprintf("2026-01-01T00:00:%02d.000Z", len(f.workflows)), unlisted: f.indexLag}
 		f.workflows = append(f.workflows, wf)
 		w.WriteHeader(http.StatusCreated)
@@ -627,7 +638,7 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 				wf.unlisted--
 				continue
 			}
-			if k == jidLabel && wf.jid == v {
+			if k == cromwellJIDLabel && wf.jid == v {
 				res := maps.Clone(template)
 				res["id"], res["status"], res["submission"] = wf.id, wf.status, wf.submission
 				results = append([]any{res}, results...)
@@ -705,7 +716,7 @@ func (f *fakeCromwell) metadataOf(wf *fakeWorkflow) map[string]any {
 		f.t.Fatal(err)
 	}
 	md["id"], md["status"] = wf.id, wf.status
-	md["labels"] = map[string]any{"cromwell-workflow-id": "cromwell-" + wf.id, jidLabel: wf.jid}
+	md["labels"] = map[string]any{"cromwell-workflow-id": "cromwell-" + wf.id, cromwellJIDLabel: wf.jid}
 	md["submittedFiles"].(map[string]any)["workflow"] = wf.wdl
 	if wf.status == "Aborted" {
 		md["end"] = "2026-01-01T01:00:00.000Z"
@@ -733,12 +744,24 @@ func (f *fakeCromwell) submissions() int {
 	return len(f.workflows)
 }
 
+// cromwellInputDir is cromwellJobBody's input directory.
+const cromwellInputDir = "home/chris/feeds/feed_7/pl-a_1/data"
+
+// makeCromwellInput makes cromwellInputDir in store: pman refuses a job
+// whose input directory it sees missing (missingInput).
+func makeCromwellInput(t testing.TB, store string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(store, cromwellInputDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func cromwellJobBody(jid string) map[string]any {
 	return map[string]any{
 		"jid": jid, "args": []string{"--greeting", "it's ~{x} ${HOME} >>>"}, "args_path_flags": []string{},
 		"auid": "chris", "number_of_workers": 1, "cpu_limit": "1000", "memory_limit": 200, "gpu_limit": 0,
 		"image": "fnndsc/pl-simplefsapp:2.0", "entrypoint": []string{"python3", "/usr/local/bin/simplefsapp"}, "type": "fs",
-		"input_dir": "home/chris/feeds/feed_7/pl-a_1/data", "output_dir": "home/chris/feeds/feed_7/pl-b_2/data",
+		"input_dir": cromwellInputDir, "output_dir": "home/chris/feeds/feed_7/pl-b_2/data",
 	}
 }
 
@@ -1023,6 +1046,7 @@ func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwellS
 	cfg.ContainerEnv, cfg.StorageType, cfg.RemoveJobs, cfg.CromwellURL = "cromwell", "host", true, cromwellURL
 	if cfg.StoreBase == "" {
 		cfg.StoreBase = t.TempDir()
+		makeCromwellInput(t, cfg.StoreBase)
 	}
 	cfg.TimelimitMinutes = 5
 	s, err := newCromwell(cfg, log)
@@ -1289,7 +1313,7 @@ func BenchmarkCromwellSlowPost(b *testing.B) {
 	c.deadline = time.Second
 	for i := 0; b.Loop(); i++ {
 		jid := fmt.Sprintf("slow-%d", i)
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: cromwellInputDir, OutputDir: "b"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -1303,7 +1327,7 @@ func TestCromwellArchivedMetadata(t *testing.T) {
 	c := testCromwell(t, fake.srv.URL, &config{StoreBase: fake.store, JobLogsTail: 10})
 	for _, st := range []struct{ cromwell, want string }{{"Succeeded", statusSuccess}, {"Failed", statusError}, {"Aborted", statusError}} {
 		jid := "archived-" + st.cromwell
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: cromwellInputDir, OutputDir: "b"}); err != nil {
 			t.Fatal(err)
 		}
 		fake.advance(jid, st.cromwell)
@@ -1331,7 +1355,7 @@ func TestCromwellLogSymlinks(t *testing.T) {
 	c := testCromwell(t, fake.srv.URL, &config{StoreBase: store, JobLogsTail: 10})
 	setup := func(jid string, stdout func(dir string)) *job {
 		t.Helper()
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: cromwellInputDir, OutputDir: "b"}); err != nil {
 			t.Fatal(err)
 		}
 		fake.advance(jid, "Running")

@@ -545,36 +545,44 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config{ContainerEnv: "docker", StorageType: "host", StoreBase: "/store"}
+	store := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(store, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config{ContainerEnv: "docker", StorageType: "host", StoreBase: store, RemoveJobs: true}
 	d := &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}}
 	tests := []struct {
 		name  string
 		j     jobSpec
 		field string
 	}{
-		{"two workers", jobSpec{JID: "dk-w", Workers: 2}, "number_of_workers"},
-		{"zero workers", jobSpec{JID: "dk-w", Workers: 0}, "number_of_workers"},
-		{"not a container name", jobSpec{JID: "dk w", Workers: 1}, "jid"},
-		{"one character", jobSpec{JID: "a", Workers: 1}, "jid"},
+		{"two workers", jobSpec{JID: "dk-w", Workers: 2, InputDir: "in"}, "number_of_workers"},
+		{"zero workers", jobSpec{JID: "dk-w", Workers: 0, InputDir: "in"}, "number_of_workers"},
+		{"missing input directory", jobSpec{JID: "dk-w", Workers: 1, InputDir: "not-there"}, "input_dir"},
 	}
 	for _, tt := range tests {
-		_, err := d.create(context.Background(), &tt.j)
-		code, body := errorStatus(err)
-		m, _ := body.(map[string]any)
-		fields, _ := m["message"].(map[string]string)
-		if code != 400 || fields[tt.field] == "" {
-			t.Errorf("%s: create = %d %v; want 400 naming %s", tt.name, code, body, tt.field)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := d.create(context.Background(), &tt.j)
+			code, body := errorStatus(err)
+			m, _ := body.(map[string]any)
+			fields, _ := m["message"].(map[string]string)
+			if code != 400 || fields[tt.field] == "" {
+				t.Errorf("create = %d %v; want 400 naming %s", code, body, tt.field)
+			}
+		})
 	}
-	// A jid no container can have is not looked up: the client would put
-	// it into the request path as it is.
-	for _, jid := range []string{"x/../../images/busybox", "a", "dk w", "x?all=1"} {
-		for name, call := range map[string]func() error{
-			"get":    func() error { _, err := d.get(context.Background(), jid); return err },
-			"remove": func() error { return d.remove(context.Background(), jid) },
-		} {
-			if code, body := errorStatus(call()); code != 404 {
-				t.Errorf("%s(%q) with no engine = %d %v; want 404 without asking the engine", name, jid, code, body)
+	// A jid no container can have is not looked up (the client would put
+	// it into the request path as it is): the handler answers first.
+	h := testHandler(cfg, d)
+	b := validBody()
+	b["jid"] = "dk w"
+	if code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, b))); code != 400 || !strings.Contains(fmt.Sprint(m["message"]), "Docker container name") {
+		t.Errorf("POST of jid %q with no engine = %d %v; want 400 naming the rule", b["jid"], code, m)
+	}
+	for _, jid := range []string{"x%2F..%2F..%2Fimages%2Fbusybox", "a", "dk%20w", "x%3Fall=1"} {
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := callHandler(t, h, method, "/api/v1/"+jid+"/", ""); code != 404 || !strings.HasPrefix(fmt.Sprint(m["message"]), "no job ") {
+				t.Errorf("%s %s with no engine = %d %v; want 404 no job, without asking the engine", method, jid, code, m)
 			}
 		}
 	}
