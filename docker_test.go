@@ -258,6 +258,10 @@ func TestDockerContainerConfig(t *testing.T) {
 		{name: "2022 dirs", j: with(func(j *jobSpec) { j.InputDir, j.OutputDir = "key-chris-jid-7/incoming", "key-chris-jid-7/outgoing" }),
 			nanoCPUs: 1_500_000_000, memory: 300 << 20,
 			in: "/store/key-chris-jid-7/incoming", out: "/store/key-chris-jid-7/outgoing:/share/outgoing:rw"},
+		// The input is a Mount, an API struct: ':' is a character like any other.
+		{name: "':' in the input", j: with(func(j *jobSpec) { j.InputDir = "home/chris/uploads/scan 10:30" }),
+			nanoCPUs: 1_500_000_000, memory: 300 << 20,
+			in: "/store/home/chris/uploads/scan 10:30", out: "/store/feeds/1/out:/share/outgoing:rw"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -137,6 +137,20 @@ func TestSwarmServiceSpec(t *testing.T) {
 	}
 }
 
+// TestSwarmServiceSpecDirs: a mount of a service is an API struct, so a
+// directory with ':' or ',' (an upload folder "scan 10:30") is its source
+// as it is.
+func TestSwarmServiceSpecDirs(t *testing.T) {
+	j := &jobSpec{JID: "chris-jid-8", Image: "img", Workers: 1, InputDir: "home/chris/uploads/scan 10:30", OutputDir: "home/chris/feed_8/out,2"}
+	want := []mount.Mount{
+		{Type: mount.TypeBind, Source: "/store/home/chris/uploads/scan 10:30", Target: "/share/incoming", ReadOnly: true},
+		{Type: mount.TypeBind, Source: "/store/home/chris/feed_8/out,2", Target: "/share/outgoing"},
+	}
+	if got := serviceSpec(&config{}, j, "/store").TaskTemplate.ContainerSpec.Mounts; !reflect.DeepEqual(got, want) {
+		t.Errorf("mounts = %+v; want %+v", got, want)
+	}
+}
+
 func TestSwarmTaskStatus(t *testing.T) {
 	mem := &swarm.ResourceRequirements{Limits: &swarm.Limit{MemoryBytes: 16 << 20}}
 	yes, no := true, false
@@ -233,7 +247,8 @@ func swarmJob(jid, image string, script string) map[string]any {
 func TestSwarmRefusedBeforeEngine(t *testing.T) {
 	// Nothing listens on this socket: a request that reached the engine
 	// would answer 503, not 400.
-	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": t.TempDir(),
+	store := t.TempDir()
+	base := startServer(t, map[string]string{"CONTAINER_ENV": "swarm", "STORAGE_TYPE": "host", "STOREBASE": store,
 		"DOCKER_HOST": "unix://" + filepath.Join(t.TempDir(), "none.sock")})
 	j := swarmJob("sw-workers", "img", "true")
 	j["number_of_workers"] = 2
@@ -244,6 +259,16 @@ func TestSwarmRefusedBeforeEngine(t *testing.T) {
 	code, m = call(t, "POST", base+"/api/v1/", swarmJob("has.dot", "img", "true"))
 	if msg, _ := m["message"].(map[string]any); code != 400 || msg["jid"] == nil {
 		t.Errorf("POST jid has.dot: %d %v; want 400 naming jid", code, m)
+	}
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, m := call(t, method, base+"/api/v1/has.dot/", nil); code != 404 || !strings.Contains(fmt.Sprint(m["message"]), "Swarm service") {
+			t.Errorf("%s has.dot: %d %v; want 404 saying why", method, code, m)
+		}
+	}
+	// pfcon 2022's layout: the input directory is key-<jid>/incoming.
+	code, m = call(t, "POST", base+"/api/v1/", swarmJob("sw-noinput", "img", "true"))
+	if msg, _ := m["message"].(map[string]any); code != 400 || !strings.Contains(fmt.Sprint(msg["input_dir"]), filepath.Join(store, "key-sw-noinput/incoming")) {
+		t.Errorf("POST with no input directory: %d %v; want 400 on input_dir naming it", code, m)
 	}
 }
 
