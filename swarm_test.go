@@ -667,6 +667,24 @@ func TestSwarmEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("an upload folder with ':' and ',' is mounted", func(t *testing.T) {
+		t.Parallel()
+		jid, body, _, out := newJob(t, "colon", `cp "$0/in.txt" "$1/copy.txt"`, true)
+		in := filepath.Join(store, jid, "scan 10:30,2")
+		if err := os.Mkdir(in, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(in, "in.txt"), []byte("uploaded\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		body["type"], body["input_dir"] = "ds", jid+"/scan 10:30,2"
+		submit(t, body)
+		wantStatus(t, finished(t, jid), statusSuccess)
+		if got, err := os.ReadFile(filepath.Join(out, "copy.txt")); err != nil || string(got) != "uploaded\n" {
+			t.Errorf("copy.txt = %q, %v; want the uploaded input", got, err)
+		}
+	})
+
 	t.Run("ds job reads its input and cannot write to it", func(t *testing.T) {
 		t.Parallel()
 		jid, body, in, out := newJob(t, "ds", `cp "$0/in.txt" "$1/copy.txt" && if touch "$0/written"; then exit 7; fi`, true)
