@@ -348,6 +348,22 @@ func TestCromwellCreateRefusals(t *testing.T) {
 	}
 }
 
+// TestCromwellMissingInput: where pman sees STOREBASE, a missing input
+// directory is a 400 on input_dir before Cromwell is asked anything.
+func TestCromwellMissingInput(t *testing.T) {
+	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
+	base, c, _ := cwServer(t, srv.URL, nil)
+	b := cromwellJobBody("cw-noinput")
+	b["input_dir"] = "home/chris/not-there"
+	code, m := call(t, "POST", base, b)
+	if fields, _ := m["message"].(map[string]any); code != 400 || !strings.Contains(fmt.Sprint(fields["input_dir"]), filepath.Join(c.cfg.StoreBase, "home/chris/not-there")) {
+		t.Errorf("POST = %d %v; want 400 on input_dir naming it", code, m)
+	}
+	if n := len(received()); n != 0 {
+		t.Errorf("Cromwell received %d requests; want none", n)
+	}
+}
+
 func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
 	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
 	base, _, _ := cwServer(t, srv.URL, nil)

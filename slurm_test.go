@@ -688,8 +688,31 @@ func TestSlurmFakeErrors(t *testing.T) {
 	}
 }
 
+// TestSlurmFakeMissingInput: STOREBASE is always visible to a SLURM pman
+// (it keeps its records there), so a missing input directory is a 400 on
+// input_dir before slurmrestd is asked anything.
+func TestSlurmFakeMissingInput(t *testing.T) {
+	f := newFakeSlurmrestd(t, slurmAPIVersions[0])
+	s, store := newFakeSlurmSched(t, f)
+	j := fakeJob("jid-noinput")
+	j.InputDir = "f/not-there"
+	_, err := s.create(context.Background(), j)
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.kind != eInvalid || !strings.Contains(ae.fields["input_dir"], filepath.Join(store, "f/not-there")) {
+		t.Errorf("create = %v; want a 400 on input_dir naming it", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.reqs) != 0 {
+		t.Errorf("requests %v; want none", f.reqs)
+	}
+}
+
 func TestSlurmUnreachable(t *testing.T) {
 	store := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(store, fakeJob("").InputDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{"CONTAINER_ENV": "slurm", "STOREBASE": store, "SLURMRESTD_URL": "unix://" + filepath.Join(store, "no.sock")}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
