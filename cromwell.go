@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -22,10 +21,12 @@ import (
 
 // Cromwell runs each job as a one-task WDL workflow that the site's Cromwell
 // hands to SLURM. Cromwell is the only state: a job is found again through
-// the workflow label jidLabel.
+// the workflow label cromwellJIDLabel, pman 6's key, so that the workflows a
+// pman 6 started are found across an upgrade; the workflow carries
+// jobLabels (jidLabel with the same jid) too, as every backend's objects do.
 const (
-	jidLabel     = "org.chrisproject.pman.name"
-	cromwellTask = "ChRISJob.plugin_instance"
+	cromwellJIDLabel = "org.chrisproject.pman.name"
+	cromwellTask     = "ChRISJob.plugin_instance"
 	// removedLabel marks a workflow whose job a DELETE removed. Cromwell
 	// keeps every workflow and has no delete: a workflow so marked is no
 	// job any more, and GET and DELETE of its jid answer 404.
@@ -129,7 +130,7 @@ func redactURL(u string) string {
 	return p.String()
 }
 
-// checkLabel says what is wrong with a Cromwell label, or "".
+// checkLabel returns what is wrong with a Cromwell label, or "".
 func checkLabel(key, value string) string {
 	switch {
 	case key == "":
@@ -150,12 +151,21 @@ func ended(status string) bool {
 	return status == "Succeeded" || status == "Failed" || status == "Aborted"
 }
 
-func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
-	if msg := checkLabel(jidLabel, j.JID); msg != "" {
-		return nil, fieldError("jid", msg+": Cromwell cannot label a workflow with it")
+// nameProblem returns why jid cannot be the value of a workflow's labels
+// (cromwellJIDLabel and jidLabel), or "".
+func (c *cromwellSched) nameProblem(jid string) string {
+	if msg := checkLabel(cromwellJIDLabel, jid); msg != "" {
+		return msg + ": Cromwell cannot label a workflow with it"
 	}
+	return ""
+}
+
+func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	wdl, err := c.renderJob(j)
 	if err != nil {
+		return nil, err
+	}
+	if err := missingInput(c.cfg.StoreBase, j.InputDir); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.deadline)
@@ -183,11 +193,8 @@ func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if s, ok := c.unlistedOf(j.JID, found); ok {
 		return nil, errorf(eConflict, "a job with jid %q already exists (Cromwell workflow %s, submitted %s ago; Cromwell's query does not list it yet)", j.JID, s.id, time.Since(s.at).Round(time.Second))
 	}
-	labels := maps.Clone(c.cfg.JobLabels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[jidLabel] = j.JID
+	labels := jobLabels(c.cfg, j.JID)
+	labels[cromwellJIDLabel] = j.JID
 	id, err := c.submit(ctx, wdl, labels)
 	if err != nil {
 		return nil, err
@@ -532,7 +539,7 @@ func (w queryResult) removed() bool {
 func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, error) {
 	// Each element is one criterion; several are ANDed. Our workflows
 	// have no subworkflows, but Cromwell lists them by default.
-	body, _ := json.Marshal([]map[string]string{{"label": jidLabel + ":" + jid}, {"includeSubworkflows": "false"}, {"additionalQueryResultFields": "labels"}})
+	body, _ := json.Marshal([]map[string]string{{"label": cromwellJIDLabel + ":" + jid}, {"includeSubworkflows": "false"}, {"additionalQueryResultFields": "labels"}})
 	what := "query the workflows of job " + jid
 	resp, err := c.do(ctx, what, http.MethodPost, "/api/workflows/v1/query", "application/json", body)
 	if err != nil {
@@ -580,7 +587,7 @@ func (c *cromwellSched) find(ctx context.Context, jid string) (*queryResult, err
 	}
 	found = slices.DeleteFunc(found, queryResult.removed)
 	if len(found) == 0 {
-		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s that a DELETE has not removed", jid, jidLabel, jid)
+		return nil, errorf(eNotFound, "no job with jid %q: Cromwell has no workflow labelled %s=%s that a DELETE has not removed", jid, cromwellJIDLabel, jid)
 	}
 	var running []string
 	for _, w := range found {

@@ -201,11 +201,11 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		src, lab := cwFormFile(r, "workflowSource"), cwFormFile(r, "labels")
 		var labels map[string]string
-		if src == "" || json.Unmarshal([]byte(lab), &labels) != nil || labels[jidLabel] == "" {
+		if src == "" || json.Unmarshal([]byte(lab), &labels) != nil || labels[cromwellJIDLabel] == "" {
 			http.Error(w, `{"status": "fail", "message": "Error(s): no workflowSource or bad labels"}`, http.StatusBadRequest)
 			return
 		}
-		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[jidLabel], labels: labels, wdl: src, status: "Submitted",
+		wf := &fakeWorkflow{id: fmt.Sprintf("00000000-0000-4000-8000-%012d", len(f.workflows)+1), jid: labels[cromwellJIDLabel], labels: labels, wdl: src, status: "Submitted",
 			submission: fmt.Sprintf("2026-01-01T00:00:%02d.000Z", len(f.workflows)), unlisted: f.indexLag}
 		f.workflows = append(f.workflows, wf)
 		w.WriteHeader(http.StatusCreated)
@@ -233,7 +233,7 @@ func (f *fakeCromwell) serve(w http.ResponseWriter, r *http.Request) {
 				wf.unlisted--
 				continue
 			}
-			if k == jidLabel && wf.jid == v {
+			if k == cromwellJIDLabel && wf.jid == v {
 				res := maps.Clone(template)
 				res["id"], res["status"], res["submission"] = wf.id, wf.status, wf.submission
 				if withLabels {

@@ -27,11 +27,11 @@ func TestCheckLabel(t *testing.T) {
 		key, value string
 		ok         bool
 	}{
-		{jidLabel, "chris-jid-1", true},
-		{jidLabel, strings.Repeat("a", 255), true},
-		{jidLabel, strings.Repeat("a", 256), false},
-		{jidLabel, strings.Repeat("é", 255), true},  // 255 UTF-16 units, 510 bytes
-		{jidLabel, strings.Repeat("😀", 128), false}, // 256 UTF-16 units
+		{cromwellJIDLabel, "chris-jid-1", true},
+		{cromwellJIDLabel, strings.Repeat("a", 255), true},
+		{cromwellJIDLabel, strings.Repeat("a", 256), false},
+		{cromwellJIDLabel, strings.Repeat("é", 255), true},  // 255 UTF-16 units, 510 bytes
+		{cromwellJIDLabel, strings.Repeat("😀", 128), false}, // 256 UTF-16 units
 		{"", "v", false},
 		{strings.Repeat("k", 256), "v", false},
 		{"k", "", true},
@@ -96,7 +96,7 @@ func TestCromwellCreateSendsWorkflowAndLabels(t *testing.T) {
 	}
 	parts := multipartParts(t, reqs[1].contentType, reqs[1].body)
 	var labels map[string]string
-	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{jidLabel: "vitamin-d", "site": "bch"}) {
+	if err := json.Unmarshal([]byte(parts["labels"]), &labels); err != nil || !reflect.DeepEqual(labels, map[string]string{cromwellJIDLabel: "vitamin-d", jidLabel: "vitamin-d", "site": "bch"}) {
 		t.Errorf("labels part %q (%v); want the jid label and JOB_LABELS", parts["labels"], err)
 	}
 	var options map[string]any
@@ -168,13 +168,36 @@ func TestCromwellCreateRefusals(t *testing.T) {
 	}
 }
 
-func TestCromwellCreateJIDTooLongForALabel(t *testing.T) {
+// TestCromwellRefusedBeforeCromwell: a jid over every bound and a missing
+// input directory are answered by pman before Cromwell is asked anything.
+func TestCromwellRefusedBeforeCromwell(t *testing.T) {
 	srv, received := cwRecordingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) { http.NotFound(w, r) })
-	c := testCromwell(t, srv.URL, nil)
-	_, err := c.create(context.Background(), &jobSpec{JID: strings.Repeat("j", 256), Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a/in", OutputDir: "a/out"})
-	if ae, ok := err.(*apiError); !ok || ae.kind != eInvalid || ae.fields["jid"] == "" {
-		t.Errorf("create(256-char jid) = %v; want a 400 on jid", err)
+	base, c, _ := cwServer(t, srv.URL, nil)
+	body := func(jid string) map[string]any {
+		b := jobRequest(jid)
+		b["image"], b["entrypoint"] = "img", []string{"x"}
+		return b
 	}
+	t.Run("jid too long for a label", func(t *testing.T) {
+		jid := strings.Repeat("j", 256)
+		// checkJID's bound (253 bytes) lies inside Cromwell's (255 UTF-16
+		// units): the common rule refuses it first.
+		code, m := call(t, "POST", base, body(jid))
+		if fields, _ := m["message"].(map[string]any); code != 400 || fields["jid"] == nil {
+			t.Errorf("POST of a 256-char jid = %d %v; want a 400 on jid", code, m)
+		}
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := call(t, method, base+jid+"/", nil); code != 404 || !strings.Contains(fmt.Sprint(m["message"]), "no job") {
+				t.Errorf("%s of a 256-char jid = %d %v; want a 404 saying why", method, code, m)
+			}
+		}
+	})
+	t.Run("missing input directory", func(t *testing.T) {
+		code, m := call(t, "POST", base, body("cw-noinput"))
+		if fields, _ := m["message"].(map[string]any); code != 400 || !strings.Contains(fmt.Sprint(fields["input_dir"]), filepath.Join(c.cfg.StoreBase, "cw-noinput/in")) {
+			t.Errorf("POST = %d %v; want 400 on input_dir naming it", code, m)
+		}
+	})
 	if n := len(received()); n != 0 {
 		t.Errorf("Cromwell received %d requests; want none", n)
 	}

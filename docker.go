@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -19,7 +18,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -59,12 +57,26 @@ func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, e
 // others with a 400 only at create, after a pull).
 var containerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
+// nameProblem returns why jid cannot name a container, or "". A jid that
+// passed it also goes into the engine's request paths as it is: the client
+// does not escape them.
+func (d *dockerSched) nameProblem(jid string) string {
+	if !containerName.MatchString(jid) {
+		return fmt.Sprintf("%q is not a Docker container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)", jid)
+	}
+	return ""
+}
+
 func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if j.Workers != 1 {
 		return nil, fieldError("number_of_workers", fmt.Sprintf("must be 1 with CONTAINER_ENV=%s (one container per job), not %d", d.cfg.ContainerEnv, j.Workers))
 	}
-	if !containerName.MatchString(j.JID) {
-		return nil, fieldError("jid", fmt.Sprintf("%q is not a Docker container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)", j.JID))
+	base, err := d.base.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := missingInput(base, j.InputDir); err != nil {
+		return nil, err
 	}
 	// A taken jid is answered before a pull that may take minutes.
 	if _, err := d.inspect(ctx, j.JID); err == nil {
@@ -76,10 +88,6 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		return nil, err
 	} else if rec != nil {
 		return nil, errorf(eConflict, "a job named %q already exists (waiting for its image)", j.JID)
-	}
-	base, err := d.base.get(ctx)
-	if err != nil {
-		return nil, err
 	}
 	if err := d.podmanChecks(ctx, j, base); err != nil {
 		return nil, err
@@ -153,7 +161,7 @@ func (d *dockerSched) resumeCreated(ctx context.Context, jid string, c container
 
 func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
 	c, err := d.inspect(ctx, jid)
-	if isKind(err, eNotFound) && containerName.MatchString(jid) {
+	if isKind(err, eNotFound) {
 		// No container: a job waiting for its image, or none. The
 		// container may have been created between the two looks.
 		jb, perr := d.getPending(ctx, jid)
@@ -216,12 +224,9 @@ func (d *dockerSched) logs(ctx context.Context, c container.InspectResponse) (st
 func (d *dockerSched) remove(ctx context.Context, jid string) error {
 	// The record first: a pull that ends now then finds it gone, and
 	// removes the container it may have just created.
-	pending := false
-	if containerName.MatchString(jid) {
-		var err error
-		if pending, err = d.removePending(ctx, jid); err != nil {
-			return err
-		}
+	pending, err := d.removePending(ctx, jid)
+	if err != nil {
+		return err
 	}
 	c, err := d.inspect(ctx, jid)
 	if pending && isKind(err, eNotFound) {
@@ -246,16 +251,10 @@ func (d *dockerSched) remove(ctx context.Context, jid string) error {
 	return engineError(err, "removing container "+jid)
 }
 
-// inspect answers the container named jid. The engine also resolves an ID
+// inspect returns the container named jid. The engine also resolves an ID
 // or a unique ID prefix; a container found that way is some other
 // container, not the job, and must never be answered or removed.
-//
-// A jid that no container can be named is not looked up at all: the client
-// puts it into the request path unescaped.
 func (d *dockerSched) inspect(ctx context.Context, jid string) (container.InspectResponse, error) {
-	if !containerName.MatchString(jid) {
-		return container.InspectResponse{}, errorf(eNotFound, "no job %q", jid)
-	}
 	c, err := d.cli.ContainerInspect(ctx, jid)
 	// Podman answers an inspect that races the container's removal with
 	// its 500 "does not exist in database: no such container".
@@ -322,19 +321,20 @@ func pickUser(u userSpec) (user string, groups []string) {
 	return user, groups
 }
 
-// containerConfig is what ContainerCreate gets for a job; base is STOREBASE
+// containerConfig returns what ContainerCreate gets for a job; base is STOREBASE
 // on the engine's host.
 //
 // Input and output are mounted differently, on purpose:
 //   - the input is a bind Mount: the engine refuses to create the container
-//     when its source is missing. Every pfcon fills the input directory
+//     when its source is missing (where pman sees the store, missingInput
+//     has refused the job before). Every pfcon fills the input directory
 //     before it submits the job, so a missing one is an error worth
 //     answering, not an empty directory to run the plugin on.
 //   - the output is a Binds entry: the engine creates a missing source
 //     (owned by root), as `docker run -v` and pman 6 did. pfcon of 2022
 //     creates key-<jid>/outgoing itself, but a pfcon that names output_dir
 //     may leave it to the engine, and a Mount would then fail every job.
-//     safeRel keeps ':' and ',' out of the path, so the entry parses.
+//     dirsProblem keeps ':' out of the path, so the entry parses.
 //
 // No TTY, as pman 6's Docker backend: stdout and stderr stay two streams.
 // The engine copies them separately, so under load their lines can reach
@@ -583,95 +583,6 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		t.b = append(t.b[:0], t.b[cut:]...)
 	}
 	return len(p), nil
-}
-
-// storeBase is where STOREBASE lies on the engine's hosts. For
-// docker_local_volume it is found on the engine once, on first use, so pman
-// can start before the engine (and before pfcon) is up.
-type storeBase struct {
-	cfg *config
-	cli *client.Client
-
-	mu   sync.Mutex
-	path string
-}
-
-func (s *storeBase) get(ctx context.Context) (string, error) {
-	if s.cfg.StorageType != "docker_local_volume" {
-		return s.cfg.StoreBase, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.path != "" {
-		return s.path, nil
-	}
-	p, err := findVolumePath(ctx, s.cli, s.cfg)
-	if err != nil {
-		return "", err
-	}
-	s.path = p
-	return p, nil
-}
-
-// pfconStoreBase is where pfcon's container mounts the store.
-const pfconStoreBase = "/var/local/storeBase"
-
-// findVolumePath answers the host path of the Docker volume VOLUME_NAME, or
-// else of the store that the running containers labelled PFCON_SELECTOR
-// mount at /var/local/storeBase (a volume or a bind, as pman 6 took either).
-// pman 6 took the first container the engine listed; we take the store
-// only when every such container mounts the same one (pfcon's replicas
-// do), and otherwise refuse, naming them: a job's output written into
-// another ChRIS's store would be lost without a word.
-func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (string, error) {
-	if cfg.VolumeName != "" {
-		v, err := cli.VolumeInspect(ctx, cfg.VolumeName)
-		if cerrdefs.IsNotFound(err) {
-			return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no Docker volume VOLUME_NAME=%q", cfg.VolumeName)
-		}
-		if err != nil {
-			return "", engineError(err, "inspecting volume "+cfg.VolumeName)
-		}
-		return v.Mountpoint, nil
-	}
-	list, err := cli.ContainerList(ctx, container.ListOptions{
-		Filters: filters.NewArgs(filters.Arg("label", cfg.PfconSelector)),
-	})
-	if err != nil {
-		return "", engineError(err, "finding the pfcon container ("+cfg.PfconSelector+")")
-	}
-	var found, source string
-	for _, c := range list {
-		for _, m := range c.Mounts {
-			if m.Destination != pfconStoreBase || (m.Type != mount.TypeVolume && m.Type != mount.TypeBind) {
-				continue
-			}
-			name := c.ID[:min(12, len(c.ID))]
-			if len(c.Names) > 0 {
-				name = strings.TrimPrefix(c.Names[0], "/")
-			}
-			if source != "" && m.Source != source {
-				return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: the containers labelled %s mount different stores at %s (%s: %s; %s: %s): set VOLUME_NAME, or a PFCON_SELECTOR only one pfcon matches",
-					cfg.PfconSelector, pfconStoreBase, found, source, name, m.Source)
-			}
-			found, source = name, m.Source
-		}
-	}
-	if source == "" {
-		return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no running container labelled %s mounts a volume at %s, and VOLUME_NAME is not set", cfg.PfconSelector, pfconStoreBase)
-	}
-	return source, nil
-}
-
-// jobLabels are the labels every job carries: JOB_LABELS, and the jid so an
-// operator can find pman's objects.
-func jobLabels(cfg *config, jid string) map[string]string {
-	l := maps.Clone(cfg.JobLabels)
-	if l == nil {
-		l = map[string]string{}
-	}
-	l["org.chrisproject.pman.jid"] = jid
-	return l
 }
 
 // ping answers nil when the engine answers its ping (for /readyz).

@@ -158,6 +158,31 @@ func testDockerEndToEnd(t *testing.T, eng *testEngine) {
 		}
 	})
 
+	t.Run("an upload folder with ':' is mounted; ':' in the output is refused", func(t *testing.T) {
+		t.Parallel()
+		jid := e.newJID(t, "colon")
+		e.dir(t, jid+"/scan 10:30", map[string]string{"data.txt": "uploaded"})
+		e.dir(t, jid+"/out", nil)
+		body := e.jobBody(jid, "ds", `cp "$1/data.txt" "$2/copy.txt"`)
+		body["input_dir"] = jid + "/scan 10:30"
+		e.submit(t, body)
+		if done := e.wait(t, jid); done["status"] != statusSuccess {
+			t.Fatalf("job = %v; want %s", done, statusSuccess)
+		}
+		if got, err := os.ReadFile(filepath.Join(e.store, jid, "out", "copy.txt")); string(got) != "uploaded" {
+			t.Errorf("output copy = %q, %v; want uploaded", got, err)
+		}
+		bad := e.newJID(t, "colonout")
+		e.dir(t, bad+"/in", nil)
+		body = e.jobBody(bad, "ds", "true")
+		body["output_dir"] = bad + "/out 10:30"
+		code, m := e.do(t, "POST", "/api/v1/", body)
+		if fields, _ := m["message"].(map[string]any); code != 400 || fields["output_dir"] == nil {
+			t.Errorf("POST with ':' in output_dir = %d %v; want 400 on output_dir", code, m)
+		}
+		e.noContainer(t, bad)
+	})
+
 	t.Run("traversal creates nothing", func(t *testing.T) {
 		t.Parallel()
 		jid := e.newJID(t, "escape")

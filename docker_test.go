@@ -62,6 +62,10 @@ func TestDockerContainerConfig(t *testing.T) {
 		{name: "2022 dirs", j: with(func(j *jobSpec) { j.InputDir, j.OutputDir = "key-chris-jid-7/incoming", "key-chris-jid-7/outgoing" }),
 			nanoCPUs: 1_500_000_000, memory: 300 << 20,
 			in: "/store/key-chris-jid-7/incoming", out: "/store/key-chris-jid-7/outgoing:/share/outgoing:rw"},
+		// The input is a Mount, an API struct: ':' is a character like any other.
+		{name: "':' in the input", j: with(func(j *jobSpec) { j.InputDir = "home/chris/uploads/scan 10:30" }),
+			nanoCPUs: 1_500_000_000, memory: 300 << 20,
+			in: "/store/home/chris/uploads/scan 10:30", out: "/store/feeds/1/out:/share/outgoing:rw"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,19 +283,32 @@ func TestDockerPodmanQuirks(t *testing.T) {
 			}
 		}
 	})
-	t.Run("missingInput", func(t *testing.T) {
-		base := t.TempDir()
-		os.MkdirAll(filepath.Join(base, "j/in"), 0o755)
-		if err := missingInput("j", base, "j/in"); err != nil {
-			t.Errorf("missingInput of an input that exists = %v; want nil", err)
+	t.Run("dirsProblem", func(t *testing.T) {
+		tests := []struct {
+			name, in, out string
+			podman        bool
+			field         string // "" for none
+		}{
+			{"plain", "h/in", "h/out", false, ""},
+			{"':' in the input, a Mount", "home/chris/uploads/scan 10:30", "h/out", false, ""},
+			{"':' in the input on Podman", "home/chris/uploads/scan 10:30", "h/out", true, ""},
+			{"',' in the output, a Binds source", "h/in", "h/a,b", true, ""},
+			{"':' in the output splits the bind", "h/in", "h/a:b", false, "output_dir"},
+			{"':' in the output on Podman", "h/in", "h/a:b", true, "output_dir"},
+			{"',' in the input on Docker", "h/a,b", "h/out", false, ""},
+			{"',' in the input on Podman breaks --mount", "h/a,b", "h/out", true, "input_dir"},
 		}
-		err := missingInput("j", base, "j/nope")
-		if code, body := errorStatus(err); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body), filepath.Join(base, "j/nope")) {
-			t.Errorf("missingInput of a missing input = %d %v; want 400 naming it", code, body)
-		}
-		// STOREBASE not visible from here: nothing to check.
-		if err := missingInput("j", filepath.Join(base, "elsewhere"), "j/nope"); err != nil {
-			t.Errorf("missingInput with STOREBASE not here = %v; want nil", err)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := dirsProblem(&jobSpec{InputDir: tt.in, OutputDir: tt.out}, tt.podman)
+				var ae *apiError
+				switch {
+				case tt.field == "" && err != nil:
+					t.Errorf("dirsProblem(%q, %q, podman %v) = %v; want nil", tt.in, tt.out, tt.podman, err)
+				case tt.field != "" && (!errors.As(err, &ae) || ae.kind != eInvalid || ae.fields[tt.field] == ""):
+					t.Errorf("dirsProblem(%q, %q, podman %v) = %v; want a field error on %s", tt.in, tt.out, tt.podman, err, tt.field)
+				}
+			})
 		}
 	})
 	t.Run("nameInUse", func(t *testing.T) {
@@ -336,36 +353,44 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config{ContainerEnv: "docker", StorageType: "host", StoreBase: "/store"}
+	store := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(store, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config{ContainerEnv: "docker", StorageType: "host", StoreBase: store, RemoveJobs: true}
 	d := &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}}
 	tests := []struct {
 		name  string
 		j     jobSpec
 		field string
 	}{
-		{"two workers", jobSpec{JID: "dk-w", Workers: 2}, "number_of_workers"},
-		{"zero workers", jobSpec{JID: "dk-w", Workers: 0}, "number_of_workers"},
-		{"not a container name", jobSpec{JID: "dk w", Workers: 1}, "jid"},
-		{"one character", jobSpec{JID: "a", Workers: 1}, "jid"},
+		{"two workers", jobSpec{JID: "dk-w", Workers: 2, InputDir: "in"}, "number_of_workers"},
+		{"zero workers", jobSpec{JID: "dk-w", Workers: 0, InputDir: "in"}, "number_of_workers"},
+		{"missing input directory", jobSpec{JID: "dk-w", Workers: 1, InputDir: "not-there"}, "input_dir"},
 	}
 	for _, tt := range tests {
-		_, err := d.create(context.Background(), &tt.j)
-		code, body := errorStatus(err)
-		m, _ := body.(map[string]any)
-		fields, _ := m["message"].(map[string]string)
-		if code != 400 || fields[tt.field] == "" {
-			t.Errorf("%s: create = %d %v; want 400 naming %s", tt.name, code, body, tt.field)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := d.create(context.Background(), &tt.j)
+			code, body := errorStatus(err)
+			m, _ := body.(map[string]any)
+			fields, _ := m["message"].(map[string]string)
+			if code != 400 || fields[tt.field] == "" {
+				t.Errorf("create = %d %v; want 400 naming %s", code, body, tt.field)
+			}
+		})
 	}
-	// A jid no container can have is not looked up: the client would put
-	// it into the request path as it is.
-	for _, jid := range []string{"x/../../images/busybox", "a", "dk w", "x?all=1"} {
-		for name, call := range map[string]func() error{
-			"get":    func() error { _, err := d.get(context.Background(), jid); return err },
-			"remove": func() error { return d.remove(context.Background(), jid) },
-		} {
-			if code, body := errorStatus(call()); code != 404 {
-				t.Errorf("%s(%q) with no engine = %d %v; want 404 without asking the engine", name, jid, code, body)
+	// A jid no container can have is not looked up (the client would put
+	// it into the request path as it is): the handler answers first.
+	h := testHandler(cfg, d)
+	b := validBody()
+	b["jid"] = "dk w"
+	if code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, b))); code != 400 || !strings.Contains(fmt.Sprint(m["message"]), "Docker container name") {
+		t.Errorf("POST of jid %q with no engine = %d %v; want 400 naming the rule", b["jid"], code, m)
+	}
+	for _, jid := range []string{"x%2F..%2F..%2Fimages%2Fbusybox", "a", "dk%20w", "x%3Fall=1"} {
+		for _, method := range []string{"GET", "DELETE"} {
+			if code, m := callHandler(t, h, method, "/api/v1/"+jid+"/", ""); code != 404 || !strings.HasPrefix(fmt.Sprint(m["message"]), "no job ") {
+				t.Errorf("%s %s with no engine = %d %v; want 404 no job, without asking the engine", method, jid, code, m)
 			}
 		}
 	}

@@ -188,10 +188,11 @@ func checkKubeConfig(cfg *config) error {
 	return nil
 }
 
-// kubeNameProblem says why a jid cannot name a Job, or "". The API server
+// nameProblem returns why jid cannot name a Job, or "". The API server
 // checks a Job name as a DNS subdomain, and the Job controller copies it into
-// its pods' job-name label, whose values stop at 63 characters.
-func kubeNameProblem(jid string) string {
+// its pods' job-name label, whose values stop at 63 characters; a jid that
+// passes is a valid label value, so jobLabels' jid label holds it as well.
+func (k *kubeSched) nameProblem(jid string) string {
 	if p := validation.IsDNS1123Subdomain(jid); p != nil {
 		return fmt.Sprintf("%q is not a valid Kubernetes Job name: %s", jid, strings.Join(p, "; "))
 	}
@@ -202,8 +203,12 @@ func kubeNameProblem(jid string) string {
 }
 
 func (k *kubeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
-	if p := kubeNameProblem(s.JID); p != "" {
-		return nil, fieldError("jid", p)
+	// With a hostPath STOREBASE, a missing input directory would be made
+	// empty by the kubelet: refused, where pman sees the store.
+	if k.cfg.StorageType == "host" {
+		if err := missingInput(k.cfg.StoreBase, s.InputDir); err != nil {
+			return nil, err
+		}
 	}
 	// parallelism and completions are int32s: a bigger number would wrap
 	// around and the API server would answer a puzzling 422.
@@ -248,9 +253,10 @@ func (k *kubeSched) ids() (uid, gid *int64) {
 	return k.cfg.RunAsUser, k.cfg.RunAsGroup
 }
 
-// buildKubeJob is the Job for one request.
+// buildKubeJob returns the Job for one request. The Job and its pods carry
+// jobLabels.
 func buildKubeJob(cfg *config, s *jobSpec, uid, gid *int64) *batchv1.Job {
-	labels := func() map[string]string { return maps.Clone(cfg.JobLabels) }
+	labels := func() map[string]string { return jobLabels(cfg, s.JID) }
 	env := make([]corev1.EnvVar, 0, len(s.Env))
 	for _, e := range s.Env {
 		k, v, _ := strings.Cut(e, "=")
@@ -352,9 +358,6 @@ func nonRoot(uid *int64) *bool {
 }
 
 func (k *kubeSched) get(ctx context.Context, jid string) (*job, error) {
-	if p := kubeNameProblem(jid); p != "" {
-		return nil, errorf(eNotFound, "no job %q: %s", jid, p)
-	}
 	// A Job that changes while pman ends it is read again (see stop).
 	for attempt := 1; ; attempt++ {
 		kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
@@ -596,9 +599,6 @@ func (k *kubeSched) podLog(ctx context.Context, p *corev1.Pod, limit int64) (str
 }
 
 func (k *kubeSched) remove(ctx context.Context, jid string) error {
-	if p := kubeNameProblem(jid); p != "" {
-		return errorf(eNotFound, "no job %q: %s", jid, p)
-	}
 	// Background: the Job goes now, the garbage collector takes its pods.
 	// The API's default for Jobs (orphan) would leave them running.
 	bg := metav1.DeletePropagationBackground

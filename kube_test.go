@@ -28,32 +28,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-func TestKubeNameProblem(t *testing.T) {
-	tests := []struct {
-		jid string
-		ok  bool
-	}{
-		{"chris-jid-1", true},
-		{"a.b-c", true},
-		{strings.Repeat("a", 63), true},
-		{strings.Repeat("a", 64), false},
-		{"Chris-jid-1", false},
-		{"chris_jid", false},
-		{"-chris", false},
-		{"chris-", false},
-		{"", false},
-	}
-	for _, tt := range tests {
-		got := kubeNameProblem(tt.jid)
-		if (got == "") != tt.ok {
-			t.Errorf("kubeNameProblem(%q) = %q; want ok=%v", tt.jid, got, tt.ok)
-		}
-		if got != "" && !strings.Contains(got, "Kubernetes Job name") {
-			t.Errorf("kubeNameProblem(%q) = %q; want it to say it is not a Kubernetes Job name", tt.jid, got)
-		}
-	}
-}
-
 func TestCheckKubeConfig(t *testing.T) {
 	good := func() *config {
 		return &config{JobNamespace: "chris", StorageType: "host", StoreBase: "/s",
@@ -124,9 +98,10 @@ func TestBuildKubeJob(t *testing.T) {
 	if spec.ActiveDeadlineSeconds == nil || *spec.ActiveDeadlineSeconds != 604800 {
 		t.Errorf("activeDeadlineSeconds = %v; want 604800", spec.ActiveDeadlineSeconds)
 	}
+	wantLabels := map[string]string{"org.chrisproject/role": "plugin", jidLabel: s.JID}
 	for where, labels := range map[string]map[string]string{"job": kj.Labels, "pod template": spec.Template.Labels} {
-		if !reflect.DeepEqual(labels, cfg.JobLabels) {
-			t.Errorf("%s labels = %v; want %v", where, labels, cfg.JobLabels)
+		if !reflect.DeepEqual(labels, wantLabels) {
+			t.Errorf("%s labels = %v; want %v", where, labels, wantLabels)
 		}
 	}
 	pod := spec.Template.Spec
@@ -293,17 +268,21 @@ func TestKubeStorage(t *testing.T) {
 			corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "chris-store"}}},
 	}
 	for _, tt := range tests {
-		vol, mounts := kubeStorage(&tt.cfg, "u/feed/in", "u/feed/out")
-		if !reflect.DeepEqual(vol.VolumeSource, tt.want) {
-			t.Errorf("kubeStorage(%s) volume = %+v; want %+v", tt.cfg.StorageType, vol.VolumeSource, tt.want)
-		}
-		want := []corev1.VolumeMount{
-			{Name: vol.Name, MountPath: "/share/incoming", SubPath: "u/feed/in", ReadOnly: true},
-			{Name: vol.Name, MountPath: "/share/outgoing", SubPath: "u/feed/out"},
-		}
-		if !reflect.DeepEqual(mounts, want) {
-			t.Errorf("kubeStorage(%s) mounts = %+v; want %+v", tt.cfg.StorageType, mounts, want)
-		}
+		t.Run(tt.cfg.StorageType, func(t *testing.T) {
+			// A subPath is a field of the API: ':' and ',' need no refusal.
+			in, out := "u/uploads/scan 10:30", "u/feed/out,2"
+			vol, mounts := kubeStorage(&tt.cfg, in, out)
+			if !reflect.DeepEqual(vol.VolumeSource, tt.want) {
+				t.Errorf("kubeStorage(%s) volume = %+v; want %+v", tt.cfg.StorageType, vol.VolumeSource, tt.want)
+			}
+			want := []corev1.VolumeMount{
+				{Name: vol.Name, MountPath: "/share/incoming", SubPath: in, ReadOnly: true},
+				{Name: vol.Name, MountPath: "/share/outgoing", SubPath: out},
+			}
+			if !reflect.DeepEqual(mounts, want) {
+				t.Errorf("kubeStorage(%s) mounts = %+v; want %+v", tt.cfg.StorageType, mounts, want)
+			}
+		})
 	}
 }
 
@@ -426,26 +405,33 @@ func TestKubeUnreachable(t *testing.T) {
 	}
 }
 
-func TestKubeInvalidNameMakesNoCall(t *testing.T) {
-	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s"}, func(w http.ResponseWriter, r *http.Request) {
+// TestKubeRefusesWithoutCall: an invalid name (checked by the handler) and a
+// missing input directory under a visible hostPath STOREBASE are answered
+// without a call to the API server.
+func TestKubeRefusesWithoutCall(t *testing.T) {
+	store := t.TempDir()
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: store, RemoveJobs: true}, func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, 500, metav1.StatusReasonInternalError, "should not be called")
 	})
-	s := testSpec()
-	s.JID = "Chris_Jid"
-	_, err := k.create(context.Background(), s)
-	if code, body := errorStatus(err); code != 400 || !strings.Contains(fmt.Sprint(body), "Kubernetes Job name") {
-		t.Errorf("create(%q) = %d %v; want 400 saying why", s.JID, code, body)
+	h := testHandler(k.cfg, k)
+	b := validBody()
+	b["jid"] = "Chris_Jid"
+	if code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, b))); code != 400 || !strings.Contains(fmt.Sprint(m["message"]), "Kubernetes Job name") {
+		t.Errorf("POST of %q = %d %v; want 400 saying why", b["jid"], code, m)
 	}
-	for _, op := range []func() error{
-		func() error { _, err := k.get(context.Background(), s.JID); return err },
-		func() error { return k.remove(context.Background(), s.JID) },
-	} {
-		if code, body := errorStatus(op()); code != 404 {
-			t.Errorf("get/remove(%q) = %d %v; want 404", s.JID, code, body)
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, m := callHandler(t, h, method, "/api/v1/Chris_Jid/", ""); code != 404 || !strings.Contains(fmt.Sprint(m["message"]), "Kubernetes Job name") {
+			t.Errorf("%s Chris_Jid = %d %v; want 404 saying why", method, code, m)
 		}
 	}
+	b = validBody()
+	b["input_dir"] = "home/chris/uploads/scan 10:30"
+	code, m := callHandler(t, h, "POST", "/api/v1/", string(mustJSON(t, b)))
+	if fields, _ := m["message"].(map[string]any); code != 400 || !strings.Contains(fmt.Sprint(fields["input_dir"]), filepath.Join(store, "home/chris/uploads/scan 10:30")) {
+		t.Errorf("POST with a missing input directory = %d %v; want 400 on input_dir naming it", code, m)
+	}
 	if r := f.requests(); len(r) != 0 {
-		t.Errorf("requests for an invalid name: %q; want none", r)
+		t.Errorf("requests: %q; want none", r)
 	}
 }
 

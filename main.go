@@ -121,15 +121,20 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 // scheduler is what every backend implements. Each method does the fewest
 // scheduler calls it can: GET is pfcon's polling path.
 type scheduler interface {
-	// create submits the job and answers its state right after submission
+	// nameProblem returns "" when the scheduler can hold a job named jid,
+	// else why not, by the scheduler's own naming rule; it calls nothing.
+	// The handlers check it (with checkJID) before any other method, so
+	// create, get and remove only ever see a jid that passed both.
+	nameProblem(jid string) string
+	// create submits the job and returns its state right after submission
 	// (logs empty). A jid the scheduler already has is an eConflict error.
 	create(ctx context.Context, j *jobSpec) (*job, error)
-	// get answers the job's state and the tail of its logs; an unknown jid is
+	// get returns the job's state and the tail of its logs; an unknown jid is
 	// an eNotFound error.
 	get(ctx context.Context, jid string) (*job, error)
 	// remove deletes the job and everything the scheduler started for it.
 	remove(ctx context.Context, jid string) error
-	// ping answers nil when the scheduler answers, else an error naming
+	// ping returns nil when the scheduler answers, else an error naming
 	// what does not answer (for /readyz).
 	ping(ctx context.Context) error
 }
@@ -270,7 +275,7 @@ func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
 		route("POST "+base, handleCreate(cfg, sched, status, m))
 	}
 	for _, p := range []string{"/api/v1/{jid}", "/api/v1/{jid}/{$}"} {
-		route("GET "+p, handleGet(status, m))
+		route("GET "+p, handleGet(sched, status, m))
 		route("DELETE "+p, handleDelete(cfg, sched, status))
 	}
 	route("GET /healthz", handleHealthz())
@@ -319,6 +324,10 @@ func handleCreate(cfg *config, sched scheduler, status *statusReader, m *metrics
 			return
 		}
 		noteJID(r, spec.JID)
+		if why := sched.nameProblem(spec.JID); why != "" {
+			writeError(w, r, fieldError("jid", why))
+			return
+		}
 		j, err := sched.create(r.Context(), spec)
 		if err != nil {
 			writeError(w, r, err)
@@ -360,10 +369,14 @@ func answerTooLarge(w http.ResponseWriter, r *http.Request, body io.Reader) {
 	io.CopyN(io.Discard, body, lingerBytes)
 }
 
-func handleGet(status *statusReader, m *metrics) http.HandlerFunc {
+func handleGet(sched scheduler, status *statusReader, m *metrics) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
+		jid := r.PathValue("jid")
 		noteJID(r, jid)
+		if err := impossibleJID(sched, jid); err != nil {
+			writeError(w, r, err)
+			return
+		}
 		a, err := status.read(r.Context(), jid)
 		if err != nil {
 			writeError(w, r, err)
@@ -381,8 +394,12 @@ func handleGet(status *statusReader, m *metrics) http.HandlerFunc {
 // removes the job by hand expects the next GET to say so.
 func handleDelete(cfg *config, sched scheduler, status *statusReader) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		jid := strings.TrimPrefix(r.PathValue("jid"), "/")
+		jid := r.PathValue("jid")
 		noteJID(r, jid)
+		if err := impossibleJID(sched, jid); err != nil {
+			writeError(w, r, err)
+			return
+		}
 		defer status.forget(jid)
 		if cfg.RemoveJobs {
 			if err := sched.remove(r.Context(), jid); err != nil {

@@ -170,6 +170,17 @@ type fakeSched struct {
 	specs   map[string]*jobSpec
 	err     error // answered by every call when set
 	removed []string
+	calls   int // of create, get and remove
+}
+
+// fakeBadName is the fake scheduler's naming rule: no jid that begins with it.
+const fakeBadName = "bad-"
+
+func (f *fakeSched) nameProblem(jid string) string {
+	if strings.HasPrefix(jid, fakeBadName) {
+		return fmt.Sprintf("%q cannot name a fake job", jid)
+	}
+	return ""
 }
 
 func newFakeSched() *fakeSched {
@@ -177,6 +188,7 @@ func newFakeSched() *fakeSched {
 }
 
 func (f *fakeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
+	f.calls++
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -190,6 +202,7 @@ func (f *fakeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
 }
 
 func (f *fakeSched) get(ctx context.Context, jid string) (*job, error) {
+	f.calls++
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -205,6 +218,7 @@ func (f *fakeSched) get(ctx context.Context, jid string) (*job, error) {
 func (f *fakeSched) ping(ctx context.Context) error { return f.err }
 
 func (f *fakeSched) remove(ctx context.Context, jid string) error {
+	f.calls++
 	if f.err != nil {
 		return f.err
 	}
@@ -388,6 +402,64 @@ func TestAPIErrors(t *testing.T) {
 				t.Errorf("%s %s with %v = %d %v; want %d with its message", r[0], r[1], tt.err, code, m, tt.code)
 			}
 		}
+	}
+}
+
+// TestAPIImpossibleJID: a jid no job can have is answered by the handler,
+// before the cache and the scheduler: a 400 on jid for a POST, a 404 saying
+// why for a GET or DELETE.
+func TestAPIImpossibleJID(t *testing.T) {
+	tests := []struct {
+		name, path string // path: the jid as it goes into the URL
+		why        string // what the 404 says
+	}{
+		{"the scheduler's rule", fakeBadName + "x", "cannot name a fake job"},
+		{"checkJID's rule", "a:b", "must not contain"},
+		{"a control character", "a%01b", "control characters"},
+		{"too long", strings.Repeat("x", 254), "at most 253"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeSched()
+			h := testHandler(&config{RemoveJobs: true}, f)
+			for _, method := range []string{"GET", "DELETE"} {
+				code, m := callHandler(t, h, method, "/api/v1/"+tt.path+"/", "")
+				msg, _ := m["message"].(string)
+				if code != 404 || !strings.HasPrefix(msg, "no job ") || !strings.Contains(msg, tt.why) {
+					t.Errorf("%s = %d %v; want 404 no job ...: ...%s...", method, code, m, tt.why)
+				}
+			}
+			if f.calls != 0 {
+				t.Errorf("%d scheduler calls; want none", f.calls)
+			}
+		})
+	}
+	t.Run("POST", func(t *testing.T) {
+		f := newFakeSched()
+		b := validBody()
+		b["jid"] = fakeBadName + "x"
+		code, m := callHandler(t, testHandler(&config{}, f), "POST", "/api/v1/", string(mustJSON(t, b)))
+		fields, _ := m["message"].(map[string]any)
+		if why, _ := fields["jid"].(string); code != 400 || !strings.Contains(why, "cannot name a fake job") {
+			t.Errorf("POST = %d %v; want 400 {message: {jid: the scheduler's rule}}", code, m)
+		}
+		if f.calls != 0 {
+			t.Errorf("%d scheduler calls; want none", f.calls)
+		}
+	})
+}
+
+// TestAPIDirsWithColon: an upload folder with ':' passes the common rules
+// (a backend whose mount syntax cannot carry it refuses it itself).
+func TestAPIDirsWithColon(t *testing.T) {
+	f := newFakeSched()
+	b := validBody()
+	b["input_dir"], b["output_dir"] = "home/chris/uploads/scan 10:30", "home/chris/feed_1/out,2"
+	if code, m := callHandler(t, testHandler(&config{}, f), "POST", "/api/v1/", string(mustJSON(t, b))); code != 201 {
+		t.Fatalf("POST = %d %v; want 201", code, m)
+	}
+	if s := f.specs["chris-jid-1"]; s.InputDir != "home/chris/uploads/scan 10:30" || s.OutputDir != "home/chris/feed_1/out,2" {
+		t.Errorf("spec dirs %q, %q; want them as sent", s.InputDir, s.OutputDir)
 	}
 }
 

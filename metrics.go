@@ -151,6 +151,9 @@ func (s *meteredSched) observe(op string, start time.Time, err error) {
 	s.m.schedSeconds.WithLabelValues(s.backend, op).Observe(time.Since(start).Seconds())
 }
 
+// nameProblem returns the backend's: it calls no scheduler, so it is not metered.
+func (s *meteredSched) nameProblem(jid string) string { return s.next.nameProblem(jid) }
+
 func (s *meteredSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	start := time.Now()
 	jb, err := s.next.create(ctx, j)

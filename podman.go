@@ -17,7 +17,8 @@ package main
 //     normalized ("docker.io/library/x:latest", "localhost/x:latest"), so
 //     the job keeps its image in a label (imageLabel).
 //   - a missing bind source (Mounts or Binds): Docker refuses the create;
-//     Podman creates the directory, empty, owned by root (missingInput).
+//     Podman creates the directory, empty, owned by root (storage.go's
+//     missingInput refuses a missing input directory first, on both).
 //   - GPUs: Docker fails the start without a GPU driver; Podman ignores
 //     DeviceRequests (but CDI ones in newer versions) and runs the job
 //     without GPUs (gpu_limit is refused on Podman).
@@ -34,18 +35,16 @@ package main
 //     was not found" (startError).
 //   - a comma in a bind source: Podman writes each of HostConfig.Mounts
 //     as a --mount option string, and a comma in the path breaks it
-//     ("invalid mount option"); Docker takes it (mountable).
+//     ("invalid mount option"); Docker takes it, and both take one in a
+//     Binds entry's source, and a ':' in a Mount's (mountable, dirsProblem).
 //   - 404 texts: Docker "No such container: x"; Podman "no container with
 //     name or ID "x" found: no such container". Both resolve an ID prefix
 //     (namedJID guards both).
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 )
@@ -60,7 +59,7 @@ type engineKind struct {
 	podman bool
 }
 
-// onPodman answers whether the engine is Podman. An engine that does not
+// onPodman returns whether the engine is Podman. An engine that does not
 // answer is taken for Docker this time and asked again next time.
 func (d *dockerSched) onPodman(ctx context.Context) bool {
 	d.engine.mu.Lock()
@@ -82,26 +81,43 @@ func (d *dockerSched) onPodman(ctx context.Context) bool {
 	return d.engine.podman
 }
 
-// podmanChecks refuses what Podman would do wrong with the job: run it
-// without its GPUs, or on an input directory that it created empty.
+// podmanChecks refuses what the engine cannot mount (mountable,
+// dirsProblem), and what Podman would do wrong with the job: run it without
+// its GPUs.
 func (d *dockerSched) podmanChecks(ctx context.Context, j *jobSpec, base string) error {
 	podman := d.onPodman(ctx)
 	if err := mountable(base, podman); err != nil {
 		return err
 	}
-	if !podman {
-		return nil
+	if err := dirsProblem(j, podman); err != nil {
+		return err
 	}
-	if j.GPULimit > 0 {
+	if podman && j.GPULimit > 0 {
 		return fieldError("gpu_limit", fmt.Sprintf("%d GPUs asked of a Podman engine: its Docker-compatible API ignores GPU requests, and the job would run without them", j.GPULimit))
 	}
-	return missingInput(j.JID, base, j.InputDir)
+	return nil
 }
 
-// mountable answers an error when STOREBASE (base: on the engine's host)
+// dirsProblem returns the field error of a job directory the engine cannot
+// mount, by how containerConfig passes it: the output in a Binds entry
+// "source:target:rw", so no ':' on any engine; the input as a Mount, which
+// Podman writes as a --mount option string, so no ',' on Podman. A ':' in
+// the input directory (an upload folder "scan 10:30") and a ',' in the
+// output directory are mounted as they are.
+func dirsProblem(j *jobSpec, podman bool) error {
+	if strings.Contains(j.OutputDir, ":") {
+		return fieldError("output_dir", fmt.Sprintf("%q: with CONTAINER_ENV=docker or podman the output directory must not contain ':' (it goes into a bind \"source:target:rw\")", j.OutputDir))
+	}
+	if podman && strings.Contains(j.InputDir, ",") {
+		return fieldError("input_dir", fmt.Sprintf("%q: with a Podman engine the input directory must not contain ',' (Podman reads its mount as a comma-separated option string)", j.InputDir))
+	}
+	return nil
+}
+
+// mountable returns an error when STOREBASE (base: on the engine's host)
 // cannot be bound into a container: the output's Binds entry is
 // "source:target:rw", so no ':' on any engine, and on Podman no ','.
-// safeRel keeps both out of the job's own directories.
+// dirsProblem does the same for the job's own directories.
 func mountable(base string, podman bool) error {
 	bad := ":"
 	if podman {
@@ -125,23 +141,8 @@ func startError(err error, what string) error {
 	return engineError(err, what)
 }
 
-// nameInUse is the engine's answer to a create whose name is taken:
-// Docker's 409, or Podman's 500 saying so.
+// nameInUse returns whether err is the engine's answer to a create whose
+// name is taken: Docker's 409, or Podman's 500 saying so.
 func nameInUse(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "is already in use")
-}
-
-// missingInput answers an error when the job's input directory does not
-// exist, as far as pman can see: Podman would create it empty and run the
-// job on nothing. When STOREBASE is not visible from pman (pman in a
-// container without it) there is nothing to check, and Podman's rule holds.
-func missingInput(jid, base, rel string) error {
-	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
-		return nil
-	}
-	p := hostPath(base, rel)
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-		return refused(http.StatusBadRequest, "creating container %s: the input directory %s does not exist", jid, p)
-	}
-	return nil
 }

@@ -5,8 +5,39 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 )
+
+// jidLabel is the label key that carries the jid on every object pman makes
+// for a job, on every backend, so an operator can find them.
+const jidLabel = "org.chrisproject.pman.jid"
+
+// jobLabels returns the labels every backend puts on a job's objects:
+// JOB_LABELS, and jidLabel with the jid. A fresh map each call.
+func jobLabels(cfg *config, jid string) map[string]string {
+	l := maps.Clone(cfg.JobLabels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[jidLabel] = jid
+	return l
+}
+
+// impossibleJID returns the 404 of a GET or DELETE of a jid no job can have
+// (one checkJID refuses, or one the backend's scheduler cannot name), nil for
+// any other jid. The handlers call it before the cache and the scheduler, so
+// the backends' get and remove only ever see a jid they could have created.
+func impossibleJID(sched scheduler, jid string) error {
+	why := checkJID(jid)
+	if why == "" {
+		why = sched.nameProblem(jid)
+	}
+	if why == "" {
+		return nil
+	}
+	return errorf(eNotFound, "no job %q: %s", jid, why)
+}
 
 // logsUnreadable returns the one line a status answer's logs carry when the
 // job's status is known but its logs could not be read. The status is still

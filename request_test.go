@@ -179,7 +179,7 @@ func TestDecodeJobErrors(t *testing.T) {
 		{"input_dir", 1, "must be a string"},
 		{"output_dir", "/", "is STOREBASE itself"},
 		{"output_dir", deleteField, missing},
-		{"output_dir", "a:b", "must not contain"},
+		{"output_dir", `a\b`, "must not contain"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s=%v", tt.field, tt.value), func(t *testing.T) {

@@ -137,9 +137,15 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 
 // ---- the scheduler interface -----------------------------------------------
 
+// nameProblem returns "": SLURM names a job with any jid checkJID passes.
+func (s *slurmSched) nameProblem(jid string) string { return "" }
+
 func (s *slurmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	script, err := renderSlurmScript(s.cfg, j, s.records)
 	if err != nil {
+		return nil, err
+	}
+	if err := missingInput(s.cfg.StoreBase, j.InputDir); err != nil {
 		return nil, err
 	}
 	v, err := s.apiVersion(ctx)
@@ -215,9 +221,6 @@ func (s *slurmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 }
 
 func (s *slurmSched) get(ctx context.Context, jid string) (*job, error) {
-	if checkJID(jid) != "" {
-		return nil, errorf(eNotFound, "no job with jid %q", jid)
-	}
 	rec := s.record(jid)
 	meta, err := rec.readMeta()
 	if err != nil {
@@ -250,9 +253,6 @@ func (s *slurmSched) get(ctx context.Context, jid string) (*job, error) {
 }
 
 func (s *slurmSched) remove(ctx context.Context, jid string) error {
-	if checkJID(jid) != "" {
-		return errorf(eNotFound, "no job with jid %q", jid)
-	}
 	rec := s.record(jid)
 	meta, err := rec.readMeta()
 	if err != nil {

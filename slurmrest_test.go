@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -302,6 +303,26 @@ func TestSlurmFakeErrors(t *testing.T) {
 				t.Errorf("create of a jid whose SLURM job is finished: %v", err)
 			}
 		})
+	}
+}
+
+// TestSlurmFakeMissingInput: STOREBASE is always visible to a SLURM pman
+// (it keeps its records there), so a missing input directory is a 400 on
+// input_dir before slurmrestd is asked anything.
+func TestSlurmFakeMissingInput(t *testing.T) {
+	f := newFakeSlurmrestd(t, slurmAPIVersions[0])
+	s, store := newFakeSlurmSched(t, f)
+	j := fakeJob("jid-noinput")
+	j.InputDir = "f/not-there"
+	_, err := s.create(context.Background(), j)
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.kind != eInvalid || !strings.Contains(ae.fields["input_dir"], filepath.Join(store, "f/not-there")) {
+		t.Errorf("create = %v; want a 400 on input_dir naming it", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.reqs) != 0 {
+		t.Errorf("requests %v; want none", f.reqs)
 	}
 }
 

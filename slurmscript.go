@@ -14,14 +14,24 @@ import (
 	"strings"
 )
 
-// renderSlurmScript checks what the script cannot carry and renders it.
+// renderSlurmScript checks what the script cannot carry and returns it
+// rendered. The runtime binds each directory as "source:target:ro" (docker
+// -v, apptainer --bind), so a ':' would split it; apptainer's --bind takes
+// a comma-separated list, so a ',' would too.
 func renderSlurmScript(cfg *config, j *jobSpec, records string) (string, error) {
 	if err := checkScriptJob(j, "SLURM"); err != nil {
 		return "", err
 	}
+	bad := ":"
+	if rt := cfg.Slurm.Runtime; rt != "docker" && rt != "podman" {
+		bad = ":,"
+	}
 	for _, d := range []struct{ field, dir string }{{"input_dir", j.InputDir}, {"output_dir", j.OutputDir}} {
 		if strings.ContainsAny(d.dir, "\n\r") {
 			return "", fieldError(d.field, fmt.Sprintf("%q must not contain a line break", d.dir))
+		}
+		if strings.ContainsAny(d.dir, bad) {
+			return "", fieldError(d.field, fmt.Sprintf("%q: with SLURM_CONTAINER_RUNTIME=%s a job directory must not contain any of %q (the runtime's bind syntax)", d.dir, cfg.Slurm.Runtime, bad))
 		}
 	}
 	return slurmScript(cfg, j, slurmRecord{jid: j.JID, dir: records + "/" + j.JID}), nil
@@ -96,7 +106,7 @@ func slurmScript(cfg *config, j *jobSpec, rec slurmRecord) string {
 	return b.String()
 }
 
-// dockerArgs is the docker (or podman) command line of a job. Words the
+// dockerArgs returns the docker (or podman) command line of a job. Words the
 // script expands ("$name", "$in") are double-quoted; every value of the job
 // is shQuoted.
 func dockerArgs(cfg *config, j *jobSpec) []string {
@@ -126,8 +136,9 @@ func dockerArgs(cfg *config, j *jobSpec) []string {
 	for _, g := range groups {
 		a = append(a, "--group-add", g)
 	}
-	for _, k := range slices.Sorted(maps.Keys(cfg.JobLabels)) {
-		a = append(a, "--label", shQuote(k+"="+cfg.JobLabels[k]))
+	labels := jobLabels(cfg, j.JID)
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		a = append(a, "--label", shQuote(k+"="+labels[k]))
 	}
 	for _, e := range j.Env {
 		a = append(a, "-e", shQuote(e))

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -142,7 +143,7 @@ func TestSlurmScriptDockerFlags(t *testing.T) {
 		ContainerUser: userSpec{UID: idRange{Set: true, Lo: 1001, Hi: 1001}, GID: idRange{Set: true}}, Slurm: slurmConfig{Runtime: "docker"}}
 	j := &jobSpec{JID: "j", Image: "img", Cmd: []string{"run"}, Workers: 2, CPULimit: 1500, MemoryLimit: 100, GPULimit: 1, InputDir: "a", OutputDir: "b"}
 	got := strings.Join(dockerArgs(cfg, j), " ")
-	for _, want := range []string{"--memory 100m --memory-swap 100m", "--cpus 3", "--shm-size 128m", `--gpus "$gpus"`, "--user 1001", "--group-add 0", "--label 'team=fnndsc'"} {
+	for _, want := range []string{"--memory 100m --memory-swap 100m", "--cpus 3", "--shm-size 128m", `--gpus "$gpus"`, "--user 1001", "--group-add 0", "--label 'org.chrisproject.pman.jid=j' --label 'team=fnndsc'"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("docker command %s; want %q in it", got, want)
 		}
@@ -154,26 +155,40 @@ func TestSlurmScriptDockerFlags(t *testing.T) {
 }
 
 func TestRenderSlurmScriptRefuses(t *testing.T) {
-	cfg := &config{StoreBase: "/store", Slurm: slurmConfig{Runtime: "docker"}}
 	ok := jobSpec{JID: "j", Image: "img", Cmd: []string{"run"}, InputDir: "a", OutputDir: "b", Workers: 1}
 	tests := []struct {
-		field string
-		edit  func(j *jobSpec)
+		name    string
+		runtime string
+		field   string // "" when the job is accepted
+		edit    func(j *jobSpec)
 	}{
-		{"image", func(j *jobSpec) { j.Image = "img; rm -rf /" }},
-		{"env", func(j *jobSpec) { j.Env = []string{"A-B=1"} }},
-		{"env", func(j *jobSpec) { j.Env = []string{"A=x\x00y"} }},
-		{"args", func(j *jobSpec) { j.Cmd = []string{"a\x00b"} }},
-		{"output_dir", func(j *jobSpec) { j.OutputDir = "a\nb" }},
+		{"image", "docker", "image", func(j *jobSpec) { j.Image = "img; rm -rf /" }},
+		{"env name", "docker", "env", func(j *jobSpec) { j.Env = []string{"A-B=1"} }},
+		{"env NUL", "docker", "env", func(j *jobSpec) { j.Env = []string{"A=x\x00y"} }},
+		{"args NUL", "docker", "args", func(j *jobSpec) { j.Cmd = []string{"a\x00b"} }},
+		{"line break", "docker", "output_dir", func(j *jobSpec) { j.OutputDir = "a\nb" }},
+		// -v and --bind are "source:target:ro": a ':' splits them.
+		{"':' with docker", "docker", "input_dir", func(j *jobSpec) { j.InputDir = "home/chris/uploads/scan 10:30" }},
+		{"':' with apptainer", "apptainer", "output_dir", func(j *jobSpec) { j.OutputDir = "a:b" }},
+		// --bind is a comma-separated list; docker's -v is not.
+		{"',' with apptainer", "apptainer", "input_dir", func(j *jobSpec) { j.InputDir = "a,b" }},
+		{"',' with docker", "docker", "", func(j *jobSpec) { j.InputDir = "a,b" }},
 	}
 	for _, tt := range tests {
-		t.Run(tt.field, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config{StoreBase: "/store", Slurm: slurmConfig{Runtime: tt.runtime}}
 			j := ok
 			tt.edit(&j)
 			_, err := renderSlurmScript(cfg, &j, "/store/.pman/slurm")
-			code, body := errorStatus(err)
-			if code != 400 || !strings.Contains(fmt.Sprint(body), tt.field) {
-				t.Errorf("%+v: %d %v; want 400 naming %s", j, code, body, tt.field)
+			if tt.field == "" {
+				if err != nil {
+					t.Errorf("%+v: %v; want it accepted", j, err)
+				}
+				return
+			}
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.kind != eInvalid || ae.fields[tt.field] == "" {
+				t.Errorf("%+v: %v; want a 400 on %s", j, err, tt.field)
 			}
 		})
 	}

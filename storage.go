@@ -1,14 +1,23 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -38,15 +47,17 @@ func storeDirs(jid, inputDir, outputDir string) (in, out string, err error) {
 const pmanDir = ".pman"
 
 // safeRel checks one directory from a request and returns it clean. Leading
-// and trailing slashes are stripped, as pman did.
+// and trailing slashes are stripped, as pman did. These are the rules of
+// every backend; a character that only some scheduler's mount syntax cannot
+// carry (':' in a Docker bind, ',' in a Podman mount option) is refused next
+// to that backend (dirsProblem in podman.go, renderSlurmScript, checkBindDir).
 func safeRel(field, dir string) (string, error) {
 	d := strings.Trim(dir, "/")
 	switch {
 	case d == "":
 		return "", fieldError(field, emptyDirProblem(dir))
-	case strings.ContainsAny(d, "\x00\\:,"):
-		// ':' and ',' separate the parts of a Docker bind or a mount option.
-		return "", fieldError(field, fmt.Sprintf("%q must not contain NUL, '\\', ':' or ','", dir))
+	case strings.ContainsAny(d, "\x00\\"):
+		return "", fieldError(field, fmt.Sprintf("%q must not contain NUL or '\\'", dir))
 	}
 	for _, seg := range strings.Split(d, "/") {
 		if seg == ".." || seg == "." {
@@ -59,7 +70,7 @@ func safeRel(field, dir string) (string, error) {
 	return path.Clean(d), nil
 }
 
-// emptyDirProblem says why an empty directory is refused: it would mount all
+// emptyDirProblem returns why an empty directory is refused: it would mount all
 // of STOREBASE.
 func emptyDirProblem(dir string) string {
 	if dir == "" {
@@ -68,11 +79,31 @@ func emptyDirProblem(dir string) string {
 	return fmt.Sprintf("%q is STOREBASE itself, not a directory inside it", dir)
 }
 
-// hostPath is where a job directory lies on the node, for backends that bind
+// hostPath returns where a job directory lies on the node, for backends that bind
 // STOREBASE's directories (host, nfs and docker_local_volume all reduce to a
 // path that is the same on every node).
 func hostPath(storeBase, rel string) string {
 	return path.Join(storeBase, rel)
+}
+
+// missingInput returns the field error of a job whose input directory rel
+// does not exist under base, STOREBASE as the backend binds it; nil when it
+// exists, or when pman does not see a directory at base (pman in a container
+// without the store), where there is nothing to check. Every pfcon fills the
+// input directory before it submits the job, so a missing one is a mistake
+// worth answering at once, not an empty directory to run the plugin on (as
+// Podman and a Kubernetes hostPath would make one) nor an error from deep in
+// the scheduler. Each backend that binds host paths calls it in create,
+// before its first scheduler call.
+func missingInput(base, rel string) error {
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+		return nil
+	}
+	p := hostPath(base, rel)
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return fieldError("input_dir", fmt.Sprintf("the input directory %s does not exist", p))
+	}
+	return nil
 }
 
 // kubeStorage is the volume that holds STOREBASE in a Kubernetes pod, and
@@ -144,7 +175,86 @@ func readStoreFile(base, p string, maxRead int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxRead))
 }
 
-// within says whether path p is dir or lies below it; both are clean.
+// within returns whether path p is dir or lies below it; both are clean.
 func within(dir, p string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// storeBase is where STOREBASE lies on the engine's hosts. For
+// docker_local_volume it is found on the engine once, on first use, so pman
+// can start before the engine (and before pfcon) is up.
+type storeBase struct {
+	cfg *config
+	cli *client.Client
+
+	mu   sync.Mutex
+	path string
+}
+
+// get returns STOREBASE as the engine's hosts see it.
+func (s *storeBase) get(ctx context.Context) (string, error) {
+	if s.cfg.StorageType != "docker_local_volume" {
+		return s.cfg.StoreBase, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path != "" {
+		return s.path, nil
+	}
+	p, err := findVolumePath(ctx, s.cli, s.cfg)
+	if err != nil {
+		return "", err
+	}
+	s.path = p
+	return p, nil
+}
+
+// pfconStoreBase is where pfcon's container mounts the store.
+const pfconStoreBase = "/var/local/storeBase"
+
+// findVolumePath returns the host path of the Docker volume VOLUME_NAME, or
+// else of the store that the running containers labelled PFCON_SELECTOR
+// mount at /var/local/storeBase (a volume or a bind, as pman 6 took either).
+// pman 6 took the first container the engine listed; we take the store
+// only when every such container mounts the same one (pfcon's replicas
+// do), and otherwise refuse, naming them: a job's output written into
+// another ChRIS's store would be lost without a word.
+func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (string, error) {
+	if cfg.VolumeName != "" {
+		v, err := cli.VolumeInspect(ctx, cfg.VolumeName)
+		if cerrdefs.IsNotFound(err) {
+			return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no Docker volume VOLUME_NAME=%q", cfg.VolumeName)
+		}
+		if err != nil {
+			return "", engineError(err, "inspecting volume "+cfg.VolumeName)
+		}
+		return v.Mountpoint, nil
+	}
+	list, err := cli.ContainerList(ctx, container.ListOptions{
+		Filters: filters.NewArgs(filters.Arg("label", cfg.PfconSelector)),
+	})
+	if err != nil {
+		return "", engineError(err, "finding the pfcon container ("+cfg.PfconSelector+")")
+	}
+	var found, source string
+	for _, c := range list {
+		for _, m := range c.Mounts {
+			if m.Destination != pfconStoreBase || (m.Type != mount.TypeVolume && m.Type != mount.TypeBind) {
+				continue
+			}
+			name := c.ID[:min(12, len(c.ID))]
+			if len(c.Names) > 0 {
+				name = strings.TrimPrefix(c.Names[0], "/")
+			}
+			if source != "" && m.Source != source {
+				return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: the containers labelled %s mount different stores at %s (%s: %s; %s: %s): set VOLUME_NAME, or a PFCON_SELECTOR only one pfcon matches",
+					cfg.PfconSelector, pfconStoreBase, found, source, name, m.Source)
+			}
+			found, source = name, m.Source
+		}
+	}
+	if source == "" {
+		return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no running container labelled %s mounts a volume at %s, and VOLUME_NAME is not set", cfg.PfconSelector, pfconStoreBase)
+	}
+	return source, nil
 }

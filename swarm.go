@@ -51,14 +51,15 @@ const gpuResource = "NVIDIA-GPU"
 // only between letters and digits.
 var serviceName = regexp.MustCompile(`^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`)
 
-func checkServiceName(jid string) *apiError {
+// nameProblem returns why jid cannot name a Swarm service, or "".
+func (s *swarmSched) nameProblem(jid string) string {
 	if len(jid) > 63 || !serviceName.MatchString(jid) {
-		return fieldError("jid", fmt.Sprintf("%q cannot name a Swarm service: letters, digits, '-' and '_' (not first or last), at most 63 characters", jid))
+		return fmt.Sprintf("%q cannot name a Swarm service: letters, digits, '-' and '_' (not first or last), at most 63 characters", jid)
 	}
-	return nil
+	return ""
 }
 
-// serviceSpec is the service a job runs as. base is STOREBASE on the nodes.
+// serviceSpec returns the service a job runs as. base is STOREBASE on the nodes.
 func serviceSpec(cfg *config, j *jobSpec, base string) swarm.ServiceSpec {
 	labels := jobLabels(cfg, j.JID)
 	cs := &swarm.ContainerSpec{
@@ -116,11 +117,11 @@ func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if j.Workers != 1 {
 		return nil, fieldError("number_of_workers", fmt.Sprintf("must be 1 with CONTAINER_ENV=swarm (one service task per job), not %d", j.Workers))
 	}
-	if err := checkServiceName(j.JID); err != nil {
-		return nil, err
-	}
 	base, err := s.base.get(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := missingInput(base, j.InputDir); err != nil {
 		return nil, err
 	}
 	spec := serviceSpec(s.cfg, j, base)
@@ -172,7 +173,7 @@ func (s *swarmSched) applyTask(ctx context.Context, out *job, t *swarm.Task, res
 	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
 }
 
-// inspect finds the service named jid. The engine also matches a service
+// inspect returns the service named jid. The engine also matches a service
 // by ID or ID prefix; a jid that happens to be the prefix of another
 // service's ID must not reach it.
 func (s *swarmSched) inspect(ctx context.Context, jid string) (*swarm.Service, error) {
@@ -207,11 +208,7 @@ func (s *swarmSched) get(ctx context.Context, jid string) (*job, error) {
 	return out, nil
 }
 
-// engineJIDLabel is the label jobLabels puts on a job's service and its
-// container.
-const engineJIDLabel = "org.chrisproject.pman.jid"
-
-// jobTask answers the newest task of the service named jid, or nil when it
+// jobTask returns the newest task of the service named jid, or nil when it
 // has none that carries the job's label. The engine resolves the service
 // filter as it does a service lookup, by name and also by ID prefix: the
 // label check keeps a jid that is only the ID prefix of another service
@@ -227,7 +224,7 @@ func (s *swarmSched) jobTask(ctx context.Context, jid string) (*swarm.Task, erro
 		return nil, engineError(err, "listing the tasks of service "+jid)
 	}
 	t := newestTask(tasks)
-	if t == nil || t.Spec.ContainerSpec == nil || t.Spec.ContainerSpec.Labels[engineJIDLabel] != jid {
+	if t == nil || t.Spec.ContainerSpec == nil || t.Spec.ContainerSpec.Labels[jidLabel] != jid {
 		return nil, nil
 	}
 	return t, nil

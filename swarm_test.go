@@ -123,6 +123,20 @@ func TestSwarmServiceSpec(t *testing.T) {
 	}
 }
 
+// TestSwarmServiceSpecDirs: a mount of a service is an API struct, so a
+// directory with ':' or ',' (an upload folder "scan 10:30") is its source
+// as it is.
+func TestSwarmServiceSpecDirs(t *testing.T) {
+	j := &jobSpec{JID: "chris-jid-8", Image: "img", Workers: 1, InputDir: "home/chris/uploads/scan 10:30", OutputDir: "home/chris/feed_8/out,2"}
+	want := []mount.Mount{
+		{Type: mount.TypeBind, Source: "/store/home/chris/uploads/scan 10:30", Target: "/share/incoming", ReadOnly: true},
+		{Type: mount.TypeBind, Source: "/store/home/chris/feed_8/out,2", Target: "/share/outgoing"},
+	}
+	if got := serviceSpec(&config{}, j, "/store").TaskTemplate.ContainerSpec.Mounts; !reflect.DeepEqual(got, want) {
+		t.Errorf("mounts = %+v; want %+v", got, want)
+	}
+}
+
 func TestSwarmTaskStatus(t *testing.T) {
 	mem := &swarm.ResourceRequirements{Limits: &swarm.Limit{MemoryBytes: 16 << 20}}
 	yes, no := true, false
@@ -210,28 +224,6 @@ func TestSwarmNewestTask(t *testing.T) {
 	}
 }
 
-func TestSwarmCheckServiceName(t *testing.T) {
-	tests := []struct {
-		jid string
-		ok  bool
-	}{
-		{"chris-jid-1", true},
-		{"a", true},
-		{"job_2", true},
-		{strings.Repeat("a", 63), true},
-		{strings.Repeat("a", 64), false},
-		{"-lead", false},
-		{"trail-", false},
-		{"has.dot", false},
-		{"has space", false},
-	}
-	for _, tt := range tests {
-		if err := checkServiceName(tt.jid); (err == nil) != tt.ok {
-			t.Errorf("checkServiceName(%q) = %v; want ok=%v", tt.jid, err, tt.ok)
-		}
-	}
-}
-
 // ---- through the server -----------------------------------------------------
 
 // swarmDirs makes a job's directories of jobRequest in store, writable by
@@ -273,6 +265,20 @@ func TestSwarmRefusedBeforeEngine(t *testing.T) {
 				t.Errorf("POST %s: %d %v; want 400 naming %s", tt.name, code, m, tt.field)
 			}
 		})
+	}
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, m := call(t, method, base+"/api/v1/has.dot/", nil); code != 404 || !strings.Contains(fmt.Sprint(m["message"]), "Swarm service") {
+			t.Errorf("%s has.dot: %d %v; want 404 saying why", method, code, m)
+		}
+	}
+	// pfcon 2022's layout: the input directory is key-<jid>/incoming.
+	body := jobRequest("sw-noinput")
+	body["image"], body["entrypoint"] = "img", []string{"true"}
+	delete(body, "input_dir")
+	delete(body, "output_dir")
+	code, m := call(t, "POST", base+"/api/v1/", body)
+	if msg, _ := m["message"].(map[string]any); code != 400 || !strings.Contains(fmt.Sprint(msg["input_dir"]), filepath.Join(store, "key-sw-noinput/incoming")) {
+		t.Errorf("POST with no input directory: %d %v; want 400 on input_dir naming it", code, m)
 	}
 }
 
@@ -388,6 +394,23 @@ func TestSwarmEndToEnd(t *testing.T) {
 		}
 		return m
 	}
+
+	t.Run("an upload folder with ':' and ',' is mounted", func(t *testing.T) {
+		t.Parallel()
+		jid, body := newJob(t, "colon", `cp "$2/in.txt" "$3/copy.txt"`, true)
+		in := filepath.Join(store, jid, "scan 10:30,2")
+		if err := os.Mkdir(in, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(in, "in.txt"), []byte("uploaded\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		body["input_dir"] = jid + "/scan 10:30,2"
+		finish(t, body, statusSuccess)
+		if got, err := os.ReadFile(filepath.Join(store, jid, "out", "copy.txt")); err != nil || string(got) != "uploaded\n" {
+			t.Errorf("copy.txt = %q, %v; want the uploaded input", got, err)
+		}
+	})
 
 	t.Run("CONTAINER_USER writes its output and cannot write its input", func(t *testing.T) {
 		t.Parallel()

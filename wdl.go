@@ -137,12 +137,11 @@ func checkShareDir(d string) string {
 	return ""
 }
 
-// checkBindDir says why a job directory cannot reach the backend's binds
+// checkBindDir returns why a job directory cannot reach the backend's binds
 // as the inputdir or outputdir runtime attribute, or "". The README's
 // backend quotes them ('${inputdir}' inside sbatch --wrap "..."), so
 // spaces and brackets are fine; what would end those quotes, expand in
-// them, interpolate in a WDL string or split a --bind (':' and ',', which
-// storeDirs already refuses) is not.
+// them, interpolate in a WDL string or split a --bind (':' and ',') is not.
 func checkBindDir(d string) string {
 	for _, r := range d {
 		if r < 0x20 || r == 0x7f || strings.ContainsRune("'\"\\$`:,", r) {
