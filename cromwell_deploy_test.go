@@ -231,7 +231,7 @@ func BenchmarkCromwellSlowPost(b *testing.B) {
 	c.deadline = time.Second
 	for i := 0; b.Loop(); i++ {
 		jid := fmt.Sprintf("slow-%d", i)
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: fakeInput, OutputDir: "b"}); err != nil {
 			b.Fatal(err)
 		}
 	}

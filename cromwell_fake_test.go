@@ -151,12 +151,23 @@ type fakeWorkflow struct {
 	archived             bool // metadata and logs answer the archive notice
 }
 
+// newFakeCromwell returns a fake Cromwell whose executions lie in store;
+// store holds fakeInput, the input directory of the tests' own jobSpecs.
 func newFakeCromwell(t testing.TB, store string) *fakeCromwell {
+	if store != "" {
+		if err := os.MkdirAll(filepath.Join(store, fakeInput), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f := &fakeCromwell{t: t, store: store}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
 }
+
+// fakeInput is the input directory of jobSpecs that tests give create
+// directly.
+const fakeInput = "a"
 
 func (f *fakeCromwell) byJID(jid string) *fakeWorkflow {
 	for i := len(f.workflows) - 1; i >= 0; i-- {

@@ -100,7 +100,7 @@ func TestCromwellLogSymlinks(t *testing.T) {
 	c := testCromwell(t, fake.srv.URL, &config{StoreBase: store, JobLogsTail: 10})
 	setup := func(jid string, stdout func(dir string)) *job {
 		t.Helper()
-		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+		if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: fakeInput, OutputDir: "b"}); err != nil {
 			t.Fatal(err)
 		}
 		fake.advance(jid, "Running")

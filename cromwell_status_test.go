@@ -139,7 +139,7 @@ func TestCromwellArchivedMetadata(t *testing.T) {
 	for _, st := range []struct{ cromwell, want string }{{"Succeeded", statusSuccess}, {"Failed", statusError}, {"Aborted", statusError}} {
 		t.Run(st.cromwell, func(t *testing.T) {
 			jid := "archived-" + st.cromwell
-			if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: "a", OutputDir: "b"}); err != nil {
+			if _, err := c.create(context.Background(), &jobSpec{JID: jid, Image: "img", Workers: 1, Cmd: []string{"x"}, InputDir: fakeInput, OutputDir: "b"}); err != nil {
 				t.Fatal(err)
 			}
 			fake.advance(jid, st.cromwell)
