@@ -62,7 +62,7 @@ func newJobCache(maxEntries, maxBytes int, ttl time.Duration) *jobCache {
 		lru: list.New(), byJID: map[string]*list.Element{}}
 }
 
-// get answers the cached answer of jid and its status, if any and fresh.
+// get returns the cached answer of jid and its status, if any and fresh.
 func (c *jobCache) get(jid string) (body []byte, status string, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -79,7 +79,7 @@ func (c *jobCache) get(jid string) (body []byte, status string, ok bool) {
 	return e.body, e.status, true
 }
 
-// mark answers the current epoch, to be passed to put.
+// mark returns the current epoch, to be passed to put.
 func (c *jobCache) mark() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -123,7 +123,7 @@ func (c *jobCache) removeLocked(el *list.Element) {
 	c.bytes -= len(e.body)
 }
 
-// size answers the number of entries and their bytes.
+// size returns the number of entries and their bytes.
 func (c *jobCache) size() (entries, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -136,8 +136,8 @@ func finished(j *job) bool {
 	return (j.Status == statusSuccess || j.Status == statusError) && !j.LogsIncomplete
 }
 
-// statusReader answers GETs: from the cache, else through one scheduler
-// call shared by every concurrent GET of the same jid.
+// statusReader reads the status GETs return: from the cache, else through one
+// scheduler call shared by every concurrent GET of the same jid.
 type statusReader struct {
 	sched  scheduler
 	cache  *jobCache
@@ -151,7 +151,7 @@ type answer struct {
 	body   []byte
 }
 
-// read answers jid's status. The scheduler call is shared and runs to its
+// read returns jid's status. The scheduler call is shared and runs to its
 // own bound even when the request that started it goes away, so that the
 // others waiting on it still get their answer; a request that goes away
 // stops waiting.

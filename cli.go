@@ -187,7 +187,7 @@ func (cl *commandLine) parse(args []string, from string) ([]listenAddr, error) {
 	return binds, nil
 }
 
-// longOption answers the long option name stands for: itself, or the one
+// longOption returns the long option name stands for: itself, or the one
 // option it is a prefix of (argparse accepts "--work" for "--workers").
 func longOption(name string) (string, error) {
 	all := slices.Concat([]string{"--bind", "--version", "--help", "--proxy-protocol"}, gunicornValued, gunicornFlags)

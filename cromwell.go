@@ -145,7 +145,7 @@ func checkLabel(key, value string) string {
 
 // ---- the scheduler interface -----------------------------------------------
 
-// ended says whether a workflow status is final: only then may its jid be
+// ended reports whether a workflow status is final: only then may its jid be
 // used again.
 func ended(status string) bool {
 	return status == "Succeeded" || status == "Failed" || status == "Aborted"
@@ -290,7 +290,7 @@ func (c *cromwellSched) get(ctx context.Context, jid string) (*job, error) {
 	return j, nil
 }
 
-// logsFailed answers j's status without its logs, as policy.go says.
+// logsFailed returns j's status without its logs, as policy.go says.
 func (c *cromwellSched) logsFailed(j *job, jid, id string, err error) {
 	c.log.Warn("cannot read the job's logs", "jid", jid, "workflow", id, "error", err)
 	j.Logs = logsUnreadable(err)
@@ -423,7 +423,7 @@ func (c *cromwellSched) notCromwell(resp *http.Response, what string) error {
 	return errorf(eUnavailable, "Cromwell at %s answered %s to %s (%s %s): most likely %s", c.where, resp.Status, what, resp.Request.Method, resp.Request.URL.Path, why)
 }
 
-// cromwellError says whether b is Cromwell's own error answer,
+// cromwellError reports whether b is Cromwell's own error answer,
 // {"status": "fail" or "error", "message": "..."}.
 func cromwellError(b []byte) bool {
 	var e struct{ Status, Message string }
@@ -648,7 +648,7 @@ func (c *cromwellSched) metadata(ctx context.Context, id string) (*metadata, err
 	return &md, nil
 }
 
-// ping answers nil when Cromwell answers its version endpoint (for /readyz).
+// ping returns nil when Cromwell answers its version endpoint (for /readyz).
 func (c *cromwellSched) ping(ctx context.Context) error {
 	resp, err := c.do(ctx, "answer its version", "GET", "/engine/v1/version", "", nil)
 	if err != nil {

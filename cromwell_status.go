@@ -29,7 +29,7 @@ type metadata struct {
 	Failures []failure                 `json:"failures"`
 }
 
-// archived says whether Cromwell answered its archive notice instead of
+// archived reports whether Cromwell answered its archive notice instead of
 // the metadata: no status then, and nothing else to read.
 func (md *metadata) archived() bool {
 	return md.Status == ""

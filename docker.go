@@ -198,7 +198,7 @@ func (d *dockerSched) get(ctx context.Context, jid string) (*job, error) {
 	return jb, nil
 }
 
-// logs answers the last JOB_LOGS_TAIL lines of the container's logs.
+// logs returns the last JOB_LOGS_TAIL lines of the container's logs.
 func (d *dockerSched) logs(ctx context.Context, c container.InspectResponse) (string, error) {
 	n := d.cfg.JobLogsTail
 	tail := strconv.Itoa(n)
@@ -585,7 +585,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ping answers nil when the engine answers its ping (for /readyz).
+// ping returns nil when the engine answers its ping (for /readyz).
 func (d *dockerSched) ping(ctx context.Context) error {
 	if _, err := d.cli.Ping(ctx); err != nil {
 		return fmt.Errorf("the Docker engine at %s does not answer: %w", d.cli.DaemonHost(), err)

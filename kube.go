@@ -609,8 +609,8 @@ func (k *kubeSched) remove(ctx context.Context, jid string) error {
 	return nil
 }
 
-// toAPIError gives an API call's error its kind and a message that says what
-// pman was doing.
+// toAPIError returns err, an API call's error, with its kind and a message that
+// says what pman was doing.
 func (k *kubeSched) toAPIError(err error, verb, res, name string) error {
 	var status apierrors.APIStatus
 	isStatus := errors.As(err, &status)
@@ -638,13 +638,13 @@ func (k *kubeSched) toAPIError(err error, verb, res, name string) error {
 	return errorf(eUnavailable, "the Kubernetes API server %s is unreachable (%s %s %q): %v", k.host, verb, res, name, err)
 }
 
-// rbacDenial tells the authorizer's refusal ("User ... cannot create
-// resource ...") from other 403s, such as an exceeded quota.
+// rbacDenial reports whether msg is the authorizer's refusal ("User ... cannot
+// create resource ...") from other 403s, such as an exceeded quota.
 func rbacDenial(msg string) bool {
 	return strings.Contains(msg, " cannot ")
 }
 
-// ping answers nil when the API server says it is ready (for /readyz).
+// ping returns nil when the API server says it is ready (for /readyz).
 // GET /readyz needs no permission of pman's Role: the ClusterRole
 // system:public-info-viewer grants it to everyone.
 func (k *kubeSched) ping(ctx context.Context) error {

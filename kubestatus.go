@@ -180,9 +180,9 @@ func createTrouble(kj *batchv1.Job, now time.Time, g kubeGraces, events eventLis
 	return kubeVerdict{status: statusError, at: now, own: true, msg: "the Job controller cannot create pods: " + why}, nil
 }
 
-// createCanHeal tells a refusal that may pass (a quota exceeded, an API
-// server or webhook that failed) from one that never will: the API
-// server's "forbidden" (Pod Security, a LimitRange, a quota that requires
+// createCanHeal reports whether msg is a refusal that may pass (a quota
+// exceeded, an API server or webhook that failed) from one that never will: the
+// API server's "forbidden" (Pod Security, a LimitRange, a quota that requires
 // limits the job lacks), "invalid", or a webhook's denial.
 func createCanHeal(msg string) bool {
 	if strings.Contains(msg, "exceeded quota") {
@@ -342,9 +342,9 @@ func stuckCreating(p *corev1.Pod, n podNote, waited time.Duration, events eventL
 	return n, nil
 }
 
-// neverSchedulable tells a scheduler's message that no wait can change
-// from one where resources may free up or be added (Insufficient cpu):
-// a PVC that does not exist, or no node matching the node selector.
+// neverSchedulable reports whether msg is a scheduler's message that no wait
+// can change from one where resources may free up or be added (Insufficient
+// cpu): a PVC that does not exist, or no node matching the node selector.
 //
 //	0/3 nodes are available: persistentvolumeclaim "x" not found. preemption: ...
 //	0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: ...

@@ -183,7 +183,7 @@ type job struct {
 
 // ---- errors -----------------------------------------------------------------
 
-// errKind says whose fault an error is; kindStatus maps it to HTTP.
+// errKind is whose fault an error is; kindStatus maps it to HTTP.
 type errKind int
 
 const (
@@ -351,7 +351,7 @@ const (
 	lingerTime  = 10 * time.Second
 )
 
-// answerTooLarge answers 413 and then drains body (the request's own,
+// answerTooLarge writes 413 and then drains body (the request's own,
 // unwrapped) within lingerBytes and lingerTime.
 func answerTooLarge(w http.ResponseWriter, r *http.Request, body io.Reader) {
 	rc := http.NewResponseController(w)

@@ -182,7 +182,7 @@ func (s *meteredSched) ping(ctx context.Context) error {
 	return err
 }
 
-// handleHealthz answers 200 while the process serves.
+// handleHealthz returns a handler answering 200 while the process serves.
 func handleHealthz() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -207,7 +207,7 @@ const (
 	pingTimeout = 2 * time.Second
 )
 
-// check answers the scheduler's readiness, pinging it at most once per
+// check returns the scheduler's readiness, pinging it at most once per
 // readyTTL. Concurrent probes wait for the one ping under way.
 func (rd *readiness) check(ctx context.Context) error {
 	rd.mu.Lock()
@@ -230,8 +230,8 @@ func (rd *readiness) check(ctx context.Context) error {
 	return err
 }
 
-// handleReadyz answers 200 when the scheduler answers, else 503 with a
-// message naming what does not answer.
+// handleReadyz returns a handler answering 200 when the scheduler answers, else
+// 503 with a message naming what does not answer.
 func handleReadyz(rd *readiness) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := rd.check(r.Context()); err != nil {

@@ -137,7 +137,7 @@ func (p *pull) observe(m *jsonmessage.JSONMessage) {
 	}
 }
 
-// progress says how far the pull is: layers done of those announced, and
+// progress returns how far the pull is: layers done of those announced, and
 // bytes downloaded of those known (a layer's size is known once it starts).
 func (p *pull) progress() string {
 	p.mu.Lock()
@@ -163,7 +163,7 @@ func (p *pull) progress() string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// joinPull answers the running pull of ref, starting one if none runs. The
+// joinPull returns the running pull of ref, starting one if none runs. The
 // pull runs under the server's context, not the request's: it outlives the
 // POST. The caller must leavePull when it no longer waits.
 func (d *dockerSched) joinPull(ref string) *pull {
@@ -209,8 +209,8 @@ func (d *dockerSched) joinPullLocked(ref string) *pull {
 	return p
 }
 
-// leavePull says a job no longer waits for p; the last one to leave a pull
-// that is still running cancels it (DELETE of its only job), and a job
+// leavePull records that a job no longer waits for p; the last one to leave a
+// pull that is still running cancels it (DELETE of its only job), and a job
 // that comes later starts a new one.
 func (d *dockerSched) leavePull(p *pull) {
 	d.mu.Lock()
@@ -236,7 +236,7 @@ func (d *dockerSched) pullImage(ctx context.Context, p *pull) error {
 	return drainPull(rc, p.ref, p.observe)
 }
 
-// haveImage says whether the engine has the image; ContainerCreate itself
+// haveImage reports whether the engine has the image; ContainerCreate itself
 // never pulls.
 func (d *dockerSched) haveImage(ctx context.Context, ref string) (bool, error) {
 	_, err := d.cli.ImageInspect(ctx, ref)
@@ -275,7 +275,7 @@ type record struct {
 	failStamp string
 }
 
-// findRecord answers the pending record of jid, or nil.
+// findRecord returns the pending record of jid, or nil.
 func (d *dockerSched) findRecord(ctx context.Context, jid string) (*record, error) {
 	list, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelPending+"="+jid))})
 	if err != nil {
@@ -363,7 +363,7 @@ func pendingAnswer(j *jobSpec, p *pull, created string) *job {
 	return &job{JID: j.JID, Image: j.Image, Cmd: strings.Join(j.Cmd, " "), Status: statusNotStarted, Message: msg, Timestamp: created}
 }
 
-// getPending answers a job that has no container: pending, failed, or
+// getPending returns a job that has no container: pending, failed, or
 // unknown (eNotFound). A pending job nobody here tracks is resumed.
 func (d *dockerSched) getPending(ctx context.Context, jid string) (*job, error) {
 	rec, err := d.findRecord(ctx, jid)
@@ -508,7 +508,7 @@ type startFailure struct{ err error }
 func (e startFailure) Error() string { return e.err.Error() }
 func (e startFailure) Unwrap() error { return e.err }
 
-// transient says whether err, from running a pulled job, is the engine's
+// transient reports whether err, from running a pulled job, is the engine's
 // passing failure rather than the job's: the record then stays for the
 // next GET to try again.
 func transient(err error) bool {

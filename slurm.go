@@ -281,7 +281,7 @@ func (s *slurmSched) remove(ctx context.Context, jid string) error {
 	return nil
 }
 
-// ping answers whether slurmrestd and slurmctld answer.
+// ping returns nil when slurmrestd and slurmctld answer, else why not.
 func (s *slurmSched) ping(ctx context.Context) error {
 	v, err := s.apiVersion(ctx)
 	if err != nil {
@@ -351,7 +351,7 @@ var slurmHopeless = map[string]string{
 	"PartitionTimeLimit":       "the time limit exceeds the partition's",
 }
 
-// neverRuns says why a pending job can never run, or "".
+// neverRuns returns why a pending job can never run, or "".
 func (s *slurmSched) neverRuns(ctx context.Context, v string, info *slurmJobInfo) string {
 	reason := info.StateReason
 	if msg, ok := slurmHopeless[reason]; ok {

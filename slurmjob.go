@@ -123,7 +123,7 @@ func (n *flexNum) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// time answers a Unix time as the API's timestamps, or "" when unset.
+// time returns a Unix time as the API's timestamps, or "" when unset.
 func (n flexNum) time() string {
 	if n <= 0 {
 		return ""
@@ -154,7 +154,7 @@ func (s *slurmState) UnmarshalJSON(b []byte) error {
 var slurmBaseStates = []string{"PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "CANCELLED", "FAILED",
 	"TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY"}
 
-// base answers the job's base state. 0.0.38 names some flags instead
+// base returns the job's base state. 0.0.38 names some flags instead
 // (COMPLETING, CONFIGURING), which are kept as they are.
 func (s slurmState) base() string {
 	for _, w := range s {
@@ -168,7 +168,7 @@ func (s slurmState) base() string {
 	return ""
 }
 
-// slurmFinal says whether a state is a job's end.
+// slurmFinal reports whether a state is a job's end.
 func slurmFinal(state string) bool {
 	switch state {
 	case "PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD",
@@ -289,7 +289,7 @@ func jobStateStatus(info *slurmJobInfo, meta slurmJobMeta, end *slurmEnd) slurmA
 	return a
 }
 
-// exitMessage says how a job's container ended with a non-zero code.
+// exitMessage returns how a job's container ended with a non-zero code.
 func exitMessage(code, signal int, meta slurmJobMeta, end *slurmEnd) string {
 	switch {
 	case end != nil && end.OOMKilled:

@@ -85,7 +85,7 @@ func (r slurmRecord) writeFile(name string, v any) error {
 
 func (r slurmRecord) writeMeta(m slurmJobMeta) error { return r.writeFile("job.json", m) }
 
-// readMeta answers job.json. A missing directory is no such job; a
+// readMeta returns job.json. A missing directory is no such job; a
 // directory without job.json is a job whose submission pman did not see
 // end (Submitted is then empty).
 func (r slurmRecord) readMeta() (slurmJobMeta, error) {
@@ -120,7 +120,7 @@ func (r slurmRecord) readAnswer() (slurmAnswerRecord, bool) {
 	return a, true
 }
 
-// readEnd answers end.json, or nil when the script wrote none (yet).
+// readEnd returns end.json, or nil when the script wrote none (yet).
 func (r slurmRecord) readEnd() *slurmEnd {
 	b, err := r.read("end.json", slurmMetaBytes)
 	if err != nil {
@@ -133,7 +133,7 @@ func (r slurmRecord) readEnd() *slurmEnd {
 	return &e
 }
 
-// forgotten answers a job that slurmctld no longer knows (id 0: whose id
+// forgotten returns a job that slurmctld no longer knows (id 0: whose id
 // pman never learnt), from what the script recorded of its end.
 func (r slurmRecord) forgotten(id int, meta slurmJobMeta) slurmAnswerRecord {
 	end := r.readEnd()
@@ -162,7 +162,7 @@ func (r slurmRecord) forgotten(id int, meta slurmJobMeta) slurmAnswerRecord {
 // slurmLogBytes bounds how much of a log a GET reads: its tail.
 const slurmLogBytes = 4 << 20
 
-// logs answers the last n lines of the job's log; "" before SLURM made it.
+// logs returns the last n lines of the job's log; "" before SLURM made it.
 func (r slurmRecord) logs(n int) (string, error) {
 	if n <= 0 {
 		return "", nil

@@ -62,7 +62,7 @@ func (a slurmAnswer) messages() string {
 	return strings.Join(m, "; ")
 }
 
-// unavailable says whether SLURM's own errors mean slurmctld or the
+// unavailable reports whether SLURM's own errors mean slurmctld or the
 // authentication between the daemons failed, rather than the request:
 // SLURM's errno ranges for communication (1000-1099, 1800-1899, sockets
 // 5000-5999) and authentication (6000-6999), and -1, what 0.0.38 says when
@@ -77,7 +77,7 @@ func (a slurmAnswer) unavailable() bool {
 	return false
 }
 
-// hasError says whether the answer holds SLURM's error number n.
+// hasError reports whether the answer holds SLURM's error number n.
 func (a slurmAnswer) hasError(n int) bool {
 	return slices.ContainsFunc(a.Errors, func(e slurmError) bool { return e.num() == n })
 }
@@ -236,7 +236,7 @@ func (s *slurmSched) submit(ctx context.Context, v string, req any) (int, error)
 	return ans.JobID, nil
 }
 
-// jobInfo answers what slurmctld knows of job id, or nil once it has
+// jobInfo returns what slurmctld knows of job id, or nil once it has
 // forgotten it.
 func (s *slurmSched) jobInfo(ctx context.Context, v string, id int) (*slurmJobInfo, error) {
 	var ans struct {
@@ -280,7 +280,7 @@ func (s *slurmSched) findByName(ctx context.Context, v, name string) ([]slurmJob
 	return found, nil
 }
 
-// idByName answers the newest job named name, or 0.
+// idByName returns the newest job named name, or 0.
 func (s *slurmSched) idByName(ctx context.Context, v, name string) (int, error) {
 	found, err := s.findByName(ctx, v, name)
 	if err != nil {
@@ -307,7 +307,7 @@ func (s *slurmSched) cancel(ctx context.Context, v string, id int) error {
 	return refused(http.StatusBadRequest, "SLURM refused to %s: %s", what, ans.messages())
 }
 
-// partitionNodes answers how many nodes a partition has.
+// partitionNodes returns how many nodes a partition has.
 func (s *slurmSched) partitionNodes(ctx context.Context, v, name string) (int, error) {
 	var ans struct {
 		slurmAnswer

@@ -190,7 +190,7 @@ func (s *swarmSched) inspect(ctx context.Context, jid string) (*swarm.Service, e
 	return &svc, nil
 }
 
-// get answers from the job's task alone when there is one: the task
+// get returns the job's state from its task alone when there is one: the task
 // carries its spec (image, command, TTY, limits), its status and where its
 // container is, so a GET costs the task list and the log read. pfcon polls
 // every job, so this is the hot path.
@@ -230,7 +230,7 @@ func (s *swarmSched) jobTask(ctx context.Context, jid string) (*swarm.Task, erro
 	return t, nil
 }
 
-// getService answers a job whose task jobTask cannot vouch for: one whose
+// getService returns a job whose task jobTask cannot vouch for: one whose
 // service was just created and has no task yet, one created without the
 // label (by pman 6), or a jid that only matched another service's ID
 // prefix. It costs the service and its task list.
@@ -325,7 +325,7 @@ func (s *swarmSched) logs(ctx context.Context, out *job, t *swarm.Task) {
 	out.Logs = logs
 }
 
-// onThisNode says whether the task's container is on the node of the engine
+// onThisNode reports whether the task's container is on the node of the engine
 // pman talks to. The node ID is asked once: it lasts as long as the node is
 // in the swarm, and the services with it. When it cannot be had, the task
 // is read through the broker, which works from any node.
@@ -427,7 +427,7 @@ func taskStatus(t *swarm.Task, res *swarm.ResourceRequirements, oomKilled *bool)
 	return statusUndefined, fmt.Sprintf("unknown task state %q: %s", st.State, message)
 }
 
-// ping answers nil when the engine answers its ping and is a Swarm manager
+// ping returns nil when the engine answers its ping and is a Swarm manager
 // (for /readyz): only a manager can create services.
 func (s *swarmSched) ping(ctx context.Context) error {
 	p, err := s.cli.Ping(ctx)

@@ -123,7 +123,7 @@ func shellName(s string) bool {
 	return true
 }
 
-// checkShareDir says why a path cannot be part of sharedir (or STOREBASE,
+// checkShareDir returns why a path cannot be part of sharedir (or STOREBASE,
 // which every bind starts with), or "". Site configurations of pman 4's
 // time put sharedir unquoted into a submit command line (--bind
 // ${sharedir}:/share), and it travels in a WDL string (which interpolates
@@ -154,7 +154,7 @@ func checkBindDir(d string) string {
 	return ""
 }
 
-// checkPartition says why SLURM_PARTITION cannot be used, or "". It goes
+// checkPartition returns why SLURM_PARTITION cannot be used, or "". It goes
 // into a WDL string and, in the README's backend, unquoted into sbatch -p,
 // which takes a comma-separated list of partition names.
 func checkPartition(p string) string {
