@@ -117,19 +117,22 @@ func TestParseCommandLineErrors(t *testing.T) {
 
 func TestSplitShell(t *testing.T) {
 	tests := []struct {
+		name string
 		in   string
 		want []string
 	}{
-		{"", nil},
-		{"  --workers=4   --timeout=30 ", []string{"--workers=4", "--timeout=30"}},
-		{`a 'b c' "d \"e\" \x" f\ g ''`, []string{"a", "b c", `d "e" \x`, "f g", ""}},
-		{`'it''s'`, []string{"its"}},
+		{"empty", "", nil},
+		{"spaces", "  --workers=4   --timeout=30 ", []string{"--workers=4", "--timeout=30"}},
+		{"quotes and escapes", `a 'b c' "d \"e\" \x" f\ g ''`, []string{"a", "b c", `d "e" \x`, "f g", ""}},
+		{"adjacent quotes", `'it''s'`, []string{"its"}},
 	}
 	for _, tt := range tests {
-		got, err := splitShell(tt.in)
-		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("splitShell(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := splitShell(tt.in)
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("splitShell(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -183,24 +184,26 @@ func TestDockerContainerStatus(t *testing.T) {
 		{"podman stopping", container.State{Status: "stopping", Running: true}, 0, statusStarted, []string{"stopping"}},
 	}
 	for _, tt := range tests {
-		st := tt.state
-		st.StartedAt, st.FinishedAt = zeroTime, zeroTime
-		c := container.InspectResponse{
-			ContainerJSONBase: &container.ContainerJSONBase{Name: "/j", State: &st, HostConfig: &container.HostConfig{Resources: container.Resources{Memory: tt.memory}}},
-			Config:            &container.Config{Image: "img:1", Cmd: []string{"sh", "-c", "exit 3"}},
-		}
-		j := containerJob("j", c)
-		if j.Status != tt.status {
-			t.Errorf("%s: status = %q (%q); want %q", tt.name, j.Status, j.Message, tt.status)
-		}
-		for _, want := range tt.contains {
-			if !strings.Contains(j.Message, want) {
-				t.Errorf("%s: message = %q; want it to contain %q", tt.name, j.Message, want)
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.state
+			st.StartedAt, st.FinishedAt = zeroTime, zeroTime
+			c := container.InspectResponse{
+				ContainerJSONBase: &container.ContainerJSONBase{Name: "/j", State: &st, HostConfig: &container.HostConfig{Resources: container.Resources{Memory: tt.memory}}},
+				Config:            &container.Config{Image: "img:1", Cmd: []string{"sh", "-c", "exit 3"}},
 			}
-		}
-		if j.JID != "j" || j.Image != "img:1" || j.Cmd != "sh -c exit 3" {
-			t.Errorf("%s: jid, image, cmd = %q, %q, %q; want j, img:1, \"sh -c exit 3\"", tt.name, j.JID, j.Image, j.Cmd)
-		}
+			j := containerJob("j", c)
+			if j.Status != tt.status {
+				t.Errorf("status = %q (%q); want %q", j.Status, j.Message, tt.status)
+			}
+			for _, want := range tt.contains {
+				if !strings.Contains(j.Message, want) {
+					t.Errorf("message = %q; want it to contain %q", j.Message, want)
+				}
+			}
+			if j.JID != "j" || j.Image != "img:1" || j.Cmd != "sh -c exit 3" {
+				t.Errorf("jid, image, cmd = %q, %q, %q; want j, img:1, \"sh -c exit 3\"", j.JID, j.Image, j.Cmd)
+			}
+		})
 	}
 
 	// Out of memory says it in the words every backend uses (policy.go).
@@ -214,9 +217,11 @@ func TestDockerContainerStatus(t *testing.T) {
 		{"running", container.State{Status: "running", OOMKilled: true}, "running; one of its processes: " + outOfMemory(8, true)},
 	}
 	for _, tt := range oom {
-		if _, msg := containerStatus(tt.state, 8<<20); msg != tt.want {
-			t.Errorf("%s: message = %q; want %q", tt.name, msg, tt.want)
-		}
+		t.Run("out of memory/"+tt.name, func(t *testing.T) {
+			if _, msg := containerStatus(tt.state, 8<<20); msg != tt.want {
+				t.Errorf("message = %q; want %q", msg, tt.want)
+			}
+		})
 	}
 
 	// The image as the job named it, not as Podman answers it.
@@ -231,20 +236,23 @@ func TestDockerContainerStatus(t *testing.T) {
 
 	// Timestamps: the last state change, never the zero time.
 	stamps := []struct {
+		name                                 string
 		created, startedAt, finishedAt, want string
 	}{
-		{"2024-03-01T11:59:59Z", zeroTime, zeroTime, "2024-03-01T11:59:59Z"},
-		{"2024-03-01T11:59:59Z", started, zeroTime, started},
-		{"2024-03-01T11:59:59Z", started, finished, finished},
-		{"", "", "", ""},
+		{"created", "2024-03-01T11:59:59Z", zeroTime, zeroTime, "2024-03-01T11:59:59Z"},
+		{"started", "2024-03-01T11:59:59Z", started, zeroTime, started},
+		{"finished", "2024-03-01T11:59:59Z", started, finished, finished},
+		{"none", "", "", "", ""},
 	}
 	for _, s := range stamps {
-		c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{
-			Created: s.created, State: &container.State{Status: "running", StartedAt: s.startedAt, FinishedAt: s.finishedAt},
-		}}
-		if got := containerJob("j", c).Timestamp; got != s.want {
-			t.Errorf("timestamp(created %q, started %q, finished %q) = %q; want %q", s.created, s.startedAt, s.finishedAt, got, s.want)
-		}
+		t.Run("timestamp/"+s.name, func(t *testing.T) {
+			c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{
+				Created: s.created, State: &container.State{Status: "running", StartedAt: s.startedAt, FinishedAt: s.finishedAt},
+			}}
+			if got := containerJob("j", c).Timestamp; got != s.want {
+				t.Errorf("timestamp(created %q, started %q, finished %q) = %q; want %q", s.created, s.startedAt, s.finishedAt, got, s.want)
+			}
+		})
 	}
 	// Podman: a short job's StartedAt (recorded when the start call
 	// returned) after its FinishedAt. The job ended: FinishedAt.
@@ -277,10 +285,12 @@ func TestDockerPodmanQuirks(t *testing.T) {
 			{"/data/a:b", true, false},
 		}
 		for _, tt := range tests {
-			err := mountable(tt.base, tt.podman)
-			if code, _ := errorStatus(err); (err == nil) != tt.ok || (err != nil && code != http.StatusServiceUnavailable) {
-				t.Errorf("mountable(%q, podman %v) = %v; want ok %v (or a 503)", tt.base, tt.podman, err, tt.ok)
-			}
+			t.Run(fmt.Sprintf("%s podman=%v", path.Base(tt.base), tt.podman), func(t *testing.T) {
+				err := mountable(tt.base, tt.podman)
+				if code, _ := errorStatus(err); (err == nil) != tt.ok || (err != nil && code != http.StatusServiceUnavailable) {
+					t.Errorf("mountable(%q, podman %v) = %v; want ok %v (or a 503)", tt.base, tt.podman, err, tt.ok)
+				}
+			})
 		}
 	})
 	t.Run("dirsProblem", func(t *testing.T) {
@@ -312,15 +322,15 @@ func TestDockerPodmanQuirks(t *testing.T) {
 		}
 	})
 	t.Run("nameInUse", func(t *testing.T) {
-		for _, msg := range []string{
-			// Docker 20.10 (a 409)
-			`Error response from daemon: Conflict. The container name "/j" is already in use by container "1c71ace9". You have to remove (or rename) that container to be able to reuse that name.`,
-			// Podman 4.3 (a 500)
-			`Error response from daemon: container create: creating container storage: the container name "j" is already in use by 1c71ace9. You have to remove that container to be able to reuse that name: that name is already in use`,
+		for engine, msg := range map[string]string{
+			"Docker 20.10": `Error response from daemon: Conflict. The container name "/j" is already in use by container "1c71ace9". You have to remove (or rename) that container to be able to reuse that name.`,                                        // a 409
+			"Podman 4.3":   `Error response from daemon: container create: creating container storage: the container name "j" is already in use by 1c71ace9. You have to remove that container to be able to reuse that name: that name is already in use`, // a 500
 		} {
-			if !nameInUse(errors.New(msg)) {
-				t.Errorf("nameInUse(%q) = false; want true", msg)
-			}
+			t.Run(engine, func(t *testing.T) {
+				if !nameInUse(errors.New(msg)) {
+					t.Errorf("nameInUse(%q) = false; want true", msg)
+				}
+			})
 		}
 		if nameInUse(errors.New("Error response from daemon: no space left on device")) || nameInUse(nil) {
 			t.Error("nameInUse of another error or nil = true; want false")
@@ -338,10 +348,12 @@ func TestDockerNamedJID(t *testing.T) {
 		{"/other", "3e7825", false}, // found by ID prefix
 	}
 	for _, tt := range tests {
-		c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: "3e78258abc", Name: tt.name}}
-		if got := namedJID(c, tt.jid); got != tt.want {
-			t.Errorf("namedJID(%q, %q) = %v; want %v", tt.name, tt.jid, got, tt.want)
-		}
+		t.Run("jid "+tt.jid+" container "+strings.TrimPrefix(tt.name, "/"), func(t *testing.T) {
+			c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: "3e78258abc", Name: tt.name}}
+			if got := namedJID(c, tt.jid); got != tt.want {
+				t.Errorf("namedJID(%q, %q) = %v; want %v", tt.name, tt.jid, got, tt.want)
+			}
+		})
 	}
 }
 

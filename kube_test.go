@@ -50,12 +50,14 @@ func TestCheckKubeConfig(t *testing.T) {
 		{"pvc", func(c *config) { c.StorageType = "kubernetes_pvc"; c.VolumeName = "My PVC" }, "VOLUME_NAME"},
 	}
 	for _, tt := range tests {
-		c := good()
-		tt.change(c)
-		err := checkKubeConfig(c)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: checkKubeConfig = %v; want an error naming %s", tt.name, err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			c := good()
+			tt.change(c)
+			err := checkKubeConfig(c)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("checkKubeConfig = %v; want an error naming %s", err, tt.want)
+			}
+		})
 	}
 }
 
@@ -210,17 +212,19 @@ func TestBuildKubeJobLimits(t *testing.T) {
 		{"zero is no limit", false, 0, 0, 0, map[corev1.ResourceName]string{}},
 	}
 	for _, tt := range tests {
-		s := testSpec()
-		s.CPULimit, s.MemoryLimit, s.GPULimit = tt.cpu, tt.mem, tt.gpu
-		kj := buildKubeJob(&config{StorageType: "host", StoreBase: "/s", IgnoreLimits: tt.ignore}, s, nil, nil)
-		c := kj.Spec.Template.Spec.Containers[0]
-		checkLimits(t, tt.name, c.Resources.Limits, tt.want)
-		if sc := c.SecurityContext; sc.RunAsUser != nil || sc.RunAsGroup != nil {
-			t.Errorf("%s: runAsUser, runAsGroup = %v, %v; want the image's (nil)", tt.name, sc.RunAsUser, sc.RunAsGroup)
-		}
-		if n := len(kj.Spec.Template.Spec.Volumes); n != 1 {
-			t.Errorf("%s: %d volumes without SHM_SIZE; want 1", tt.name, n)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			s := testSpec()
+			s.CPULimit, s.MemoryLimit, s.GPULimit = tt.cpu, tt.mem, tt.gpu
+			kj := buildKubeJob(&config{StorageType: "host", StoreBase: "/s", IgnoreLimits: tt.ignore}, s, nil, nil)
+			c := kj.Spec.Template.Spec.Containers[0]
+			checkLimits(t, "limits", c.Resources.Limits, tt.want)
+			if sc := c.SecurityContext; sc.RunAsUser != nil || sc.RunAsGroup != nil {
+				t.Errorf("runAsUser, runAsGroup = %v, %v; want the image's (nil)", sc.RunAsUser, sc.RunAsGroup)
+			}
+			if n := len(kj.Spec.Template.Spec.Volumes); n != 1 {
+				t.Errorf("%d volumes without SHM_SIZE; want 1", n)
+			}
+		})
 	}
 }
 
@@ -366,28 +370,30 @@ func TestKubeErrors(t *testing.T) {
 		{"server error", 500, metav1.StatusReasonInternalError, "etcdserver: request timed out", "get", 503, []string{"etcdserver"}},
 	}
 	for _, tt := range tests {
-		k, _ := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 10}, func(w http.ResponseWriter, r *http.Request) {
-			writeStatus(w, tt.code, tt.reason, tt.msg)
-		})
-		var err error
-		switch tt.op {
-		case "create":
-			_, err = k.create(context.Background(), testSpec())
-		case "get":
-			_, err = k.get(context.Background(), "chris-jid-7")
-		case "remove":
-			err = k.remove(context.Background(), "chris-jid-7")
-		}
-		code, body := errorStatus(err)
-		text := fmt.Sprint(body)
-		if code != tt.want {
-			t.Errorf("%s: %s answered %d %s; want %d", tt.name, tt.op, code, text, tt.want)
-		}
-		for _, w := range tt.wantMsgs {
-			if !strings.Contains(text, w) {
-				t.Errorf("%s: message %s; want it to contain %q", tt.name, text, w)
+		t.Run(tt.name, func(t *testing.T) {
+			k, _ := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 10}, func(w http.ResponseWriter, r *http.Request) {
+				writeStatus(w, tt.code, tt.reason, tt.msg)
+			})
+			var err error
+			switch tt.op {
+			case "create":
+				_, err = k.create(context.Background(), testSpec())
+			case "get":
+				_, err = k.get(context.Background(), "chris-jid-7")
+			case "remove":
+				err = k.remove(context.Background(), "chris-jid-7")
 			}
-		}
+			code, body := errorStatus(err)
+			text := fmt.Sprint(body)
+			if code != tt.want {
+				t.Errorf("%s answered %d %s; want %d", tt.op, code, text, tt.want)
+			}
+			for _, w := range tt.wantMsgs {
+				if !strings.Contains(text, w) {
+					t.Errorf("message %s; want it to contain %q", text, w)
+				}
+			}
+		})
 	}
 }
 

@@ -201,39 +201,41 @@ func TestJobStatus(t *testing.T) {
 				kpod("p-3", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
 	}
 	for _, tt := range tests {
-		kj := kjob(tt.st)
-		kj.UID = types.UID(tt.name) // what testEvents answers for
-		if tt.name == "pman's verdict is final" {
-			kj.Annotations = map[string]string{kubeFailedAnnotation: "pod p-1: cannot pull image (for 3m0s)",
-				kubeFailedAtAnnotation: t0.Format(time.RFC3339Nano)}
-		}
-		v, err := jobStatus(kj, tt.pods, tt.now, testGraces, testEvents)
-		got, msg := v.status, v.msg
-		if err != nil {
-			t.Errorf("%s: jobStatus error %v", tt.name, err)
-		}
-		if got != tt.want {
-			t.Errorf("%s: jobStatus = %q (%q); want %q", tt.name, got, msg, tt.want)
-		}
-		if finished := got == statusSuccess || got == statusError; finished == v.at.IsZero() {
-			t.Errorf("%s: jobStatus = %q at %v; want a time exactly when finished", tt.name, got, v.at)
-		}
-		// pman's own verdicts: what the Job controller does not end.
-		wantOwn := got == statusError && len(tt.st.Conditions) == 0 && kj.Annotations == nil &&
-			!slices.ContainsFunc(tt.pods, func(p corev1.Pod) bool {
-				return p.Status.Phase == corev1.PodFailed || len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
-			})
-		if v.own != wantOwn {
-			t.Errorf("%s: own = %v; want %v", tt.name, v.own, wantOwn)
-		}
-		for _, w := range tt.wantMsgs {
-			if !strings.Contains(msg, w) {
-				t.Errorf("%s: message %q; want it to contain %q", tt.name, msg, w)
+		t.Run(tt.name, func(t *testing.T) {
+			kj := kjob(tt.st)
+			kj.UID = types.UID(tt.name) // what testEvents answers for
+			if tt.name == "pman's verdict is final" {
+				kj.Annotations = map[string]string{kubeFailedAnnotation: "pod p-1: cannot pull image (for 3m0s)",
+					kubeFailedAtAnnotation: t0.Format(time.RFC3339Nano)}
 			}
-		}
-		if got == statusUndefined {
-			t.Errorf("%s: undefined", tt.name)
-		}
+			v, err := jobStatus(kj, tt.pods, tt.now, testGraces, testEvents)
+			got, msg := v.status, v.msg
+			if err != nil {
+				t.Errorf("jobStatus error %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("jobStatus = %q (%q); want %q", got, msg, tt.want)
+			}
+			if finished := got == statusSuccess || got == statusError; finished == v.at.IsZero() {
+				t.Errorf("jobStatus = %q at %v; want a time exactly when finished", got, v.at)
+			}
+			// pman's own verdicts: what the Job controller does not end.
+			wantOwn := got == statusError && len(tt.st.Conditions) == 0 && kj.Annotations == nil &&
+				!slices.ContainsFunc(tt.pods, func(p corev1.Pod) bool {
+					return p.Status.Phase == corev1.PodFailed || len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
+				})
+			if v.own != wantOwn {
+				t.Errorf("own = %v; want %v", v.own, wantOwn)
+			}
+			for _, w := range tt.wantMsgs {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q; want it to contain %q", msg, w)
+				}
+			}
+			if got == statusUndefined {
+				t.Errorf("jobStatus = %q (%q); want a defined status", got, msg)
+			}
+		})
 	}
 }
 
@@ -272,49 +274,57 @@ func TestKubeTimestamp(t *testing.T) {
 			at(cond(batchv1.JobFailed, corev1.ConditionTrue, "", ""), 10*time.Second)}}, "2026-11-25T12:00:10Z"},
 	}
 	for _, tt := range tests {
-		v, _ := jobStatus(kjob(tt.st), nil, t0.Add(time.Hour), testGraces, testEvents)
-		if got := kubeTimestamp(v.at); got != tt.want {
-			t.Errorf("%s: timestamp %q; want %q", tt.name, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			v, _ := jobStatus(kjob(tt.st), nil, t0.Add(time.Hour), testGraces, testEvents)
+			if got := kubeTimestamp(v.at); got != tt.want {
+				t.Errorf("timestamp %q; want %q", got, tt.want)
+			}
+		})
 	}
 }
 
 func TestNeverSchedulable(t *testing.T) {
 	tests := []struct {
+		name string
 		msg  string
 		want bool
 	}{
-		{pvcMissing, true},
-		{noNodeMatches, true},
-		{"0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.", true},
-		{"0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: x", false},
-		{"0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.", false},
-		{"0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: x", false},
-		{"no nodes available to schedule pods", false},
+		{"PVC missing", pvcMissing, true},
+		{"no node matches", noNodeMatches, true},
+		{"no node of 3 matches", "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.", true},
+		{"one node lacks CPU", "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: x", false},
+		{"insufficient GPU", "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.", false},
+		{"unbound PVC", "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: x", false},
+		{"no nodes", "no nodes available to schedule pods", false},
 	}
 	for _, tt := range tests {
-		if got := neverSchedulable(tt.msg); got != tt.want {
-			t.Errorf("neverSchedulable(%q) = %v; want %v", tt.msg, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if got := neverSchedulable(tt.msg); got != tt.want {
+				t.Errorf("neverSchedulable(%q) = %v; want %v", tt.msg, got, tt.want)
+			}
+		})
 	}
 }
 
 func TestCreateCanHeal(t *testing.T) {
 	tests := []struct {
+		name string
 		msg  string
 		want bool
 	}{
-		{`pods "x" is forbidden: exceeded quota: q, requested: limits.memory=200Mi, used: limits.memory=0, limited: limits.memory=100Mi`, true},
-		{`pods "x" is forbidden: failed quota: q: must specify limits.memory for: plugin`, false},
-		{`pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true`, false},
-		{`pods "x" is forbidden: maximum cpu usage per Container is 200m, but limit is 500m`, false},
-		{`admission webhook "policy.example.org" denied the request: no`, false},
-		{`Pod "x" is invalid: spec.containers[0].resources.requests: Invalid value`, false},
-		{`Internal error occurred: failed calling webhook "policy.example.org": connection refused`, true},
+		{"exceeded quota", `pods "x" is forbidden: exceeded quota: q, requested: limits.memory=200Mi, used: limits.memory=0, limited: limits.memory=100Mi`, true},
+		{"failed quota", `pods "x" is forbidden: failed quota: q: must specify limits.memory for: plugin`, false},
+		{"PodSecurity", `pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true`, false},
+		{"LimitRange", `pods "x" is forbidden: maximum cpu usage per Container is 200m, but limit is 500m`, false},
+		{"webhook denied", `admission webhook "policy.example.org" denied the request: no`, false},
+		{"invalid", `Pod "x" is invalid: spec.containers[0].resources.requests: Invalid value`, false},
+		{"webhook unreachable", `Internal error occurred: failed calling webhook "policy.example.org": connection refused`, true},
 	}
 	for _, tt := range tests {
-		if got := createCanHeal(tt.msg); got != tt.want {
-			t.Errorf("createCanHeal(%q) = %v; want %v", tt.msg, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if got := createCanHeal(tt.msg); got != tt.want {
+				t.Errorf("createCanHeal(%q) = %v; want %v", tt.msg, got, tt.want)
+			}
+		})
 	}
 }

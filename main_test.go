@@ -387,21 +387,24 @@ func TestAPIErrors(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
+		name string
 		err  error
 		code int
 	}{
-		{errorf(eUnavailable, "engine down"), 503},
-		{refused(403, "forbidden by the engine"), 403},
-		{refused(0, "refused without a code"), 400},
-		{refused(502, "not a 4xx"), 400},
+		{"unavailable", errorf(eUnavailable, "engine down"), 503},
+		{"refused 403", refused(403, "forbidden by the engine"), 403},
+		{"refused without a code", refused(0, "refused without a code"), 400},
+		{"refused 502", refused(502, "not a 4xx"), 400},
 	} {
-		f.err = tt.err
-		for _, r := range [][2]string{{"POST", "/api/v1/"}, {"GET", "/api/v1/x/"}, {"DELETE", "/api/v1/x/"}} {
-			code, m := callHandler(t, h, r[0], r[1], string(mustJSON(t, validBody())))
-			if code != tt.code || !strings.Contains(fmt.Sprint(m["message"]), tt.err.Error()) {
-				t.Errorf("%s %s with %v = %d %v; want %d with its message", r[0], r[1], tt.err, code, m, tt.code)
+		t.Run(tt.name, func(t *testing.T) {
+			f.err = tt.err
+			for _, r := range [][2]string{{"POST", "/api/v1/"}, {"GET", "/api/v1/x/"}, {"DELETE", "/api/v1/x/"}} {
+				code, m := callHandler(t, h, r[0], r[1], string(mustJSON(t, validBody())))
+				if code != tt.code || !strings.Contains(fmt.Sprint(m["message"]), tt.err.Error()) {
+					t.Errorf("%s %s with %v = %d %v; want %d with its message", r[0], r[1], tt.err, code, m, tt.code)
+				}
 			}
-		}
+		})
 	}
 }
 

@@ -335,17 +335,19 @@ func TestDockerDrainPull(t *testing.T) {
 		{"garbage", `{"status":`, 503, "reading"},
 	}
 	for _, tt := range tests {
-		err := drainPull(io.NopCloser(strings.NewReader(tt.stream)), "img:1")
-		if tt.code == 0 {
-			if err != nil {
-				t.Errorf("%s: drainPull = %v; want nil", tt.name, err)
+		t.Run(tt.name, func(t *testing.T) {
+			err := drainPull(io.NopCloser(strings.NewReader(tt.stream)), "img:1")
+			if tt.code == 0 {
+				if err != nil {
+					t.Errorf("drainPull = %v; want nil", err)
+				}
+				return
 			}
-			continue
-		}
-		code, body := errorStatus(err)
-		if msg := fmt.Sprint(body); code != tt.code || !strings.Contains(msg, tt.msg) || !strings.Contains(msg, "img:1") {
-			t.Errorf("%s: drainPull = %d %v; want %d naming img:1 and saying %q", tt.name, code, body, tt.code, tt.msg)
-		}
+			code, body := errorStatus(err)
+			if msg := fmt.Sprint(body); code != tt.code || !strings.Contains(msg, tt.msg) || !strings.Contains(msg, "img:1") {
+				t.Errorf("drainPull = %d %v; want %d naming img:1 and saying %q", code, body, tt.code, tt.msg)
+			}
+		})
 	}
 }
 

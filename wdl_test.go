@@ -123,19 +123,21 @@ func TestRenderJobLimits(t *testing.T) {
 		{4000, 4000, true, "", ""},
 	}
 	for _, tt := range tests {
-		c := &cromwellSched{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
-		wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, CPULimit: tt.cpu, MemoryLimit: tt.mem,
-			Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rt := runtimeSection(t, wdl)
-		for attr, want := range map[string]string{"cpu:": tt.cpuLine, "memory:": tt.memoryLine} {
-			has := strings.Contains(rt, "\n        "+attr)
-			if want == "" && has || want != "" && !strings.Contains(rt, "\n        "+want+"\n") {
-				t.Errorf("cpu %d, memory %d MiB, IGNORE_LIMITS %v: runtime\n%s\nwant %s line %q", tt.cpu, tt.mem, tt.ignore, rt, attr, want)
+		t.Run(fmt.Sprintf("cpu %d memory %d ignore %v", tt.cpu, tt.mem, tt.ignore), func(t *testing.T) {
+			c := &cromwellSched{cfg: &config{StoreBase: "/s", TimelimitMinutes: 1, IgnoreLimits: tt.ignore}}
+			wdl, err := c.renderJob(&jobSpec{JID: "j", Image: "img", Workers: 1, CPULimit: tt.cpu, MemoryLimit: tt.mem,
+				Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			rt := runtimeSection(t, wdl)
+			for attr, want := range map[string]string{"cpu:": tt.cpuLine, "memory:": tt.memoryLine} {
+				has := strings.Contains(rt, "\n        "+attr)
+				if want == "" && has || want != "" && !strings.Contains(rt, "\n        "+want+"\n") {
+					t.Errorf("runtime\n%s\nwant %s line %q", rt, attr, want)
+				}
+			}
+		})
 	}
 }
 
@@ -260,9 +262,11 @@ func TestShQuote(t *testing.T) {
 		{"$'{", `'$'"'"'{'`},
 	}
 	for _, tt := range tests {
-		if got := shQuote(tt.in); got != tt.want {
-			t.Errorf("shQuote(%q) = %s; want %s", tt.in, got, tt.want)
-		}
+		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
+			if got := shQuote(tt.in); got != tt.want {
+				t.Errorf("shQuote(%q) = %s; want %s", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -279,24 +283,28 @@ func TestParseWDLRecorded(t *testing.T) {
 			[]string{"/usr/local/bin/python", "/usr/local/bin/office_convert", "/share/incoming", "/share/outgoing"}},
 	}
 	for _, tt := range tests {
-		image, argv, err := parseWDL(cwMetadata(t, tt.file).SubmittedFiles.Workflow)
-		if err != nil || image != tt.image || !slices.Equal(argv, tt.argv) {
-			t.Errorf("parseWDL(%s) = %q, %q, %v; want %q, %q", tt.file, image, argv, err, tt.image, tt.argv)
-		}
+		t.Run(tt.file, func(t *testing.T) {
+			image, argv, err := parseWDL(cwMetadata(t, tt.file).SubmittedFiles.Workflow)
+			if err != nil || image != tt.image || !slices.Equal(argv, tt.argv) {
+				t.Errorf("parseWDL = %q, %q, %v; want %q, %q", image, argv, err, tt.image, tt.argv)
+			}
+		})
 	}
 }
 
 func TestParseWDLBroken(t *testing.T) {
-	for _, wdl := range []string{
-		"",
-		"version 1.0\ntask t {\n    runtime {\n        docker: 'x'\n    }\n}",
-		"version 1.0\ntask t {\n    command <<<\n'a'\n    runtime {\n        docker: 'x'\n    }\n}",
-		"version 1.0\ntask t {\n    command <<<\n'unterminated\n    >>>\n    runtime {\n        docker: 'x'\n    }\n}",
-		"version 1.0\ntask t {\n    command <<<\n'a'\n    >>>\n}",
+	for _, tt := range []struct{ name, wdl string }{
+		{"empty", ""},
+		{"no command", "version 1.0\ntask t {\n    runtime {\n        docker: 'x'\n    }\n}"},
+		{"unclosed command", "version 1.0\ntask t {\n    command <<<\n'a'\n    runtime {\n        docker: 'x'\n    }\n}"},
+		{"unterminated quote", "version 1.0\ntask t {\n    command <<<\n'unterminated\n    >>>\n    runtime {\n        docker: 'x'\n    }\n}"},
+		{"no runtime", "version 1.0\ntask t {\n    command <<<\n'a'\n    >>>\n}"},
 	} {
-		if image, argv, err := parseWDL(wdl); err == nil {
-			t.Errorf("parseWDL(%q) = %q, %q, nil; want an error", wdl, image, argv)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if image, argv, err := parseWDL(tt.wdl); err == nil {
+				t.Errorf("parseWDL(%q) = %q, %q, nil; want an error", tt.wdl, image, argv)
+			}
+		})
 	}
 }
 
@@ -305,32 +313,35 @@ func TestRenderJobRefuses(t *testing.T) {
 		return &jobSpec{JID: "j", Image: "fnndsc/pl-x", Workers: 1, Cmd: []string{"x"}, InputDir: "key-j/incoming", OutputDir: "key-j/outgoing"}
 	}
 	tests := []struct {
+		name   string
 		field  string
 		change func(*jobSpec)
 	}{
-		{"image", func(s *jobSpec) { s.Image = "img'; }" }},
-		{"image", func(s *jobSpec) { s.Image = "img ~{x}" }},
-		{"image", func(s *jobSpec) { s.Image = "-flag" }},
-		{"env", func(s *jobSpec) { s.Env = []string{"A-B=1"} }},
-		{"env", func(s *jobSpec) { s.Env = []string{"1A=1"} }},
-		{"env", func(s *jobSpec) { s.Env = []string{"A=\x00"} }},
-		{"args", func(s *jobSpec) { s.Cmd = []string{"x", "a\x00b"} }},
-		{"input_dir", func(s *jobSpec) { s.InputDir = "feed ~{x}/in" }},
-		{"output_dir", func(s *jobSpec) { s.OutputDir = "it's/out" }},
-		{"output_dir", func(s *jobSpec) { s.OutputDir = "a$b/out" }},
-		{"output_dir", func(s *jobSpec) { s.OutputDir = "a`id`/out" }},
-		{"input_dir", func(s *jobSpec) { s.InputDir = "a\nb/in" }},
-		{"jid", func(s *jobSpec) { s.JID, s.InputDir, s.OutputDir = "j k", "key-j k/incoming", "key-j k/outgoing" }},
+		{"image with a quote", "image", func(s *jobSpec) { s.Image = "img'; }" }},
+		{"image with a placeholder", "image", func(s *jobSpec) { s.Image = "img ~{x}" }},
+		{"image like a flag", "image", func(s *jobSpec) { s.Image = "-flag" }},
+		{"env name with a dash", "env", func(s *jobSpec) { s.Env = []string{"A-B=1"} }},
+		{"env name with a leading digit", "env", func(s *jobSpec) { s.Env = []string{"1A=1"} }},
+		{"env value with a NUL", "env", func(s *jobSpec) { s.Env = []string{"A=\x00"} }},
+		{"arg with a NUL", "args", func(s *jobSpec) { s.Cmd = []string{"x", "a\x00b"} }},
+		{"input_dir with a placeholder", "input_dir", func(s *jobSpec) { s.InputDir = "feed ~{x}/in" }},
+		{"output_dir with a quote", "output_dir", func(s *jobSpec) { s.OutputDir = "it's/out" }},
+		{"output_dir with a dollar", "output_dir", func(s *jobSpec) { s.OutputDir = "a$b/out" }},
+		{"output_dir with a backquote", "output_dir", func(s *jobSpec) { s.OutputDir = "a`id`/out" }},
+		{"input_dir with a newline", "input_dir", func(s *jobSpec) { s.InputDir = "a\nb/in" }},
+		{"jid with a space", "jid", func(s *jobSpec) { s.JID, s.InputDir, s.OutputDir = "j k", "key-j k/incoming", "key-j k/outgoing" }},
 	}
 	c := &cromwellSched{cfg: &config{StoreBase: "/sb", TimelimitMinutes: 5}}
 	for _, tt := range tests {
-		s := base()
-		tt.change(s)
-		_, err := c.renderJob(s)
-		ae, ok := err.(*apiError)
-		if !ok || ae.kind != eInvalid || ae.fields[tt.field] == "" {
-			t.Errorf("renderJob(%+v) = %v; want a 400 on field %s", s, err, tt.field)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			s := base()
+			tt.change(s)
+			_, err := c.renderJob(s)
+			ae, ok := err.(*apiError)
+			if !ok || ae.kind != eInvalid || ae.fields[tt.field] == "" {
+				t.Errorf("renderJob(%+v) = %v; want a 400 on field %s", s, err, tt.field)
+			}
+		})
 	}
 	if _, err := c.renderJob(base()); err != nil {
 		t.Errorf("renderJob(valid) = %v; want nil", err)
