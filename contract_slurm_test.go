@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,9 +94,7 @@ func (e *slurmEnv) job(t *testing.T, jid, script string) map[string]any {
 // job of that name is cancelled and its container removed.
 func (e *slurmEnv) newJID(t *testing.T, name string) string {
 	t.Helper()
-	var b [4]byte
-	rand.Read(b[:])
-	jid := fmt.Sprintf("sl-%x-%s", b, name)
+	jid := "sl-" + randSuffix() + "-" + name
 	t.Cleanup(func() {
 		if out, err := exec.Command("scancel", "--name="+jid).CombinedOutput(); err != nil {
 			t.Logf("scancel --name=%s: %v %s", jid, err, out)

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -368,9 +367,8 @@ func testDockerLocalVolume(t *testing.T, eng *testEngine) {
 	cli, img := eng.cli, eng.image
 	for _, how := range []string{"VOLUME_NAME", "PFCON_SELECTOR"} {
 		t.Run(how, func(t *testing.T) {
-			var b [4]byte
-			rand.Read(b[:])
-			vol := fmt.Sprintf("dk-%x-store", b)
+			suffix := randSuffix()
+			vol := "dk-" + suffix + "-store"
 			v, err := cli.VolumeCreate(context.Background(), volume.CreateOptions{Name: vol})
 			if err != nil {
 				t.Fatal(err)
@@ -386,13 +384,13 @@ func testDockerLocalVolume(t *testing.T, eng *testEngine) {
 			} else {
 				// A stand-in for pfcon: a running container with the label,
 				// mounting the volume where pfcon does.
-				label := fmt.Sprintf("org.chrisproject.role=pfcon-%x", b)
+				label := "org.chrisproject.role=pfcon-" + suffix
 				env["PFCON_SELECTOR"] = label
 				k, val, _ := strings.Cut(label, "=")
 				c, err := cli.ContainerCreate(context.Background(),
 					&container.Config{Image: img, Cmd: []string{"sleep", "300"}, Labels: map[string]string{k: val}},
 					&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},
-					nil, nil, fmt.Sprintf("dk-%x-pfcon", b))
+					nil, nil, "dk-"+suffix+"-pfcon")
 				if err != nil {
 					t.Fatal(err)
 				}

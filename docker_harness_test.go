@@ -247,9 +247,7 @@ func startDocker(t *testing.T, eng *testEngine, extra map[string]string) *docker
 // removed when the test ends, whatever happened.
 func (e *dockerEnv) newJID(t *testing.T, name string) string {
 	t.Helper()
-	var b [4]byte
-	rand.Read(b[:])
-	jid := fmt.Sprintf("dk-%x-%s", b, name)
+	jid := "dk-" + randSuffix() + "-" + name
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

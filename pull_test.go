@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -360,9 +359,7 @@ func TestDockerPull(t *testing.T) {
 
 func testDockerPull(t *testing.T, eng *testEngine) {
 	e := startDocker(t, eng, nil)
-	var b [4]byte
-	rand.Read(b[:])
-	repo := fmt.Sprintf("dk-%x/pulled", b)
+	repo := "dk-" + randSuffix() + "/pulled"
 
 	t.Run("pulled", func(t *testing.T) {
 		img := fakeRegistry(t, repo, false) + "/" + repo + ":1"
