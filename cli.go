@@ -303,3 +303,16 @@ It accepts gunicorn's command line so that deployments which start pman 6 as
 other than --bind is accepted and ignored. Configuration is the environment;
 see the README.
 `
+
+// over returns getenv with the command line's -e/--env settings over it.
+func (cl *commandLine) over(getenv func(string) string) func(string) string {
+	if len(cl.Env) == 0 {
+		return getenv
+	}
+	return func(k string) string {
+		if v, ok := cl.Env[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
+}

@@ -53,15 +53,7 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 		_, err := fmt.Fprintf(stdout, "pman %s\n", version)
 		return err
 	}
-	if len(cl.Env) > 0 {
-		outer := getenv
-		getenv = func(k string) string {
-			if v, ok := cl.Env[k]; ok {
-				return v
-			}
-			return outer(k)
-		}
-	}
+	getenv = cl.over(getenv)
 	log := slog.New(slog.NewJSONHandler(stdout, nil))
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -82,16 +74,9 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 	if len(binds) == 0 {
 		binds = []listenAddr{{Network: "tcp", Addr: ":" + cfg.Port, From: "PORT=" + cfg.Port}}
 	}
-	var lns []net.Listener
-	for _, b := range binds {
-		ln, err := net.Listen(b.Network, b.Addr)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			return fmt.Errorf("%s: %w", b.From, err)
-		}
-		lns = append(lns, ln)
+	lns, err := listenAll(binds)
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           newMux(cfg, sched, log),
@@ -116,6 +101,23 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// listenAll returns a listener on each address, or the first error (each
+// naming where its address came from) with none left open.
+func listenAll(binds []listenAddr) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, b := range binds {
+		ln, err := net.Listen(b.Network, b.Addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", b.From, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
 }
 
 // scheduler is what every backend implements. Each method does the fewest
