@@ -226,28 +226,31 @@ func shellRun(t *testing.T, body string, env ...string) []string {
 }
 
 func TestRenderWDLHostileArgs(t *testing.T) {
-	for _, arg := range wdlHostileArgs {
-		// printf stands in for the plugin: it prints the words it gets.
-		argv := []string{"printf", `%s\0`, "/usr/local/bin/plugin", "--opt", arg, arg + arg, "/share/outgoing"}
-		env := []string{"WEIRD=" + arg, "HOME=/tmp"}
-		wdl := renderWDL(wdlJob{Image: "fnndsc/pl-x:1.0", ShareDir: "/store/key-j", Env: env, Argv: argv, Workers: 1, Timelimit: 5})
-		body := commandBody(t, wdl)
-		checkWDLInert(t, body)
+	for i, arg := range wdlHostileArgs {
+		// The arguments are control characters and quotes: the subtest is
+		// named by its place in the list, the messages quote the argument.
+		t.Run(fmt.Sprintf("arg %d", i), func(t *testing.T) {
+			// printf stands in for the plugin: it prints the words it gets.
+			argv := []string{"printf", `%s\0`, "/usr/local/bin/plugin", "--opt", arg, arg + arg, "/share/outgoing"}
+			env := []string{"WEIRD=" + arg, "HOME=/tmp"}
+			wdl := renderWDL(wdlJob{Image: "fnndsc/pl-x:1.0", ShareDir: "/store/key-j", Env: env, Argv: argv, Workers: 1, Timelimit: 5})
+			body := commandBody(t, wdl)
+			checkWDLInert(t, body)
 
-		got := shellRun(t, body, env...)
-		want := append(append([]string{}, argv[2:]...), arg, "/tmp")
-		if !slices.Equal(got, want) {
-			t.Errorf("arg %q: the shell runs %q; want %q\nWDL:\n%s", arg, got, want, wdl)
-		}
+			got := shellRun(t, body, env...)
+			want := append(append([]string{}, argv[2:]...), arg, "/tmp")
+			if !slices.Equal(got, want) {
+				t.Errorf("arg %q: the shell runs %q; want %q\nWDL:\n%s", arg, got, want, wdl)
+			}
 
-		image, back, err := parseWDL(wdl)
-		if err != nil {
-			t.Errorf("arg %q: parseWDL: %v", arg, err)
-			continue
-		}
-		if image != "fnndsc/pl-x:1.0" || !slices.Equal(back, argv) {
-			t.Errorf("arg %q: parseWDL = %q, %q; want %q, %q", arg, image, back, "fnndsc/pl-x:1.0", argv)
-		}
+			image, back, err := parseWDL(wdl)
+			if err != nil {
+				t.Fatalf("arg %q: parseWDL: %v", arg, err)
+			}
+			if image != "fnndsc/pl-x:1.0" || !slices.Equal(back, argv) {
+				t.Errorf("arg %q: parseWDL = %q, %q; want %q, %q", arg, image, back, "fnndsc/pl-x:1.0", argv)
+			}
+		})
 	}
 }
 
