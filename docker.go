@@ -513,6 +513,14 @@ func newEngineClient(cfg *config) (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DOCKER_HOST=%s: %w", cfg.DockerHost, err)
 	}
+	// The client agrees on an API version with the engine on its first
+	// call, but some calls (ContainerList with filters, ServiceCreate) read
+	// that version before they agree on it: two first calls at once race.
+	// Agreed on here, it is settled before any request. An engine that does
+	// not answer now is agreed with on its first call, as before.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cli.NegotiateAPIVersion(ctx)
 	return cli, nil
 }
 

@@ -149,7 +149,7 @@ func needTestEngine(t testing.TB, name string) *testEngine {
 		return &testEngine{name: name, env: map[string]string{}, cli: cli, image: needTestImage(t, cli)}
 	}
 	host := podmanHost()
-	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	cli, err := newEngineClient(&config{DockerHost: host})
 	if err != nil {
 		needOrSkip(t, "no client for Podman at "+host+": "+err.Error())
 	}
