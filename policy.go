@@ -16,10 +16,8 @@ const jidLabel = "org.chrisproject.pman.jid"
 // jobLabels returns the labels every backend puts on a job's objects:
 // JOB_LABELS, and jidLabel with the jid. A fresh map each call.
 func jobLabels(cfg *config, jid string) map[string]string {
-	l := maps.Clone(cfg.JobLabels)
-	if l == nil {
-		l = map[string]string{}
-	}
+	l := make(map[string]string, len(cfg.JobLabels)+1)
+	maps.Copy(l, cfg.JobLabels)
 	l[jidLabel] = jid
 	return l
 }

@@ -163,17 +163,11 @@ func (p *pull) progress() string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// joinPull returns the running pull of ref, starting one if none runs. The
-// pull runs under the server's context, not the request's: it outlives the
-// POST. The caller must leavePull when it no longer waits.
+// joinPull returns the running pull of ref, starting one if none runs; the
+// caller holds d.mu. The pull runs under the server's context, not the
+// request's: it outlives the POST. The caller must leavePull when it no
+// longer waits.
 func (d *dockerSched) joinPull(ref string) *pull {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.joinPullLocked(ref)
-}
-
-// joinPullLocked is joinPull for a caller that holds d.mu.
-func (d *dockerSched) joinPullLocked(ref string) *pull {
 	if p := d.pulls[ref]; p != nil {
 		p.mu.Lock()
 		p.waiters++
@@ -402,7 +396,7 @@ func (d *dockerSched) track(j *jobSpec, postWaiting bool) *pendingJob {
 	ctx, cancel := context.WithCancel(d.bg)
 	pj := &pendingJob{spec: j, ctx: ctx, cancel: cancel, done: make(chan struct{}), postWaiting: postWaiting}
 	// Set before pj is seen: trackedPull reads it under d.mu.
-	pj.pull = d.joinPullLocked(j.Image)
+	pj.pull = d.joinPull(j.Image)
 	d.jobs[j.JID] = pj
 	d.mu.Unlock()
 	go d.await(ctx, pj)
