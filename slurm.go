@@ -141,11 +141,12 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 func (s *slurmSched) nameProblem(jid string) string { return "" }
 
 func (s *slurmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
-	script, err := renderSlurmScript(s.cfg, j, s.records)
+	j, err := resolveJobDirs(s.cfg.StoreBase, j)
 	if err != nil {
 		return nil, err
 	}
-	if err := missingInput(s.cfg.StoreBase, j.InputDir); err != nil {
+	script, err := renderSlurmScript(s.cfg, j, s.records)
+	if err != nil {
 		return nil, err
 	}
 	v, err := s.apiVersion(ctx)
