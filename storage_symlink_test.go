@@ -50,8 +50,8 @@ func symlinkStore(t *testing.T) (store, outside string) {
 func TestResolveJobDirs(t *testing.T) {
 	store, outside := symlinkStore(t)
 	tests := []struct {
-		name, in, out     string
-		wantIn, wantOut   string // resolved, when accepted
+		name, in, out      string
+		wantIn, wantOut    string // resolved, when accepted
 		wantField, wantIn2 string // the refused field, and what its problem says
 	}{
 		{name: "no links", in: "u/in", out: "u/out", wantIn: "u/in", wantOut: "u/out"},
