@@ -334,7 +334,8 @@ var errNotTrusted = errors.New("not trusted")
 // written it might have.
 func (r slurmRecord) read(name string, owners ...int) ([]byte, error) {
 	// O_NONBLOCK: a FIFO planted there must not hang the GET.
-	f, err := r.keep.root.OpenFile(filepath.Join(r.jid, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	p := filepath.Join(r.jid, name)
+	f, err := r.keep.root.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -343,8 +344,16 @@ func (r slurmRecord) read(name string, owners ...int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// os.Root follows a last link that stays inside it, O_NOFOLLOW or
+	// not: the name itself must be the file opened.
+	named, err := r.keep.root.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	switch {
+	case named.Mode()&fs.ModeSymlink != 0 || !os.SameFile(named, fi):
+		return nil, fmt.Errorf("%s: %w: a symlink", name, errNotTrusted)
 	case !fi.Mode().IsRegular() || st == nil:
 		return nil, fmt.Errorf("%s: %w: not a regular file", name, errNotTrusted)
 	case st.Nlink != 1:
