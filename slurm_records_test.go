@@ -127,6 +127,8 @@ func TestSlurmRecordAttacks(t *testing.T) {
 	for _, a := range attacks {
 		if out, err := asUser(t, otherUser, a.script); err == nil {
 			t.Errorf("%s as %s: succeeded (%s); want refused", a.name, otherUser, out)
+		} else {
+			t.Logf("%s as %s: refused: %s", a.name, otherUser, strings.TrimSpace(out))
 		}
 	}
 	for _, d := range []string{store + "/.pman", records, recRun, recRun + "/run"} {
@@ -181,6 +183,7 @@ func TestSlurmJobAsOtherUser(t *testing.T) {
 	// wrote what.
 	e.submit(t, e.job(t, jid, "echo hello"))
 	m := e.finish(t, jid)
+	t.Logf("the job of %s: %s, %q", jobUser, m["status"], m["message"])
 	rec := filepath.Join(slurmRecordsDir(store), jid)
 	owner := func(p string) (int, os.FileMode) {
 		fi, err := os.Lstat(p)
@@ -214,6 +217,8 @@ func TestSlurmJobAsOtherUser(t *testing.T) {
 	} {
 		if out, err := asUser(t, a.who, a.script); err == nil {
 			t.Errorf("%s as %s: succeeded (%s); want refused", a.name, a.who, out)
+		} else {
+			t.Logf("%s as %s: refused: %s", a.name, a.who, strings.TrimSpace(out))
 		}
 	}
 	if _, again := e.do(t, "GET", jid, nil); again["status"] != m["status"] || again["message"] != m["message"] {
