@@ -157,11 +157,12 @@ func (c *cromwellSched) nameProblem(jid string) string {
 }
 
 func (c *cromwellSched) create(ctx context.Context, j *jobSpec) (*job, error) {
-	wdl, err := c.renderJob(j)
+	j, err := resolveJobDirs(c.cfg.StoreBase, j)
 	if err != nil {
 		return nil, err
 	}
-	if err := missingInput(c.cfg.StoreBase, j.InputDir); err != nil {
+	wdl, err := c.renderJob(j)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.deadline)

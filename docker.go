@@ -75,7 +75,7 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := missingInput(base, j.InputDir); err != nil {
+	if j, err = resolveJobDirs(base, j); err != nil {
 		return nil, err
 	}
 	// A taken jid is answered before a pull that may take minutes.

@@ -203,9 +203,12 @@ func (k *kubeSched) nameProblem(jid string) string {
 
 func (k *kubeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
 	// With a hostPath STOREBASE, a missing input directory would be made
-	// empty by the kubelet: refused, where pman sees the store.
+	// empty by the kubelet: refused, where pman sees the store, as is a
+	// directory that leads out of it (the kubelet would refuse its subPath
+	// only when the pod starts).
 	if k.cfg.StorageType == "host" {
-		if err := missingInput(k.cfg.StoreBase, s.InputDir); err != nil {
+		var err error
+		if s, err = resolveJobDirs(k.cfg.StoreBase, s); err != nil {
 			return nil, err
 		}
 	}

@@ -459,6 +459,11 @@ func (d *dockerSched) finish(ctx context.Context, j *jobSpec) error {
 	if err != nil {
 		return err
 	}
+	// Checked again: a pull may take hours, and the directories the POST
+	// resolved may have been swapped for symlinks since.
+	if j, err = resolveJobDirs(base, j); err != nil {
+		return err
+	}
 	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
 	if cerrdefs.IsConflict(err) || nameInUse(err) {

@@ -23,7 +23,8 @@ type jobSpec struct {
 	Env         []string // KEY=value, HOME=/tmp appended by ENABLE_HOME_WORKAROUND
 	Cmd         []string // entrypoint + localized args + /share/incoming? + /share/outgoing
 	// InputDir and OutputDir are relative to STOREBASE and checked by
-	// storeDirs: they never leave it.
+	// storeDirs: their text never leaves it. A backend's create resolves
+	// their links with resolveJobDirs where pman sees the store.
 	InputDir  string
 	OutputDir string
 }

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,8 +92,11 @@ type slurmSched struct {
 	log  *slog.Logger
 	base string // request URL prefix: the http(s) URL, or http://slurmrestd for a socket
 	http *http.Client
-	// records is STOREBASE/.pman/slurm, where each job keeps its record.
+	// records is STOREBASE/.pman/slurm, where each job keeps its record,
+	// as SLURM and the batch script name it; keep is that directory as
+	// pman opened it, and how it judges what it reads there.
 	records string
+	keep    *slurmKeeper
 
 	mu      sync.Mutex
 	version string // the API version in use, once known
@@ -110,9 +112,14 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 		MaxIdleConnsPerHost:   4,
 	}
 	records := slurmRecordsDir(cfg.StoreBase)
+	uid, gid, err := slurmJobUser(cfg.Slurm)
+	if err != nil {
+		return nil, err
+	}
 	// pman reads and writes the records: STOREBASE must be here, at the
 	// same path as on the nodes.
-	if err := os.MkdirAll(records, 0o755); err != nil {
+	keep, err := openSlurmRecords(cfg.StoreBase, uid, gid, log)
+	if err != nil {
 		return nil, fmt.Errorf("STOREBASE: pman keeps each SLURM job's record in %s: %v", records, err)
 	}
 	base := strings.TrimRight(cfg.Slurm.URL, "/")
@@ -131,6 +138,7 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 		// answer before it says so; a whole request stays well under this.
 		http:    &http.Client{Timeout: 45 * time.Second, Transport: tr},
 		records: records,
+		keep:    keep,
 		version: cfg.Slurm.APIVersion,
 	}, nil
 }
@@ -141,11 +149,12 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 func (s *slurmSched) nameProblem(jid string) string { return "" }
 
 func (s *slurmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
-	script, err := renderSlurmScript(s.cfg, j, s.records)
+	j, err := resolveJobDirs(s.cfg.StoreBase, j)
 	if err != nil {
 		return nil, err
 	}
-	if err := missingInput(s.cfg.StoreBase, j.InputDir); err != nil {
+	script, err := renderSlurmScript(s.cfg, j, s.records)
+	if err != nil {
 		return nil, err
 	}
 	v, err := s.apiVersion(ctx)
@@ -324,7 +333,7 @@ func (s *slurmSched) status(ctx context.Context, rec slurmRecord, meta slurmJobM
 // jobStatus maps a job SLURM knows onto pman's status. A job pending for a
 // reason that can never clear is cancelled and answered as failed.
 func (s *slurmSched) jobStatus(ctx context.Context, v string, info *slurmJobInfo, meta slurmJobMeta, rec slurmRecord) slurmAnswerRecord {
-	st := jobStateStatus(info, meta, rec.readEnd())
+	st := jobStateStatus(info, meta, rec.readEnd(info.JobID))
 	if st.Status == statusNotStarted && info.state() == "PENDING" {
 		if why := s.neverRuns(ctx, v, info); why != "" {
 			if err := s.cancel(ctx, v, info.JobID); err != nil {

@@ -197,7 +197,7 @@ func TestSlurmEndToEnd(t *testing.T) {
 		// slurmctld has forgotten it.
 		before := e.finish(t, seen)
 		rec := filepath.Join(slurmRecordsDir(e.store), seen)
-		for _, f := range []string{"job.json", "job.log", "end.json", "answer.json"} {
+		for _, f := range []string{"job.json", "run/job.log", "run/end.json", "answer.json"} {
 			if _, err := os.Stat(filepath.Join(rec, f)); err != nil {
 				t.Errorf("record %s: %v", f, err)
 			}

@@ -34,7 +34,7 @@ func (s *slurmSched) submission(v string, j *jobSpec, script string, rec slurmRe
 	cpus := max(1, ceilDiv(j.CPULimit, 1000))
 	job := map[string]any{
 		"name":                      j.JID,
-		"current_working_directory": rec.dir,
+		"current_working_directory": rec.runDir(),
 		// SLURM expands %-patterns in these paths; %% is a literal %.
 		"standard_output": strings.ReplaceAll(rec.logPath(), "%", "%%"),
 		"tasks":           j.Workers,
@@ -228,11 +228,12 @@ type slurmAnswerRecord struct {
 
 // slurmEnd is what the batch script writes when the container ends.
 type slurmEnd struct {
-	ExitCode  int    `json:"exit_code"`
-	OOMKilled bool   `json:"oom_killed"`
-	Signal    string `json:"signal"` // the signal that stopped the script, if one did
-	Start     string `json:"start"`
-	End       string `json:"end"`
+	SlurmJobID int    `json:"slurm_job_id"` // $SLURM_JOB_ID: pman believes only its own job's report
+	ExitCode   int    `json:"exit_code"`
+	OOMKilled  bool   `json:"oom_killed"`
+	Signal     string `json:"signal"` // the signal that stopped the script, if one did
+	Start      string `json:"start"`
+	End        string `json:"end"`
 }
 
 // jobStateStatus maps a job SLURM knows onto pman's status. end is the

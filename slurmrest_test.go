@@ -122,7 +122,7 @@ func newFakeSlurmSched(t *testing.T, f *fakeSlurmrestd, extra ...string) (*slurm
 	t.Helper()
 	store := fakeStore(t)
 	env := map[string]string{"CONTAINER_ENV": "slurm", "STOREBASE": store, "SLURMRESTD_URL": f.srv.URL,
-		"SLURM_JWT": "tok-123", "SLURM_USER": "chris", "SLURM_PARTITION": "batch", "TIMELIMIT_MINUTES": "30", "JOB_LOGS_TAIL": "2"}
+		"SLURM_JWT": "tok-123", "SLURM_USER": testUser(t), "SLURM_PARTITION": "batch", "TIMELIMIT_MINUTES": "30", "JOB_LOGS_TAIL": "2"}
 	for i := 0; i < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
 	}
@@ -171,13 +171,13 @@ func TestSlurmFakeCreateAndGet(t *testing.T) {
 				t.Fatalf("%d submissions; want 1", len(subs))
 			}
 			h := subs[0].Header
-			if h.Get("X-SLURM-USER-TOKEN") != "tok-123" || h.Get("X-SLURM-USER-NAME") != "chris" {
+			if h.Get("X-SLURM-USER-TOKEN") != "tok-123" || h.Get("X-SLURM-USER-NAME") != testUser(t) {
 				t.Errorf("headers %v; want the token and the user", h)
 			}
 			job, _ := subs[0].Body["job"].(map[string]any)
 			js, _ := json.Marshal(job)
 			want := map[string]any{"name": "jid-1", "partition": "batch", "tasks": 2.0, "cpus_per_task": 2.0, "requeue": false,
-				"current_working_directory": filepath.Join(store, ".pman/slurm/jid-1")}
+				"current_working_directory": filepath.Join(store, ".pman/slurm/jid-1/run")}
 			if v == "0.0.38" {
 				want["time_limit"], want["memory_per_node"], want["gres"] = 30.0, 300.0, "gpu:1"
 				want["environment"] = map[string]any{"PATH": slurmJobPath}
@@ -202,7 +202,7 @@ func TestSlurmFakeCreateAndGet(t *testing.T) {
 				t.Errorf("get = %+v, %v; want started", j, err)
 			}
 			f.answer("GET /job/ID", 200, "job-failed.json")
-			os.WriteFile(filepath.Join(store, ".pman/slurm/jid-1/job.log"), []byte("a\nb\nc\n"), 0o644)
+			os.WriteFile(filepath.Join(store, ".pman/slurm/jid-1/run/job.log"), []byte("a\nb\nc\n"), 0o644)
 			first, err := s.get(ctx, "jid-1")
 			if err != nil || first.Status != statusError || !strings.Contains(first.Message, "exit code 3") || first.Logs != "b\nc\n" {
 				t.Errorf("get = %+v, %v; want finishedWithError, exit code 3, logs b c", first, err)

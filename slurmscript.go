@@ -46,7 +46,10 @@ func slurmScript(cfg *config, j *jobSpec, rec slurmRecord) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("#!/bin/sh\n")
 	w("# pman: one ChRIS job. Every value of the job below is a single-quoted word.\n")
-	w("rec=%s\n", shQuote(rec.dir))
+	// Files made by the script are writable by its user alone, or pman
+	// would not believe its end report.
+	w("umask 022\n")
+	w("rec=%s\n", shQuote(rec.runDir()))
 	w("in=%s\n", shQuote(hostPath(cfg.StoreBase, j.InputDir)))
 	w("out=%s\n", shQuote(hostPath(cfg.StoreBase, j.OutputDir)))
 	// The job id alone is not unique: slurmctld numbers again from 1 when
@@ -56,7 +59,7 @@ func slurmScript(cfg *config, j *jobSpec, rec slurmRecord) string {
 	w("started=$(now)\n")
 	// finish CODE OOM SIGNAL writes end.json at once (write, then rename).
 	w("finish() {\n")
-	w("  printf '{\"exit_code\":%%d,\"oom_killed\":%%s,\"signal\":\"%%s\",\"start\":\"%%s\",\"end\":\"%%s\"}\\n' \"$1\" \"$2\" \"$3\" \"$started\" \"$(now)\" >\"$rec/.end.json.tmp\" &&\n")
+	w("  printf '{\"slurm_job_id\":%%d,\"exit_code\":%%d,\"oom_killed\":%%s,\"signal\":\"%%s\",\"start\":\"%%s\",\"end\":\"%%s\"}\\n' \"${SLURM_JOB_ID:-0}\" \"$1\" \"$2\" \"$3\" \"$started\" \"$(now)\" >\"$rec/.end.json.tmp\" &&\n")
 	w("    mv -f \"$rec/.end.json.tmp\" \"$rec/end.json\"\n")
 	w("}\n")
 	w("if [ ! -d \"$in\" ]; then\n")

@@ -83,7 +83,7 @@ func TestSlurmScriptHostileArgs(t *testing.T) {
 						jid = "j"
 					}
 					rec := slurmRecord{jid: jid, dir: filepath.Join(slurmRecordsDir(store), jid)}
-					os.MkdirAll(rec.dir, 0o777)
+					os.MkdirAll(rec.runDir(), 0o755)
 					cmd := []string{"/usr/local/bin/plugin", "--opt", arg, arg + arg, outgoingDir}
 					j := &jobSpec{JID: jid, Image: "fnndsc/pl-x:1.0", Cmd: cmd, Env: []string{"WEIRD=" + arg, "HOME=/tmp"},
 						InputDir: in, OutputDir: out, Workers: 1, CPULimit: 1000, MemoryLimit: 64}
@@ -128,7 +128,7 @@ func TestSlurmScriptHostileArgs(t *testing.T) {
 							t.Errorf("arg %q: no bind %q in %q", arg, bind, got)
 						}
 					}
-					if b, err := os.ReadFile(filepath.Join(rec.dir, "end.json")); err != nil || !bytes.Contains(b, []byte(`"exit_code":0`)) {
+					if b, err := os.ReadFile(filepath.Join(rec.runDir(), "end.json")); err != nil || !bytes.Contains(b, []byte(`"exit_code":0`)) {
 						t.Errorf("arg %q: end.json = %s, %v; want exit code 0", arg, b, err)
 					}
 					os.RemoveAll(rec.dir)

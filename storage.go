@@ -93,14 +93,13 @@ func hostPath(storeBase, rel string) string {
 // input directory before it submits the job, so a missing one is a mistake
 // worth answering at once, not an empty directory to run the plugin on (as
 // Podman and a Kubernetes hostPath would make one) nor an error from deep in
-// the scheduler. Each backend that binds host paths calls it in create,
-// before its first scheduler call.
+// the scheduler. resolveJobDirs calls it with the resolved directory.
 func missingInput(base, rel string) error {
 	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
 		return nil
 	}
 	p := hostPath(base, rel)
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return fieldError("input_dir", fmt.Sprintf("the input directory %s does not exist", p))
 	}
 	return nil
@@ -257,4 +256,148 @@ func findVolumePath(ctx context.Context, cli *client.Client, cfg *config) (strin
 		return "", errorf(eUnavailable, "STORAGE_TYPE=docker_local_volume: no running container labelled %s mounts a volume at %s, and VOLUME_NAME is not set", cfg.PfconSelector, pfconStoreBase)
 	}
 	return source, nil
+}
+
+// resolveJobDirs returns a copy of j whose input and output directories are
+// the paths they lead to on the store at base (STOREBASE on the engine's
+// hosts), every symlink in them followed, or the field error of one that
+// does not stay in the store. It is the directory policy of every backend
+// that binds host paths, called in create before the first scheduler call,
+// and what they mount is its answer: a link swapped after the check cannot
+// redirect the mount.
+//
+// A job writes its output directory, and in ChRIS one plugin's output is
+// the next one's input: a job can leave a symlink there (out/root -> /,
+// out/up -> ../../..), and the text of a path says nothing of where it
+// leads. So each directory is resolved component by component from
+// STOREBASE (resolved itself: STOREBASE may be a link), and must end below
+// it, not at it, and not in pman's own .pman. A directory that does not
+// exist yet (an output the engine or the script creates) is resolved as
+// far as it exists, the rest appended: no link can lie below a missing
+// directory. The input directory must exist (missingInput's rule).
+//
+// Where pman does not see a directory at base (pman in a container without
+// the store), there is nothing to check: j is answered as it is, and what
+// protects the job is the scheduler's own (README, "Symlinks in job
+// directories").
+func resolveJobDirs(base string, j *jobSpec) (*jobSpec, error) {
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+		return j, nil
+	}
+	realBase, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return nil, errorf(eInternal, "STOREBASE %s: %v", base, err)
+	}
+	out := *j
+	for _, d := range []struct {
+		field string
+		rel   *string
+	}{{"input_dir", &out.InputDir}, {"output_dir", &out.OutputDir}} {
+		r, err := resolveInStore(realBase, d.field, *d.rel)
+		if err != nil {
+			return nil, err
+		}
+		*d.rel = r
+	}
+	if err := missingInput(base, out.InputDir); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// maxLinks bounds the symlinks one path may go through, as Linux does
+// (ELOOP after 40).
+const maxLinks = 40
+
+// errLinkLoop is resolvePath's answer for a path through more than maxLinks
+// links: a loop, which no engine could mount either.
+var errLinkLoop = fmt.Errorf("more than %d symlinks (a loop)", maxLinks)
+
+// resolveInStore returns where the job directory rel (clean, from safeRel)
+// leads under realBase, STOREBASE with its own links resolved, as a path
+// relative to it; or the field error of one that leads out of it, to it, or
+// into .pman.
+func resolveInStore(realBase, field, rel string) (string, error) {
+	p, link, err := resolvePath(realBase, rel)
+	if errors.Is(err, errLinkLoop) {
+		return "", fieldError(field, fmt.Sprintf("%q goes through %v", rel, err))
+	}
+	if err != nil {
+		return "", errorf(eInternal, "%s %q: pman cannot check where it leads: %v", field, rel, err)
+	}
+	via := ""
+	if link != "" {
+		via = " through the symlink " + link
+	}
+	switch {
+	case !within(realBase, p):
+		return "", fieldError(field, fmt.Sprintf("%q leads out of STOREBASE%s", rel, via))
+	case p == realBase:
+		return "", fieldError(field, fmt.Sprintf("%q leads to STOREBASE itself%s, not to a directory inside it", rel, via))
+	case within(filepath.Join(realBase, pmanDir), p):
+		return "", fieldError(field, fmt.Sprintf("%q leads into pman's own directory %s of STOREBASE%s", rel, pmanDir, via))
+	}
+	return strings.TrimPrefix(p, realBase+"/"), nil
+}
+
+// resolvePath returns the clean absolute path that rel leads to from the
+// directory root, following every symlink on the way as the kernel would;
+// components that do not exist are taken as they are (a missing directory
+// holds no links). link is the first symlink followed, "name -> target"
+// with name relative to root when it lies there, for messages; "" when
+// none was.
+func resolvePath(root, rel string) (p, link string, err error) {
+	p = root
+	todo := strings.Split(rel, "/")
+	missing := false
+	for n := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			p = filepath.Dir(p)
+			continue
+		}
+		next := filepath.Join(p, c)
+		if missing {
+			p = next
+			continue
+		}
+		fi, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			// Nothing below here exists: the rest is text. (A ".." in it
+			// is taken textually, as MkdirAll and the engines clean it.)
+			missing = true
+			p = next
+			continue
+		}
+		if err != nil {
+			return "", "", err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			p = next
+			continue
+		}
+		if n++; n > maxLinks {
+			return "", "", errLinkLoop
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", "", err
+		}
+		if link == "" {
+			name := next
+			if within(root, next) {
+				name = strings.TrimPrefix(next, root+"/")
+			}
+			link = name + " -> " + target
+		}
+		if filepath.IsAbs(target) {
+			p = "/"
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return p, link, nil
 }

@@ -121,7 +121,7 @@ func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := missingInput(base, j.InputDir); err != nil {
+	if j, err = resolveJobDirs(base, j); err != nil {
 		return nil, err
 	}
 	spec := serviceSpec(s.cfg, j, base)
