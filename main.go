@@ -59,6 +59,8 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	// From here on, no log line can carry a secret of the configuration.
+	log = slog.New(scrubHandler{log.Handler(), newScrubber(configSecrets(cfg))})
 	if len(cl.Ignored) > 0 {
 		log.Info("gunicorn options ignored: one process serves every request", "ignored", cl.Ignored)
 	}
@@ -266,7 +268,8 @@ const maxBody = 1 << 20
 func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
 	cache := newJobCache(cacheMaxEntries, cacheMaxBytes, cacheTTL)
 	m := newMetrics(cache)
-	sched = &meteredSched{next: sched, backend: cfg.ContainerEnv, m: m}
+	sched = &meteredSched{next: &scrubbedSched{next: sched, sc: newScrubber(configSecrets(cfg))}, backend: cfg.ContainerEnv, m: m}
+	sched = &logsBound{scheduler: sched, maxBytes: cfg.logsMaxBytes()}
 	status := &statusReader{sched: sched, cache: cache, m: m}
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) {

@@ -159,15 +159,13 @@ func (r slurmRecord) forgotten(id int, meta slurmJobMeta) slurmAnswerRecord {
 	return a
 }
 
-// slurmLogBytes bounds how much of a log a GET reads: its tail.
-const slurmLogBytes = 4 << 20
-
-// logs returns the last n lines of the job's log; "" before SLURM made it.
-func (r slurmRecord) logs(n int) (string, error) {
+// logs returns the last n lines of the job's log, read from its last
+// maxBytes (fitLogs's bound); "" before SLURM made it.
+func (r slurmRecord) logs(n, maxBytes int) (string, error) {
 	if n <= 0 {
 		return "", nil
 	}
-	b, err := readStoreFile(r.dir, r.logPath(), slurmLogBytes)
+	b, err := readStoreFile(r.dir, r.logPath(), int64(maxBytes))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
