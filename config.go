@@ -28,6 +28,7 @@ type config struct {
 	IgnoreLimits   bool
 	HomeWorkaround bool
 	ShmSizeMiB     int
+	MaxConns       int // MAX_CONNECTIONS; 0: defaultMaxConns
 	JobLabels      map[string]string
 	ContainerUser  userSpec // CONTAINER_USER; an unset side keeps the image's
 
@@ -102,6 +103,7 @@ func loadCommon(e *envReader, c *config) {
 	c.IgnoreLimits = e.bool("IGNORE_LIMITS", false)
 	c.HomeWorkaround = e.bool("ENABLE_HOME_WORKAROUND", false)
 	c.ShmSizeMiB = e.int("SHM_SIZE", 0, 0)
+	c.MaxConns = e.int("MAX_CONNECTIONS", 0, 1) // 0: defaultLimits gives the default
 	c.JobLabels = e.pairs("JOB_LABELS")
 	u, err := parseUserSpec(e.str("CONTAINER_USER", ""))
 	if err != nil {

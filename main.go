@@ -80,15 +80,12 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           newMux(cfg, sched, log),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv, capped := newHTTPServer(newMux(cfg, sched, log), defaultLimits(cfg))
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		log.Info("listening", "addr", ln.Addr().String(), "version", version,
 			"container_env", cfg.ContainerEnv, "storage_type", cfg.StorageType)
-		go func() { errc <- srv.Serve(ln) }()
+		go func() { errc <- srv.Serve(capped(ln)) }()
 	}
 	select {
 	case err := <-errc:
@@ -313,11 +310,17 @@ func handleCreate(cfg *config, sched scheduler, status *statusReader, m *metrics
 			tooLarge()
 			return
 		}
+		bodyRead := readingBody(r)
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		bodyRead()
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
 				tooLarge()
+				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				writeError(w, r, errorf(eInvalid, "the request body did not arrive in time"))
 				return
 			}
 			writeError(w, r, errorf(eInvalid, "reading request body: %v", err))
