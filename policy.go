@@ -96,9 +96,9 @@ func (c *config) logsMaxBytes() int {
 // encoding (as encodeJSON writes it, without the quotes) takes at most
 // maxBytes, each byte that is not UTF-8 replaced by U+FFFD. So an invalid
 // byte costs 3 bytes in the answer, as a valid character can, not the 6 of
-// JSON's \ufffd. When the cut falls inside the logs, they start at the
-// next line, unless that would leave nothing (one huge line keeps its end).
-// This is the byte bound of every backend; JOB_LOGS_TAIL's lines are cut
+// JSON's \ufffd. A cut inside a line keeps that line's end (as tail -c):
+// dropping it could drop all but the last line, or everything of one huge
+// line. This is the byte bound of every backend; JOB_LOGS_TAIL's lines are cut
 // before, by the scheduler or tailLines.
 func fitLogs(s string, maxBytes int) string {
 	start, cost := len(s), 0
@@ -110,11 +110,6 @@ func fitLogs(s string, maxBytes int) string {
 		}
 		cost += c
 		start -= size
-	}
-	if start > 0 {
-		if i := strings.IndexByte(s[start:], '\n'); i >= 0 && start+i+1 < len(s) {
-			start += i + 1
-		}
 	}
 	kept := s[start:]
 	if utf8.ValidString(kept) {
