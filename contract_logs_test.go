@@ -36,15 +36,18 @@ func TestContractLogsBounded(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			if b.name == "kubernetes" {
-				// kwok runs no container: no pod prints. Kubernetes' reading
-				// (LimitBytes, then the streamed tail) is tested against a
-				// fake API server: TestKubeLogBounds, TestKubeHugeLine.
-				t.Skip("kwok runs no container, so no job prints logs; see TestKubeHugeLine")
+				// kwok runs no container: every pod "logs" the same fixed
+				// lines (kwokLog). Kubernetes' reading (LimitBytes, then the
+				// streamed tail) is tested against a fake API server:
+				// TestKubeLogBounds, TestKubeHugeLine.
+				t.Skip("kwok runs no container (every pod logs the same fixed lines), so no job can print a huge log; see TestKubeHugeLine")
 			}
-			e := b.start(t, map[string]string{"JOB_LOGS_MAX_BYTES": strconv.Itoa(maxBytes)})
 			for _, job := range logsJobs {
 				t.Run(job.name, func(t *testing.T) {
 					t.Parallel()
+					// A server each: the Cromwell fake's task files are
+					// found as the only ones of its store.
+					e := b.start(t, map[string]string{"JOB_LOGS_MAX_BYTES": strconv.Itoa(maxBytes)})
 					jid := e.newJID(t, "logs")
 					body := e.body(t, jid, actSucceed)
 					if b.name != "cromwell" {
