@@ -192,19 +192,27 @@ func TestSecretsNeverShown(t *testing.T) {
 		http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusTooManyRequests,
 		http.StatusInternalServerError, http.StatusServiceUnavailable}
 	redacted := map[string]int{}
-	for _, backend := range []string{"cromwell", "slurm"} {
+	for _, backend := range []string{"cromwell", "slurm", "slurm-jwt-file"} {
 		for _, code := range codes {
 			t.Run(fmt.Sprintf("%s/%d", backend, code), func(t *testing.T) {
 				fake := echoScheduler(t, code)
 				withCreds := strings.Replace(fake.URL, "http://", "http://"+testUser+":"+testPassword+"@", 1)
 				store := t.TempDir()
-				env := map[string]string{"CONTAINER_ENV": backend, "STORAGE_TYPE": "host", "STOREBASE": store}
+				env := map[string]string{"CONTAINER_ENV": strings.TrimSuffix(backend, "-jwt-file"), "STORAGE_TYPE": "host", "STOREBASE": store}
 				switch backend {
 				case "cromwell":
 					env["CROMWELL_URL"], env["TIMELIMIT_MINUTES"] = withCreds, "5"
 				case "slurm":
 					env["SLURMRESTD_URL"], env["SLURM_JWT"], env["SLURM_USER"] = withCreds, testJWT, testUser
 					env["SLURM_API_VERSION"] = "0.0.38" // straight to the job calls
+				case "slurm-jwt-file":
+					// The token from a file, which only the request knows.
+					f := filepath.Join(t.TempDir(), "jwt")
+					if err := os.WriteFile(f, []byte("SLURM_JWT="+testJWT+"\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					env["SLURMRESTD_URL"], env["SLURM_JWT_FILE"], env["SLURM_USER"] = withCreds, f, testUser
+					env["SLURM_API_VERSION"] = "0.0.38"
 				}
 				base, logs, stop := runCapturing(t, env)
 				jid := "secret-" + randSuffix()
@@ -260,7 +268,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	// The test can fail: the schedulers' answers that pman shows did quote
 	// the credentials, and the scrubber took them out.
-	for _, backend := range []string{"cromwell", "slurm"} {
+	for _, backend := range []string{"cromwell", "slurm", "slurm-jwt-file"} {
 		if redacted[backend] == 0 {
 			t.Errorf("%s: no answer or log line was redacted: the fake's quotes of the credentials never reached one?", backend)
 		}

@@ -124,6 +124,12 @@ func (s *slurmSched) call(ctx context.Context, what, method, p string, body any,
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if tok := req.Header.Get("X-SLURM-USER-TOKEN"); tok != "" {
+		// An answer that quotes the token (a proxy's error page) must not
+		// carry it into a message: SLURM_JWT_FILE's token is known only
+		// here, not to the log's scrubber.
+		raw = bytes.ReplaceAll(raw, []byte(tok), []byte(redactedText))
+	}
 	if err != nil {
 		return 0, errorf(eUnavailable, "slurmrestd at %s: reading its answer to %s: %v", s.cfg.Slurm.URL, what, err)
 	}
