@@ -145,11 +145,12 @@ func (r *connRegistry) connState(nc net.Conn, s http.ConnState) {
 }
 
 // cutGrace is how long a connection keeps its place before the cap may
-// cut it: time enough for any real client to send its request once it is
-// let in, so that a flood of new connections cannot cut each newcomer
-// before the server has read it. A request waits at most about this long
-// for a place while slow clients hold them all.
-const cutGrace = 250 * time.Millisecond
+// cut it, so that a flood of new connections cannot cut each newcomer
+// before the server has read it. A real client's request is already in
+// the socket's buffer when its connection is let in, and is read at once.
+// A newcomer behind a burst of n slow connections waits about
+// n/MAX_CONNECTIONS times this for a place.
+const cutGrace = 100 * time.Millisecond
 
 // admit returns once c has a place: a free one, or that of the oldest
 // connection that may be cut (not working, and older than cutGrace in its
@@ -179,13 +180,17 @@ func (r *connRegistry) admit(c *capConn, done <-chan struct{}) bool {
 			victim.Conn.Close()
 			return true
 		}
+		var graceLeft time.Duration
+		if victim != nil {
+			graceLeft = cutGrace - now.Sub(victim.since)
+		}
 		r.mu.Unlock()
 		// Every place holds a request pman works on, or a connection still
 		// in its grace: wait for a place, or for the grace to end.
 		var graceEnds <-chan time.Time
 		var t *time.Timer
 		if victim != nil {
-			t = time.NewTimer(cutGrace - now.Sub(victim.since))
+			t = time.NewTimer(graceLeft)
 			graceEnds = t.C
 		}
 		select {
