@@ -23,10 +23,12 @@ type config struct {
 	VolumeName     string
 	PfconSelector  string
 	JobLogsTail    int
+	JobLogsMaxSize int // JOB_LOGS_MAX_BYTES, read through logsMaxBytes (0: the default)
 	RemoveJobs     bool
 	IgnoreLimits   bool
 	HomeWorkaround bool
 	ShmSizeMiB     int
+	MaxConns       int // MAX_CONNECTIONS; 0: defaultMaxConns
 	JobLabels      map[string]string
 	ContainerUser  userSpec // CONTAINER_USER; an unset side keeps the image's
 
@@ -47,7 +49,7 @@ type config struct {
 	DockerCertPath  string
 
 	// Cromwell
-	CromwellURL      string
+	CromwellURL      secretURL // printed redacted; reveal for requests only
 	TimelimitMinutes int
 	SlurmPartition   string
 
@@ -96,10 +98,12 @@ func loadCommon(e *envReader, c *config) {
 		e.bad("PORT", "%q is not a TCP port number (0-65535)", c.Port)
 	}
 	c.JobLogsTail = e.int("JOB_LOGS_TAIL", 1000, 0)
+	c.JobLogsMaxSize = e.int("JOB_LOGS_MAX_BYTES", 0, 1) // 0: logsMaxBytes gives the default
 	c.RemoveJobs = e.bool("REMOVE_JOBS", true)
 	c.IgnoreLimits = e.bool("IGNORE_LIMITS", false)
 	c.HomeWorkaround = e.bool("ENABLE_HOME_WORKAROUND", false)
 	c.ShmSizeMiB = e.int("SHM_SIZE", 0, 0)
+	c.MaxConns = e.int("MAX_CONNECTIONS", 0, 1) // 0: defaultLimits gives the default
 	c.JobLabels = e.pairs("JOB_LABELS")
 	u, err := parseUserSpec(e.str("CONTAINER_USER", ""))
 	if err != nil {
@@ -168,7 +172,7 @@ func loadKube(e *envReader, c *config) {
 
 // loadCromwell reads the Cromwell variables, required with CONTAINER_ENV=cromwell.
 func loadCromwell(e *envReader, c *config) {
-	c.CromwellURL = e.str("CROMWELL_URL", "")
+	c.CromwellURL = secretURL(e.str("CROMWELL_URL", ""))
 	c.TimelimitMinutes = e.int("TIMELIMIT_MINUTES", 0, 1)
 	c.SlurmPartition = e.str("SLURM_PARTITION", "")
 	if c.ContainerEnv != "cromwell" {
@@ -176,8 +180,10 @@ func loadCromwell(e *envReader, c *config) {
 	}
 	if c.CromwellURL == "" {
 		e.bad("CROMWELL_URL", "required with CONTAINER_ENV=cromwell: the Cromwell server's URL")
-	} else if u, err := url.Parse(c.CromwellURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		e.bad("CROMWELL_URL", "%q is not an http(s) URL", redactURL(c.CromwellURL))
+	} else if u, err := url.Parse(c.CromwellURL.reveal()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.bad("CROMWELL_URL", "%q is not an http(s) URL", c.CromwellURL)
+	} else if msg := urlQueryProblem(u); msg != "" {
+		e.bad("CROMWELL_URL", "%q %s", c.CromwellURL, msg)
 	}
 	if msg := checkPartition(c.SlurmPartition); c.SlurmPartition != "" && msg != "" {
 		e.bad("SLURM_PARTITION", "%s", msg)

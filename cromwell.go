@@ -36,8 +36,8 @@ const (
 )
 
 type cromwellSched struct {
-	base  string // CROMWELL_URL without trailing slash, credentials included: for requests only
-	where string // base without credentials: for messages and logs
+	base  secretURL // CROMWELL_URL without trailing slash: its reveal is for requests only
+	where string    // base without credentials: for messages and logs
 	http  *http.Client
 	cfg   *config
 	log   *slog.Logger
@@ -82,9 +82,11 @@ func newCromwell(cfg *config, log *slog.Logger) (scheduler, error) {
 	if _, ok := cfg.JobLabels[removedLabel]; ok {
 		return nil, fmt.Errorf("JOB_LABELS: %s is the label pman gives a workflow it removed; set on every workflow it would hide them all", removedLabel)
 	}
+	// The URL is a secretURL: this line shows it redacted.
+	log.Info("Cromwell", "url", cfg.CromwellURL)
 	return &cromwellSched{
-		base:  strings.TrimRight(cfg.CromwellURL, "/"),
-		where: strings.TrimRight(redactURL(cfg.CromwellURL), "/"),
+		base:  secretURL(strings.TrimRight(cfg.CromwellURL.reveal(), "/")),
+		where: strings.TrimRight(cfg.CromwellURL.String(), "/"),
 		http: &http.Client{
 			// One call should never take this long; the request's deadline
 			// bounds them all together.
@@ -109,21 +111,6 @@ func newCromwell(cfg *config, log *slog.Logger) (scheduler, error) {
 		inFlight:    map[string]bool{},
 		unlisted:    map[string]submission{},
 	}, nil
-}
-
-// redactURL is u without the user and password it may carry, for messages
-// and logs. A u that does not parse is replaced by a placeholder unless it
-// has no '@'.
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		if strings.Contains(u, "@") {
-			return "(a URL that does not parse)"
-		}
-		return u
-	}
-	p.User = nil
-	return p.String()
 }
 
 // checkLabel returns what is wrong with a Cromwell label, or "".
@@ -364,7 +351,7 @@ func (c *cromwellSched) ping(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("Cromwell at %s answers its version endpoint with %s: %s", c.base, resp.Status, errorBody(resp))
+		return fmt.Errorf("Cromwell at %s answers its version endpoint with %s: %s", c.where, resp.Status, errorBody(resp))
 	}
 	return nil
 }

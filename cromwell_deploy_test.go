@@ -226,7 +226,7 @@ func BenchmarkCromwellSlowPost(b *testing.B) {
 	fake := newFakeCromwell(b, b.TempDir())
 	fake.indexLag = 1 << 30
 	fake.before = func(*http.Request) { time.Sleep(100 * time.Millisecond) }
-	s, _ := newCromwell(&config{CromwellURL: fake.srv.URL, StoreBase: "/sb", TimelimitMinutes: 5}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, _ := newCromwell(&config{CromwellURL: secretURL(fake.srv.URL), StoreBase: "/sb", TimelimitMinutes: 5}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c := s.(*cromwellSched)
 	c.deadline = time.Second
 	for i := 0; b.Loop(); i++ {

@@ -76,7 +76,7 @@ func testCromwell(t *testing.T, url string, cfg *config) *cromwellSched {
 	if cfg == nil {
 		cfg = &config{}
 	}
-	cfg.CromwellURL = url
+	cfg.CromwellURL = secretURL(url)
 	if cfg.StoreBase == "" {
 		cfg.StoreBase = "/storebase"
 	}
@@ -410,7 +410,7 @@ func cwServer(t *testing.T, cromwellURL string, cfg *config) (string, *cromwellS
 	if cfg == nil {
 		cfg = &config{}
 	}
-	cfg.ContainerEnv, cfg.StorageType, cfg.RemoveJobs, cfg.CromwellURL = "cromwell", "host", true, cromwellURL
+	cfg.ContainerEnv, cfg.StorageType, cfg.RemoveJobs, cfg.CromwellURL = "cromwell", "host", true, secretURL(cromwellURL)
 	if cfg.StoreBase == "" {
 		cfg.StoreBase = t.TempDir()
 	}

@@ -24,11 +24,9 @@ type logPaths struct {
 
 // logs is the tail of the task's stdout and stderr, each introduced by a
 // line naming it, read from the paths Cromwell gives when they lie under
-// STOREBASE. JOB_LOGS_TAIL lines are shared out by splitTail. An error
-// says why they cannot be read here.
-// cromwellLogBytes bounds how much of a log file a GET reads: its tail.
-const cromwellLogBytes = 8 << 20
-
+// STOREBASE, each from its last JOB_LOGS_MAX_BYTES (fitLogs's bound).
+// JOB_LOGS_TAIL lines are shared out by splitTail. An error says why they
+// cannot be read here.
 func (c *cromwellSched) logs(ctx context.Context, id string) (string, error) {
 	resp, err := c.do(ctx, "read the log paths of workflow "+id, http.MethodGet, "/api/workflows/v1/"+url.PathEscape(id)+"/logs", "", nil)
 	if err != nil {
@@ -55,7 +53,7 @@ func (c *cromwellSched) logs(ctx context.Context, id string) (string, error) {
 		if p == "" {
 			continue
 		}
-		b, err := readStoreFile(c.cfg.StoreBase, p, cromwellLogBytes)
+		b, err := readStoreFile(c.cfg.StoreBase, p, int64(c.cfg.logsMaxBytes()))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // not written yet: SLURM has not started the job
 		}
@@ -75,33 +73,36 @@ func splitTail(stdout, stderr string, n int) string {
 	if n <= 0 || stdout == "" && stderr == "" {
 		return ""
 	}
-	out, errs := logLines(stdout), logLines(stderr)
-	ne := min(len(errs), n/2)
-	no := min(len(out), n-ne)
-	ne = min(len(errs), n-no)
+	// Counted, not split: a log of millions of short lines must not cost
+	// a string header each.
+	nOut, nErr := lineCount(stdout), lineCount(stderr)
+	ne := min(nErr, n/2)
+	no := min(nOut, n-ne)
+	ne = min(nErr, n-no)
 	var b strings.Builder
 	for _, s := range []struct {
-		name  string
-		lines []string
-		keep  int
-	}{{"stdout", out, no}, {"stderr", errs, ne}} {
-		if s.keep < len(s.lines) {
-			fmt.Fprintf(&b, "[pman] %s, last %d of %d lines:\n", s.name, s.keep, len(s.lines))
+		name        string
+		text        string
+		total, keep int
+	}{{"stdout", stdout, nOut, no}, {"stderr", stderr, nErr, ne}} {
+		if s.keep < s.total {
+			fmt.Fprintf(&b, "[pman] %s, last %d of %d lines:\n", s.name, s.keep, s.total)
 		} else {
 			fmt.Fprintf(&b, "[pman] %s:\n", s.name)
 		}
-		for _, l := range s.lines[len(s.lines)-s.keep:] {
-			b.WriteString(l)
+		kept := tailLines(s.text, s.keep)
+		b.WriteString(kept)
+		if kept != "" && !strings.HasSuffix(kept, "\n") {
 			b.WriteByte('\n')
 		}
 	}
 	return b.String()
 }
 
-// logLines splits a log into its lines, without their newlines.
-func logLines(s string) []string {
+// lineCount returns how many lines a log has; a last line may lack its newline.
+func lineCount(s string) int {
 	if s == "" {
-		return nil
+		return 0
 	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	return strings.Count(strings.TrimSuffix(s, "\n"), "\n") + 1
 }

@@ -38,7 +38,7 @@ func TestSplitTail(t *testing.T) {
 		{"o1\no2\n", "e1\ne2\n", 1, "[pman] stdout, last 1 of 2 lines:\no2\n[pman] stderr, last 0 of 2 lines:\n"},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%d out %d err %d", len(logLines(tt.stdout)), len(logLines(tt.stderr)), tt.n), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d out %d err %d", lineCount(tt.stdout), lineCount(tt.stderr), tt.n), func(t *testing.T) {
 			if got := splitTail(tt.stdout, tt.stderr, tt.n); got != tt.want {
 				t.Errorf("splitTail(%q, %q, %d) = %q; want %q", tt.stdout, tt.stderr, tt.n, got, tt.want)
 			}

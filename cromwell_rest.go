@@ -26,7 +26,7 @@ func (c *cromwellSched) do(ctx context.Context, what, method, p, contentType str
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+p, r)
+	req, err := http.NewRequestWithContext(ctx, method, c.base.reveal()+p, r)
 	if err != nil {
 		return nil, errorf(eInternal, "Cromwell request to %s: %v", what, redactErr(err))
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -211,7 +210,7 @@ func (d *dockerSched) logs(ctx context.Context, c container.InspectResponse) (st
 	if err != nil {
 		return "", err
 	}
-	logs, err := readLogs(rc, c.Config != nil && c.Config.Tty)
+	logs, err := readLogs(rc, c.Config != nil && c.Config.Tty, d.cfg.logsMaxBytes())
 	if err != nil {
 		return "", err
 	}
@@ -554,43 +553,20 @@ func engineError(err error, what string) error {
 	return errorf(eUnavailable, "%s: Docker engine failed: %v", what, err)
 }
 
-// readLogs reads a log stream to its end. Without a TTY the engine
-// multiplexes stdout and stderr in frames; with one it sends raw bytes.
-// A TTY ends lines with \r\n: they become \n.
-func readLogs(rc io.ReadCloser, tty bool) (string, error) {
+// readLogs reads a log stream to its end, keeping its last max bytes
+// (logTail), so a GET's memory is bounded whatever the job printed.
+// Without a TTY the engine multiplexes stdout and stderr in frames; with
+// one it sends raw bytes. A TTY ends lines with \r\n: they become \n.
+func readLogs(rc io.ReadCloser, tty bool, max int) (string, error) {
 	defer rc.Close()
-	buf := &tailBuffer{max: logKeepBytes}
+	buf := &logTail{max: max}
 	var err error
 	if tty {
 		_, err = io.Copy(buf, rc)
 	} else {
 		_, err = stdcopy.StdCopy(buf, buf, rc)
 	}
-	return strings.ReplaceAll(string(buf.b), "\r\n", "\n"), err
-}
-
-// logKeepBytes bounds what a log read keeps: its last 8 MiB, cut at a line.
-// Podman's reads are whole logs (its tail corrupts lines, podman.go), and a
-// plugin may log gigabytes; the JOB_LOGS_TAIL lines are cut from what is kept.
-const logKeepBytes = 8 << 20
-
-// tailBuffer is a writer that keeps about the last max bytes written (at
-// most twice that), from the start of a line.
-type tailBuffer struct {
-	b   []byte
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 2*t.max {
-		cut := len(t.b) - t.max
-		if i := bytes.IndexByte(t.b[cut:], '\n'); i >= 0 {
-			cut += i + 1
-		}
-		t.b = append(t.b[:0], t.b[cut:]...)
-	}
-	return len(p), nil
+	return strings.ReplaceAll(buf.String(), "\r\n", "\n"), err
 }
 
 // ping returns nil when the engine answers its ping (for /readyz).

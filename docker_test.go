@@ -412,21 +412,3 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 		t.Errorf("get with no engine = %d %v; want 503 saying unreachable", code, body)
 	}
 }
-
-// TestTailBuffer: a log read keeps only the last lines of a long log, from
-// the start of a line, within twice its bound.
-func TestTailBuffer(t *testing.T) {
-	tb := &tailBuffer{max: 100}
-	for i := range 1000 {
-		fmt.Fprintf(tb, "line %d\n", i)
-		if len(tb.b) > 200 {
-			t.Fatalf("after line %d the buffer holds %d bytes; want at most 200", i, len(tb.b))
-		}
-	}
-	if got := tailLines(string(tb.b), 2); got != "line 998\nline 999\n" {
-		t.Errorf("the last 2 lines kept = %q; want lines 998 and 999", got)
-	}
-	if !strings.HasPrefix(string(tb.b), "line ") {
-		t.Errorf("the kept log starts mid-line: %q", tb.b[:10])
-	}
-}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,10 +53,9 @@ const (
 )
 
 // Logs of one GET are bounded in bytes as well as in lines: at most
-// kubeLogBytes in all (split evenly between the pods read), from at most
-// kubeLogPods pods.
+// JOB_LOGS_MAX_BYTES in all (split evenly between the pods read), from at
+// most kubeLogPods pods.
 const (
-	kubeLogBytes   = 1 << 20
 	kubeLogPods    = 64
 	kubeLogTimeout = 10 * time.Second // per pod, for both reads
 )
@@ -407,7 +405,7 @@ func (k *kubeSched) logs(ctx context.Context, pods []corev1.Pod) (logs string, i
 		return "", false
 	}
 	shown := pods[:min(len(pods), kubeLogPods)]
-	limit := int64(kubeLogBytes / len(shown))
+	limit := int64(k.cfg.logsMaxBytes() / len(shown))
 	parts := make([]string, len(shown))
 	errs := make([]error, len(shown))
 	var wg sync.WaitGroup
@@ -463,37 +461,39 @@ func (k *kubeSched) podLog(ctx context.Context, p *corev1.Pod, limit int64) (str
 	// client's whole timeout.
 	ctx, cancel := context.WithTimeout(ctx, kubeLogTimeout)
 	defer cancel()
-	read := func(lines int64) ([]byte, error) {
-		opts := &corev1.PodLogOptions{Container: container, TailLines: &lines, LimitBytes: &limit}
-		rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(p.Name, opts).Stream(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer rc.Close()
-		return io.ReadAll(io.LimitReader(rc, limit))
-	}
 	lines := int64(k.cfg.JobLogsTail)
-	b, err := read(lines)
+	// First the tail with LimitBytes one past the bound: the usual log fits,
+	// in one bounded read.
+	probe := limit + 1
+	rc, err := k.client.CoreV1().Pods(k.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: container, TailLines: &lines, LimitBytes: &probe}).Stream(ctx)
 	if err != nil {
 		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
 			return "", k.toAPIError(err, "get", "pods/log", p.Name)
 		}
 		return "", fmt.Errorf("pod %s: %w", p.Name, err)
 	}
-	if int64(len(b)) < limit {
+	b, err := io.ReadAll(io.LimitReader(rc, probe))
+	rc.Close()
+	if err != nil {
+		return "", fmt.Errorf("pod %s: %w", p.Name, err)
+	}
+	if int64(len(b)) <= limit {
 		return string(b), nil
 	}
-	// LimitBytes cuts the tail's end, and the end is what matters (the
-	// error that ended the job): ask again for as many lines as fit.
-	if fit := int64(bytes.Count(b, []byte{'\n'})) * 9 / 10; fit < lines {
-		if again, err := read(max(fit, 1)); err == nil {
-			b = again
-		}
+	// LimitBytes keeps the start, and the end is what matters (the error
+	// that ended the job; the end of one huge line): the same tail again,
+	// whole, through logTail, which keeps its last limit bytes in as much
+	// memory. The kubelet keeps a bounded log (its containerLogMaxSize).
+	rc, err = k.client.CoreV1().Pods(k.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: container, TailLines: &lines}).Stream(ctx)
+	if err != nil {
+		return "", fmt.Errorf("pod %s: %w", p.Name, err)
 	}
-	if int64(len(b)) >= limit {
-		return string(b) + fmt.Sprintf("\n[pman] log cut at %d bytes\n", limit), nil
+	defer rc.Close()
+	tail := &logTail{max: int(limit)}
+	if _, err := io.Copy(tail, rc); err != nil {
+		return "", fmt.Errorf("pod %s: %w", p.Name, err)
 	}
-	return string(b), nil
+	return tail.String(), nil
 }
 
 func (k *kubeSched) remove(ctx context.Context, jid string) error {

@@ -595,10 +595,10 @@ func TestKubeLogErrors(t *testing.T) {
 }
 
 // TestKubeLogBounds: logs are read from the first container whatever its
-// name, in at most kubeLogBytes, and still end with the log's last line
+// name, in at most JOB_LOGS_MAX_BYTES, and still end with the log's last line
 // when lines are long; a job of many pods shows kubeLogPods of them.
 func TestKubeLogBounds(t *testing.T) {
-	const lineLen = 2000
+	const lineLen = 5000 // 1000 lines are more than the bound
 	var mu sync.Mutex
 	var asked []string
 	k, _ := logJob(t, 1, 1000, func(w http.ResponseWriter, r *http.Request) {
@@ -617,17 +617,20 @@ func TestKubeLogBounds(t *testing.T) {
 			line := fmt.Sprintf("line %d ", i)
 			b.WriteString(line + strings.Repeat("x", lineLen-len(line)-1) + "\n")
 		}
+		if limit == 0 {
+			limit = b.Len()
+		}
 		w.Write(b.Bytes()[:min(limit, b.Len())])
 	})
 	j, err := k.get(context.Background(), "chris-jid-7")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(j.Logs) > kubeLogBytes || !strings.HasPrefix(j.Logs[strings.LastIndex(j.Logs[:len(j.Logs)-1], "\n")+1:], "line 999 ") {
-		t.Errorf("logs of %d bytes ending %q; want at most %d, ending with line 999", len(j.Logs), j.Logs[max(0, len(j.Logs)-40):], kubeLogBytes)
+	if len(j.Logs) > defaultLogsMaxBytes || !strings.HasPrefix(j.Logs[strings.LastIndex(j.Logs[:len(j.Logs)-1], "\n")+1:], "line 999 ") {
+		t.Errorf("logs of %d bytes ending %q; want at most %d, ending with line 999", len(j.Logs), j.Logs[max(0, len(j.Logs)-40):], defaultLogsMaxBytes)
 	}
-	if len(asked) == 0 || !strings.Contains(asked[0], "limitBytes=1048576") || !strings.Contains(asked[0], "tailLines=1000") {
-		t.Errorf("log requests %q; want limitBytes=1048576 and tailLines=1000 first", asked)
+	if len(asked) == 0 || !strings.Contains(asked[0], fmt.Sprintf("limitBytes=%d", defaultLogsMaxBytes+1)) || !strings.Contains(asked[0], "tailLines=1000") {
+		t.Errorf("log requests %q; want limitBytes=%d and tailLines=1000 first", asked, defaultLogsMaxBytes+1)
 	}
 
 	k, f := logJob(t, kubeLogPods+6, 5, func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "a line") })

@@ -59,6 +59,8 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	// From here on, no log line can carry a secret of the configuration.
+	log = slog.New(scrubHandler{log.Handler(), newScrubber(configSecrets(cfg))})
 	if len(cl.Ignored) > 0 {
 		log.Info("gunicorn options ignored: one process serves every request", "ignored", cl.Ignored)
 	}
@@ -78,15 +80,12 @@ func runArgs(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           newMux(cfg, sched, log),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv, capped := newHTTPServer(newMux(cfg, sched, log), defaultLimits(cfg))
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		log.Info("listening", "addr", ln.Addr().String(), "version", version,
 			"container_env", cfg.ContainerEnv, "storage_type", cfg.StorageType)
-		go func() { errc <- srv.Serve(ln) }()
+		go func() { errc <- srv.Serve(capped(ln)) }()
 	}
 	select {
 	case err := <-errc:
@@ -266,7 +265,8 @@ const maxBody = 1 << 20
 func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
 	cache := newJobCache(cacheMaxEntries, cacheMaxBytes, cacheTTL)
 	m := newMetrics(cache)
-	sched = &meteredSched{next: sched, backend: cfg.ContainerEnv, m: m}
+	sched = &meteredSched{next: &scrubbedSched{next: sched, sc: newScrubber(configSecrets(cfg))}, backend: cfg.ContainerEnv, m: m}
+	sched = &logsBound{scheduler: sched, maxBytes: cfg.logsMaxBytes()}
 	status := &statusReader{sched: sched, cache: cache, m: m}
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) {
@@ -310,11 +310,17 @@ func handleCreate(cfg *config, sched scheduler, status *statusReader, m *metrics
 			tooLarge()
 			return
 		}
+		bodyRead := readingBody(r)
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		bodyRead()
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
 				tooLarge()
+				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				writeError(w, r, errorf(eInvalid, "the request body did not arrive in time"))
 				return
 			}
 			writeError(w, r, errorf(eInvalid, "reading request body: %v", err))

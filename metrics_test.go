@@ -309,7 +309,7 @@ func TestReadyzCromwell(t *testing.T) {
 		io.WriteString(w, `{"cromwell": "74"}`)
 	}))
 	defer srv.Close()
-	sched, err := newCromwell(&config{CromwellURL: srv.URL, StoreBase: "/s"}, slog.New(slog.DiscardHandler))
+	sched, err := newCromwell(&config{CromwellURL: secretURL(srv.URL), StoreBase: "/s"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

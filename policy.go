@@ -4,9 +4,11 @@ package main
 // decided here once; a backend file says only how its scheduler shows it.
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"strings"
+	"unicode/utf8"
 )
 
 // jidLabel is the label key that carries the jid on every object pman makes
@@ -61,18 +63,137 @@ func outOfMemory(limitMiB int, certain bool) string {
 
 // tailLines returns the last n lines of s, keeping a final newline; the
 // JOB_LOGS_TAIL cut for backends whose scheduler cannot cut logs itself.
+// It returns a part of s: it allocates nothing, however many lines s has.
 func tailLines(s string, n int) string {
 	if n <= 0 {
 		return ""
 	}
-	trimmed := strings.TrimSuffix(s, "\n")
-	lines := strings.Split(trimmed, "\n")
-	if len(lines) <= n {
-		return s
+	i := len(strings.TrimSuffix(s, "\n"))
+	for range n {
+		j := strings.LastIndexByte(s[:i], '\n')
+		if j < 0 {
+			return s
+		}
+		i = j
 	}
-	out := strings.Join(lines[len(lines)-n:], "\n")
-	if len(trimmed) < len(s) {
-		out += "\n"
+	return s[i+1:]
+}
+
+// defaultLogsMaxBytes is JOB_LOGS_MAX_BYTES's default: the bound of an
+// answer's logs, in bytes of their JSON encoding.
+const defaultLogsMaxBytes = 4 << 20
+
+// logsMaxBytes returns JOB_LOGS_MAX_BYTES, the bound of an answer's logs in
+// bytes (fitLogs); a config made in code without it has the default.
+func (c *config) logsMaxBytes() int {
+	if c.JobLogsMaxSize <= 0 {
+		return defaultLogsMaxBytes
 	}
-	return out
+	return c.JobLogsMaxSize
+}
+
+// fitLogs returns the logs an answer carries: the end of s whose JSON
+// encoding (as encodeJSON writes it, without the quotes) takes at most
+// maxBytes, each byte that is not UTF-8 replaced by U+FFFD. So an invalid
+// byte costs 3 bytes in the answer, as a valid character can, not the 6 of
+// JSON's \ufffd. A cut inside a line keeps that line's end (as tail -c):
+// dropping it could drop all but the last line, or everything of one huge
+// line. This is the byte bound of every backend; JOB_LOGS_TAIL's lines are cut
+// before, by the scheduler or tailLines.
+func fitLogs(s string, maxBytes int) string {
+	start, cost := len(s), 0
+	for start > 0 {
+		r, size := utf8.DecodeLastRuneInString(s[:start])
+		c := jsonCost(r, size)
+		if cost+c > maxBytes {
+			break
+		}
+		cost += c
+		start -= size
+	}
+	kept := s[start:]
+	if utf8.ValidString(kept) {
+		return kept
+	}
+	var b strings.Builder
+	b.Grow(cost)
+	for _, r := range kept {
+		b.WriteRune(r) // an invalid byte ranges as utf8.RuneError, U+FFFD
+	}
+	return b.String()
+}
+
+// jsonCost returns how many bytes encodeJSON writes for rune r, read as
+// size bytes of a string (an invalid byte is RuneError of size 1, written
+// as U+FFFD once fitLogs replaced it).
+func jsonCost(r rune, size int) int {
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return utf8.RuneLen(utf8.RuneError)
+	case r == '"', r == '\\', r == '\n', r == '\r', r == '\t', r == '\b', r == '\f':
+		return 2
+	case r < 0x20, r == '\u2028', r == '\u2029':
+		return 6
+	}
+	return size
+}
+
+// logTail is a writer that keeps the last max bytes written to it, in a
+// buffer that never grows past max: a log stream of any length is read
+// through it in bounded memory. Its zero max keeps nothing.
+type logTail struct {
+	max int
+	buf []byte // len <= max; once len == max, a ring whose oldest byte is at pos
+	pos int
+}
+
+func (t *logTail) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+	}
+	if room := t.max - len(t.buf); room > 0 {
+		k := min(room, len(p))
+		if len(t.buf)+k > cap(t.buf) {
+			// Grown by doubling, but never past max.
+			grown := make([]byte, len(t.buf), min(t.max, max(2*cap(t.buf), len(t.buf)+k, 4096)))
+			copy(grown, t.buf)
+			t.buf = grown
+		}
+		t.buf = append(t.buf, p[:k]...)
+		p = p[k:]
+	}
+	for len(p) > 0 {
+		k := copy(t.buf[t.pos:], p)
+		t.pos = (t.pos + k) % t.max
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// String returns the bytes kept, oldest first.
+func (t *logTail) String() string {
+	var b strings.Builder
+	b.Grow(len(t.buf))
+	b.Write(t.buf[t.pos:])
+	b.Write(t.buf[:t.pos])
+	return b.String()
+}
+
+// logsBound applies fitLogs to every job the scheduler it wraps answers:
+// the one place where the byte bound is kept, whatever the backend read.
+// Each backend still reads at most maxBytes of a log (logTail, a byte
+// limit of its API, or the tail of a file), so that a GET's memory is
+// bounded by the setting, not by what the job printed.
+type logsBound struct {
+	scheduler
+	maxBytes int
+}
+
+func (s *logsBound) get(ctx context.Context, jid string) (*job, error) {
+	jb, err := s.scheduler.get(ctx, jid)
+	if jb != nil {
+		jb.Logs = fitLogs(jb.Logs, s.maxBytes)
+	}
+	return jb, err
 }

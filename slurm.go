@@ -32,34 +32,36 @@ var slurmRuntimes = []string{"apptainer", "singularity", "podman", "docker"}
 
 // slurmConfig is the configuration of CONTAINER_ENV=slurm.
 type slurmConfig struct {
-	URL        string // SLURMRESTD_URL: http(s)://host:port or unix:///path
-	Socket     string // the path of a unix:///path SLURMRESTD_URL; "" with http(s)
-	JWT        string // SLURM_JWT
-	JWTFile    string // SLURM_JWT_FILE, read at each request (tokens expire)
-	User       string // SLURM_USER, with the token
-	APIVersion string // SLURM_API_VERSION; "" detects it from slurmrestd
-	Account    string // SLURM_ACCOUNT
-	Runtime    string // SLURM_CONTAINER_RUNTIME
+	URL        secretURL // SLURMRESTD_URL: http(s)://host:port or unix:///path; printed redacted
+	Socket     string    // the path of a unix:///path SLURMRESTD_URL; "" with http(s)
+	JWT        secret    // SLURM_JWT; printed redacted
+	JWTFile    string    // SLURM_JWT_FILE, read at each request (tokens expire)
+	User       string    // SLURM_USER, with the token
+	APIVersion string    // SLURM_API_VERSION; "" detects it from slurmrestd
+	Account    string    // SLURM_ACCOUNT
+	Runtime    string    // SLURM_CONTAINER_RUNTIME
 }
 
 // loadSlurmConfig returns the variables of CONTAINER_ENV=slurm, read by
 // loadConfig's e; c holds the common ones.
 func loadSlurmConfig(e *envReader, c *config) slurmConfig {
 	s := slurmConfig{
-		URL:        e.str("SLURMRESTD_URL", ""),
-		JWT:        e.str("SLURM_JWT", ""),
+		URL:        secretURL(e.str("SLURMRESTD_URL", "")),
+		JWT:        secret(e.str("SLURM_JWT", "")),
 		JWTFile:    e.str("SLURM_JWT_FILE", ""),
 		User:       e.str("SLURM_USER", ""),
 		APIVersion: strings.TrimPrefix(e.str("SLURM_API_VERSION", ""), "v"),
 		Account:    e.str("SLURM_ACCOUNT", ""),
 		Runtime:    e.oneOf("SLURM_CONTAINER_RUNTIME", "apptainer", slurmRuntimes),
 	}
-	u, err := url.Parse(s.URL)
+	u, err := url.Parse(s.URL.reveal())
 	switch {
 	case s.URL == "":
 		e.bad("SLURMRESTD_URL", "required with CONTAINER_ENV=slurm: slurmrestd's http(s)://host:port or unix:///path/to/socket")
 	case err != nil || !(u.Scheme == "unix" && u.Path != "" || (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""):
-		e.bad("SLURMRESTD_URL", "%q is not an http(s)://host:port URL or a unix:///path/to/socket", redactURL(s.URL))
+		e.bad("SLURMRESTD_URL", "%q is not an http(s)://host:port URL or a unix:///path/to/socket", s.URL)
+	case urlQueryProblem(u) != "":
+		e.bad("SLURMRESTD_URL", "%q %s", s.URL, urlQueryProblem(u))
 	case u.Scheme == "unix":
 		s.Socket = u.Path
 	default:
@@ -90,7 +92,7 @@ func loadSlurmConfig(e *envReader, c *config) slurmConfig {
 type slurmSched struct {
 	cfg  *config
 	log  *slog.Logger
-	base string // request URL prefix: the http(s) URL, or http://slurmrestd for a socket
+	base secretURL // request URL prefix: the http(s) URL, or http://slurmrestd for a socket; reveal for requests only
 	http *http.Client
 	// records is STOREBASE/.pman/slurm, where each job keeps its record,
 	// as SLURM and the batch script name it; keep is that directory as
@@ -122,7 +124,7 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("STOREBASE: pman keeps each SLURM job's record in %s: %v", records, err)
 	}
-	base := strings.TrimRight(cfg.Slurm.URL, "/")
+	base := secretURL(strings.TrimRight(cfg.Slurm.URL.reveal(), "/"))
 	if sock := cfg.Slurm.Socket; sock != "" {
 		tr.Proxy = nil
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -130,6 +132,8 @@ func newSlurm(cfg *config, log *slog.Logger) (scheduler, error) {
 		}
 		base = "http://slurmrestd"
 	}
+	// The URL and the token are secrets: this line shows them redacted.
+	log.Info("slurmrestd", "url", cfg.Slurm.URL, "user", cfg.Slurm.User, "token", cfg.Slurm.JWT)
 	return &slurmSched{
 		cfg:  cfg,
 		log:  log,
@@ -252,7 +256,7 @@ func (s *slurmSched) get(ctx context.Context, jid string) (*job, error) {
 			}
 		}
 	}
-	j.Logs, err = rec.logs(s.cfg.JobLogsTail)
+	j.Logs, err = rec.logs(s.cfg.JobLogsTail, s.cfg.logsMaxBytes())
 	if err != nil {
 		s.log.Warn("cannot read the job's logs", "jid", jid, "error", err)
 		j.Logs = logsUnreadable(err)
@@ -297,7 +301,12 @@ func (s *slurmSched) ping(ctx context.Context) error {
 		return err
 	}
 	var ans slurmAnswer
-	_, err = s.call(ctx, "ping slurmctld", http.MethodGet, "/slurm/v"+v+"/ping", nil, &ans)
+	code, err := s.call(ctx, "ping slurmctld", http.MethodGet, "/slurm/v"+v+"/ping", nil, &ans)
+	if err == nil && code >= 300 {
+		// call lets through a refusal with SLURM's errors, for its caller
+		// to judge: to a ping, any refusal is "not ready".
+		return errorf(eUnavailable, "slurmrestd at %s answered its ping with %d: %s", s.cfg.Slurm.URL, code, ans.messages())
+	}
 	return err
 }
 

@@ -223,7 +223,7 @@ func (r slurmRecord) readMeta() (slurmJobMeta, error) {
 		}
 		return m, errorf(eInternal, "reading the record of job %q: %v", r.jid, err)
 	}
-	b, err := r.read("job.json", r.keep.uid)
+	b, err := r.read("job.json", slurmMetaBytes, r.keep.uid)
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, nil
 	}
@@ -244,7 +244,7 @@ func (r slurmRecord) writeAnswer(a slurmAnswerRecord) error { return r.writeFile
 
 func (r slurmRecord) readAnswer() (slurmAnswerRecord, bool) {
 	var a slurmAnswerRecord
-	b, err := r.read("answer.json", r.keep.uid)
+	b, err := r.read("answer.json", slurmMetaBytes, r.keep.uid)
 	if errors.Is(err, errNotTrusted) {
 		r.keep.log.Warn("ignoring an answer pman did not write", "jid", r.jid, "error", err)
 	}
@@ -258,7 +258,7 @@ func (r slurmRecord) readAnswer() (slurmAnswerRecord, bool) {
 // script wrote none (yet), or one pman does not believe: not the job's
 // user's, or another job's (id 0: pman does not know the number).
 func (r slurmRecord) readEnd(id int) *slurmEnd {
-	b, err := r.read(filepath.Join("run", "end.json"), r.keep.jobUID, r.keep.uid)
+	b, err := r.read(filepath.Join("run", "end.json"), slurmMetaBytes, r.keep.jobUID, r.keep.uid)
 	if errors.Is(err, errNotTrusted) {
 		r.keep.log.Warn("ignoring an end report", "jid", r.jid, "error", err)
 	}
@@ -302,15 +302,13 @@ func (r slurmRecord) forgotten(id int, meta slurmJobMeta) slurmAnswerRecord {
 	return a
 }
 
-// slurmLogBytes bounds how much of a log a GET reads: its tail.
-const slurmLogBytes = 4 << 20
-
-// logs returns the last n lines of the job's log; "" before SLURM made it.
-func (r slurmRecord) logs(n int) (string, error) {
+// logs returns the last n lines of the job's log, read from its last
+// maxBytes (fitLogs's bound); "" before SLURM made it.
+func (r slurmRecord) logs(n, maxBytes int) (string, error) {
 	if n <= 0 {
 		return "", nil
 	}
-	b, err := r.read(filepath.Join("run", "job.log"))
+	b, err := r.read(filepath.Join("run", "job.log"), int64(maxBytes))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -326,13 +324,13 @@ const slurmMetaBytes = 1 << 20
 // errNotTrusted is read's answer for a file that is not whose it must be.
 var errNotTrusted = errors.New("not trusted")
 
-// read returns the tail (at most slurmLogBytes) of the record's file name.
+// read returns the tail (at most maxRead bytes) of the record's file name.
 // It opens the file through the records' root, never through a symlink
 // (a link in run/ is the job's user's doing), and only a regular file with
 // one name. With owners, the file must also be one of theirs and writable
 // by nobody else, or read answers errNotTrusted: anyone who could have
 // written it might have.
-func (r slurmRecord) read(name string, owners ...int) ([]byte, error) {
+func (r slurmRecord) read(name string, maxRead int64, owners ...int) ([]byte, error) {
 	// O_NONBLOCK: a FIFO planted there must not hang the GET.
 	p := filepath.Join(r.jid, name)
 	f, err := r.keep.root.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
@@ -362,10 +360,6 @@ func (r slurmRecord) read(name string, owners ...int) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w: it belongs to uid %d", name, errNotTrusted, st.Uid)
 	case len(owners) > 0 && fi.Mode().Perm()&0o022 != 0:
 		return nil, fmt.Errorf("%s: %w: others may write it (mode %v)", name, errNotTrusted, fi.Mode().Perm())
-	}
-	maxRead := int64(slurmLogBytes)
-	if len(owners) > 0 {
-		maxRead = slurmMetaBytes
 	}
 	if fi.Size() > maxRead {
 		if _, err := f.Seek(fi.Size()-maxRead, io.SeekStart); err != nil {

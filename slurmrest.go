@@ -102,7 +102,7 @@ func (s *slurmSched) call(ctx context.Context, what, method, p string, body any,
 		}
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, s.base+p, r)
+	req, err := http.NewRequestWithContext(ctx, method, s.base.reveal()+p, r)
 	if err != nil {
 		return 0, errorf(eInternal, "slurmrestd request to %s: %v", what, err)
 	}
@@ -120,22 +120,28 @@ func (s *slurmSched) call(ctx context.Context, what, method, p string, body any,
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return 0, errorf(eUnavailable, "slurmrestd at %s is unreachable (%s): %v", redactURL(s.cfg.Slurm.URL), what, err)
+		return 0, errorf(eUnavailable, "slurmrestd at %s is unreachable (%s): %v", s.cfg.Slurm.URL, what, redactErr(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if tok := req.Header.Get("X-SLURM-USER-TOKEN"); tok != "" {
+		// An answer that quotes the token (a proxy's error page) must not
+		// carry it into a message: SLURM_JWT_FILE's token is known only
+		// here, not to the log's scrubber.
+		raw = bytes.ReplaceAll(raw, []byte(tok), []byte(redactedText))
+	}
 	if err != nil {
-		return 0, errorf(eUnavailable, "slurmrestd at %s: reading its answer to %s: %v", redactURL(s.cfg.Slurm.URL), what, err)
+		return 0, errorf(eUnavailable, "slurmrestd at %s: reading its answer to %s: %v", s.cfg.Slurm.URL, what, err)
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return 0, errorf(eUnavailable, "slurmrestd at %s refused pman's credentials (%s: %s): check SLURM_JWT and SLURM_USER", redactURL(s.cfg.Slurm.URL), resp.Status, shortBody(raw))
+		return 0, errorf(eUnavailable, "slurmrestd at %s refused pman's credentials (%s: %s): check SLURM_JWT and SLURM_USER", s.cfg.Slurm.URL, resp.Status, shortBody(raw))
 	}
 	var ans slurmAnswer
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		if resp.StatusCode >= 300 {
-			return 0, errorf(eUnavailable, "slurmrestd at %s failed to %s: %s: %s", redactURL(s.cfg.Slurm.URL), what, resp.Status, shortBody(raw))
+			return 0, errorf(eUnavailable, "slurmrestd at %s failed to %s: %s: %s", s.cfg.Slurm.URL, what, resp.Status, shortBody(raw))
 		}
-		return 0, errorf(eUnavailable, "slurmrestd at %s: its answer to %s is not JSON: %v", redactURL(s.cfg.Slurm.URL), what, err)
+		return 0, errorf(eUnavailable, "slurmrestd at %s: its answer to %s is not JSON: %v", s.cfg.Slurm.URL, what, err)
 	}
 	if ans.unavailable() {
 		hint := ""
@@ -145,14 +151,14 @@ func (s *slurmSched) call(ctx context.Context, what, method, p string, body any,
 			// that is down.
 			hint = " (slurmctld is down, or it refused pman's token: check SLURM_JWT and SLURM_USER)"
 		}
-		return 0, errorf(eUnavailable, "slurmrestd at %s could not %s: %s%s", redactURL(s.cfg.Slurm.URL), what, ans.messages(), hint)
+		return 0, errorf(eUnavailable, "slurmrestd at %s could not %s: %s%s", s.cfg.Slurm.URL, what, ans.messages(), hint)
 	}
 	if resp.StatusCode >= 300 && len(ans.Errors) == 0 {
-		return 0, errorf(eUnavailable, "slurmrestd at %s failed to %s: %s: %s", redactURL(s.cfg.Slurm.URL), what, resp.Status, shortBody(raw))
+		return 0, errorf(eUnavailable, "slurmrestd at %s failed to %s: %s: %s", s.cfg.Slurm.URL, what, resp.Status, shortBody(raw))
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return 0, errorf(eUnavailable, "slurmrestd at %s: its answer to %s is not the JSON expected: %v", redactURL(s.cfg.Slurm.URL), what, err)
+			return 0, errorf(eUnavailable, "slurmrestd at %s: its answer to %s is not the JSON expected: %v", s.cfg.Slurm.URL, what, err)
 		}
 	}
 	return resp.StatusCode, nil
@@ -180,7 +186,7 @@ func (s *slurmSched) token() (string, error) {
 		t := strings.TrimSpace(string(b))
 		return strings.TrimPrefix(t, "SLURM_JWT="), nil
 	}
-	return s.cfg.Slurm.JWT, nil
+	return s.cfg.Slurm.JWT.reveal(), nil
 }
 
 // apiVersion is SLURM_API_VERSION, or the newest version pman speaks among
@@ -199,7 +205,7 @@ func (s *slurmSched) apiVersion(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if code >= 300 {
-		return "", errorf(eUnavailable, "slurmrestd at %s does not list its API versions (/openapi/v3 answered %d): set SLURM_API_VERSION", redactURL(s.cfg.Slurm.URL), code)
+		return "", errorf(eUnavailable, "slurmrestd at %s does not list its API versions (/openapi/v3 answered %d): set SLURM_API_VERSION", s.cfg.Slurm.URL, code)
 	}
 	for _, v := range slices.Backward(slurmAPIVersions) {
 		if _, ok := spec.Paths["/slurm/v"+v+"/job/submit"]; ok {
@@ -208,7 +214,7 @@ func (s *slurmSched) apiVersion(ctx context.Context) (string, error) {
 			return v, nil
 		}
 	}
-	return "", errorf(eUnavailable, "slurmrestd at %s serves none of the API versions %s (start it with -s openapi/v0.0.38 or newer)", redactURL(s.cfg.Slurm.URL), strings.Join(slurmAPIVersions, ", "))
+	return "", errorf(eUnavailable, "slurmrestd at %s serves none of the API versions %s (start it with -s openapi/v0.0.38 or newer)", s.cfg.Slurm.URL, strings.Join(slurmAPIVersions, ", "))
 }
 
 // submit posts the job and answers its id. SLURM's refusal (bad partition,
@@ -255,7 +261,7 @@ func (s *slurmSched) jobInfo(ctx context.Context, v string, id int) (*slurmJobIn
 	if len(ans.Errors) == 0 || ans.hasError(slurmInvalidJobID) {
 		return nil, nil
 	}
-	return nil, errorf(eUnavailable, "slurmrestd at %s could not %s: %s", redactURL(s.cfg.Slurm.URL), what, ans.messages())
+	return nil, errorf(eUnavailable, "slurmrestd at %s could not %s: %s", s.cfg.Slurm.URL, what, ans.messages())
 }
 
 // findByName lists the jobs slurmctld knows under a name. slurmrestd has
@@ -269,7 +275,7 @@ func (s *slurmSched) findByName(ctx context.Context, v, name string) ([]slurmJob
 		return nil, err
 	}
 	if len(ans.Errors) > 0 {
-		return nil, errorf(eUnavailable, "slurmrestd at %s could not list jobs: %s", redactURL(s.cfg.Slurm.URL), ans.messages())
+		return nil, errorf(eUnavailable, "slurmrestd at %s could not list jobs: %s", s.cfg.Slurm.URL, ans.messages())
 	}
 	var found []slurmJobInfo
 	for _, j := range ans.Jobs {

@@ -308,7 +308,7 @@ func (s *swarmSched) logs(ctx context.Context, out *job, t *swarm.Task) {
 	if err == nil {
 		// A service pman made has a TTY, so the stream is raw, not
 		// multiplexed.
-		logs, err = readLogs(rc, t.Spec.ContainerSpec != nil && t.Spec.ContainerSpec.TTY)
+		logs, err = readLogs(rc, t.Spec.ContainerSpec != nil && t.Spec.ContainerSpec.TTY, s.cfg.logsMaxBytes())
 	}
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
