@@ -28,7 +28,7 @@ type config struct {
 	HomeWorkaround bool
 	ShmSizeMiB     int
 	JobLabels      map[string]string
-	ContainerUser  userSpec // CONTAINER_USER; an unset side keeps the image's
+	ContainerUser  userSpec       // CONTAINER_USER; an unset side keeps the image's
 	PidsLimit      int            // JOB_PIDS_LIMIT; 0: none set by pman (hardening.go)
 	ImageAllowlist imageAllowlist // JOB_IMAGE_ALLOWLIST; nil allows every image (allowlist.go)
 
