@@ -15,13 +15,14 @@ import (
 )
 
 // defaultPidsLimit is JOB_PIDS_LIMIT's default: the processes and threads a
-// job may have at once. Threads count: a Python plugin that starts one
-// worker process per core, each with OpenBLAS's pool (at most 64 threads in
-// numpy's wheels), has 64 per core, 16384 on a 256-core node; PyTorch's and
-// TensorFlow's pools are one thread per core. That is 8 times Podman's own
-// default (2048) and 4 times CRI-O's (4096). A fork bomb still stops at
-// half of the kernel's smallest pid_max (32768), so one job cannot take
-// the node's last PIDs.
+// job may have at once. Threads count. PyTorch's and TensorFlow's pools are
+// a thread per core; the most a plugin plausibly has is a worker process per
+// core, each with OpenBLAS's pool (at most 64 threads in numpy's wheels): 64
+// per core, so this is reached on nodes of 256 cores and more (where the
+// kernel's pid_max is 1024 per core, and the limit may be raised). It is 8
+// times Podman's own default (2048) and 4 times CRI-O's (4096). A fork bomb
+// stops at half of the smallest pid_max a kernel has (32768), so one job
+// cannot take the node's last PIDs.
 const defaultPidsLimit = 16384
 
 // noNewPrivileges is the security option that sets no_new_privs on the
