@@ -91,11 +91,8 @@ func (l imageAllowlist) allows(ref reference.Named) bool {
 }
 
 // checkImage returns the image a job runs, and "" when it may run it, else
-// why not (for a 400 on the image field).
-//
-// An image never starts with '-': the SLURM backend's docker, podman and
-// apptainer command lines would read it as an option (image
-// "--privileged" would make the job's first argument its image).
+// why not (for a 400 on the image field). Without an allowlist, every image
+// runs as it was sent.
 //
 // With an allowlist, the image is checked in its normalised form
 // (fnndsc/pl-x is docker.io/fnndsc/pl-x:latest, index.docker.io is
@@ -105,9 +102,6 @@ func (l imageAllowlist) allows(ref reference.Named) bool {
 // short names in registries of their own configuration; an engine also
 // takes an image ID, or a prefix of one, for a name it does not hold).
 func checkImage(allow imageAllowlist, image string) (string, string) {
-	if strings.HasPrefix(image, "-") {
-		return image, fmt.Sprintf("%q is not an image reference: it starts with '-'", image)
-	}
 	if allow == nil {
 		return image, ""
 	}
