@@ -30,7 +30,9 @@ type config struct {
 	ShmSizeMiB     int
 	MaxConns       int // MAX_CONNECTIONS; 0: defaultMaxConns
 	JobLabels      map[string]string
-	ContainerUser  userSpec // CONTAINER_USER; an unset side keeps the image's
+	ContainerUser  userSpec       // CONTAINER_USER; an unset side keeps the image's
+	PidsLimit      int            // JOB_PIDS_LIMIT; 0: none set by pman (hardening.go)
+	ImageAllowlist imageAllowlist // JOB_IMAGE_ALLOWLIST; nil allows every image (allowlist.go)
 
 	// Notes are one-line remarks on the configuration, logged at start.
 	Notes []string
@@ -110,6 +112,12 @@ func loadCommon(e *envReader, c *config) {
 		e.bad("CONTAINER_USER", "%v (accepts UID:GID, each side empty, a number or a range lo-hi)", err)
 	}
 	c.ContainerUser = u
+	c.PidsLimit = loadPidsLimit(e, c)
+	allow, errs := parseImageAllowlist(e.list("JOB_IMAGE_ALLOWLIST"))
+	for _, err := range errs {
+		e.bad("JOB_IMAGE_ALLOWLIST", "%v", err)
+	}
+	c.ImageAllowlist = allow
 }
 
 // loadStorage reads where the job store is; c.ContainerEnv is read, as the

@@ -18,7 +18,7 @@ func env(kv ...string) func(string) string {
 // STORAGE_TYPE and STOREBASE left for edit to set, changed by edit.
 func defaultConfig(edit func(c *config)) *config {
 	c := &config{Port: "5010", ContainerEnv: "docker", PfconSelector: "org.chrisproject.role=pfcon",
-		JobLogsTail: 1000, RemoveJobs: true, JobNamespace: "default"}
+		JobLogsTail: 1000, RemoveJobs: true, JobNamespace: "default", PidsLimit: defaultPidsLimit}
 	edit(c)
 	return c
 }
@@ -62,7 +62,7 @@ func TestLoadConfig(t *testing.T) {
 				ContainerUser: userSpec{idRange{true, 1000, 1010}, idRange{true, 100, 100}}, JobNamespace: "chris",
 				Kubeconfig: "/etc/kube.conf", NodeSelector: map[string]string{"gpu": "yes"}, ImagePullSecrets: []string{"s1", "s2"},
 				RunAsUser: new(int64(1001)), RunAsGroup: new(int64(0)),
-				DockerHost: "tcp://engine:2376", DockerTLSVerify: true, DockerCertPath: "/certs"}},
+				DockerHost: "tcp://engine:2376", DockerTLSVerify: true, DockerCertPath: "/certs", PidsLimit: defaultPidsLimit}},
 		{"empty list and ids", []string{"CONTAINER_ENV", "kubernetes", "STOREBASE", "/s", "IMAGE_PULL_SECRETS", " , ",
 			"SECURITYCONTEXT_RUN_AS_USER", " "},
 			defaultConfig(func(c *config) { c.ContainerEnv, c.StorageType, c.StoreBase = "kubernetes", "host", "/s" })},

@@ -375,6 +375,7 @@ func containerConfig(cfg *config, j *jobSpec, base string) (*container.Config, *
 	if cfg.ShmSizeMiB > 0 {
 		h.ShmSize = int64(cfg.ShmSizeMiB) << 20
 	}
+	hardenContainer(cfg, h)
 	return c, h
 }
 

@@ -61,6 +61,11 @@ func decodeJob(body []byte, cfg *config) (*jobSpec, error) {
 		GPULimit:    b.int("gpu_limit", 0),
 		Env:         b.list("env", false),
 	}
+	if img, why := checkImage(cfg.ImageAllowlist, s.Image); why != "" {
+		b.bad("image", why)
+	} else {
+		s.Image = img
+	}
 	if s.Type != "ds" && s.Type != "fs" && s.Type != "ts" {
 		b.bad("type", fmt.Sprintf("%q is not a valid choice (ds, fs, ts)", s.Type))
 	}

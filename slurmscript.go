@@ -129,6 +129,11 @@ func dockerArgs(cfg *config, j *jobSpec) []string {
 	if cfg.ShmSizeMiB > 0 {
 		a = append(a, "--shm-size", strconv.Itoa(cfg.ShmSizeMiB)+"m")
 	}
+	// As the Docker backend's containers (hardening.go).
+	a = append(a, "--security-opt", noNewPrivileges)
+	if cfg.PidsLimit > 0 {
+		a = append(a, "--pids-limit", strconv.Itoa(cfg.PidsLimit))
+	}
 	if j.GPULimit > 0 {
 		a = append(a, "--gpus", `"$gpus"`)
 	}

@@ -31,6 +31,9 @@ type swarmSched struct {
 
 	nodeMu sync.Mutex
 	nodeID string // the engine's own Swarm node, asked on first use
+
+	apiMu sync.Mutex
+	api   string // the engine's API version, asked on first use (hardening.go)
 }
 
 func newSwarm(cfg *config, log *slog.Logger) (scheduler, error) {
@@ -125,6 +128,9 @@ func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		return nil, err
 	}
 	spec := serviceSpec(s.cfg, j, base)
+	if err := s.harden(ctx, &spec); err != nil {
+		return nil, err
+	}
 	// No registry may be reachable (an air-gapped cluster, or images built
 	// on the node): asking one for the image's digest would only add a
 	// delay and a warning. Each node then uses its own copy or pulls it.
