@@ -78,13 +78,15 @@ func tailLines(s string, n int) string {
 }
 
 // ownJob reports whether an object of the scheduler that carries labels is
-// pman's job jid, the only kind of object GET, DELETE and every later call
-// may read or touch. It is when it carries jidLabel=jid. An object without
-// jidLabel is a job of pman 6, which labelled its objects with JOB_LABELS
-// and nothing else, when pman6 (JOB_LABELS, see pman6Labels) is not empty
-// and the object carries every pair of it. Anything else (no label, or
-// jidLabel with another jid) is some other object that happens to hold the
-// name: pman answers foreignJob or nameTaken and leaves it untouched.
+// pman's job jid, the only kind of object GET, DELETE, the duplicate check
+// of POST and every later call may read or touch. It is when it carries
+// jidLabel=jid. An object without jidLabel is a job of pman 6 when it
+// carries every pair of pman6, the labels pman 6 gave every job on this
+// backend, and pman6 is not empty: JOB_LABELS on Docker, Podman, Swarm and
+// Kubernetes (pman6Labels), Cromwell's own name label there. Anything else
+// (no label, or jidLabel with another jid) is some other object that
+// happens to hold the name: pman answers foreignJob or nameTaken, and
+// leaves it untouched.
 func ownJob(labels map[string]string, jid string, pman6 map[string]string) bool {
 	if v, ok := labels[jidLabel]; ok {
 		return v == jid
@@ -100,9 +102,11 @@ func ownJob(labels map[string]string, jid string, pman6 map[string]string) bool 
 	return true
 }
 
-// pman6Labels returns the labels by which ownJob knows a job of pman 6:
-// JOB_LABELS, which pman 6 put on its Docker and Podman containers and on
-// its Kubernetes Jobs' pods (the API server copies them onto the Job).
+// pman6Labels returns the labels by which ownJob knows a job of pman 6 on
+// an engine or Kubernetes: JOB_LABELS, which pman 6 (6.3.1) put on its
+// Docker and Podman containers and on its Kubernetes Jobs' pods, and on
+// nothing else. Its Swarm services carried no label at all: one is a job
+// only if it carries them (so, in practice, not across the upgrade).
 func pman6Labels(cfg *config) map[string]string { return cfg.JobLabels }
 
 // foreignJob returns the 404 of a GET or DELETE of jid whose name the
