@@ -410,7 +410,7 @@ func slurmForeign(t *testing.T, extra map[string]string) *foreignEnv {
 func sbatchForeign(t *testing.T, jid string) int {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "foreign.out")
-	b, err := exec.Command("sbatch", "--parsable", "--job-name="+jid, "--output="+out,
+	b, err := exec.Command("sbatch", "--parsable", "--job-name="+jid, "--output="+out, "--mem=16",
 		"--wrap", strings.Join(foreignScript[:2], " ")+" '"+foreignScript[2]+"'").CombinedOutput()
 	if err != nil {
 		t.Fatalf("sbatch: %v %s", err, b)
