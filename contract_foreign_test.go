@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -564,5 +565,47 @@ func TestCromwellPman6Workflow(t *testing.T) {
 	defer fake.mu.Unlock()
 	if w.status != "Aborted" || w.labels[removedLabel] == "" {
 		t.Errorf("pman 6's workflow after DELETE: %s, labels %v; want Aborted and marked removed", w.status, w.labels)
+	}
+}
+
+// TestKubeForeignRequests: against a stand-in API server whose Job of the
+// jid's name pman did not make, GET reads the Job alone (no pod, no log),
+// DELETE deletes nothing, and a POST that meets it is nameTaken's 409.
+func TestKubeForeignRequests(t *testing.T) {
+	foreign := &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", UID: "uid-db", Labels: foreignLabels},
+		Spec:       batchv1.JobSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{batchv1.ControllerUidLabel: "uid-db"}}},
+		Status:     batchv1.JobStatus{Active: 1},
+	}
+	k, f := kubeAgainst(t, &config{StorageType: "host", StoreBase: "/s", JobLogsTail: 5}, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/apis/batch/v1/namespaces/chris/jobs/chris-jid-7":
+			writeObj(w, foreign)
+		case r.Method == http.MethodPost && r.URL.Path == "/apis/batch/v1/namespaces/chris/jobs":
+			writeStatus(w, http.StatusConflict, metav1.StatusReasonAlreadyExists, `jobs.batch "chris-jid-7" already exists`)
+		default:
+			writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "pman must not ask for "+r.URL.Path)
+		}
+	})
+	ctx := context.Background()
+	if _, err := k.get(ctx, "chris-jid-7"); !isKind(err, eNotFound) || !strings.Contains(err.Error(), "not made by pman") {
+		t.Errorf("get = %v; want not found, the Job not made by pman", err)
+	}
+	if err := k.remove(ctx, "chris-jid-7"); !isKind(err, eNotFound) {
+		t.Errorf("remove = %v; want not found", err)
+	}
+	_, err := k.create(ctx, testSpec())
+	if code, body := errorStatus(err); code != http.StatusConflict || !strings.Contains(fmt.Sprint(body), "pman did not make") {
+		t.Errorf("create = %d %v; want 409 saying that pman did not make the Job", code, body)
+	}
+	want := []string{
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7",
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7",
+		"POST /apis/batch/v1/namespaces/chris/jobs",
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7",
+	}
+	if got := f.requests(); !slices.Equal(got, want) {
+		t.Errorf("requests = %q; want %q (nothing of the Job's pods, no delete)", got, want)
 	}
 }
