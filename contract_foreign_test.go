@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -607,5 +608,36 @@ func TestKubeForeignRequests(t *testing.T) {
 	}
 	if got := f.requests(); !slices.Equal(got, want) {
 		t.Errorf("requests = %q; want %q (nothing of the Job's pods, no delete)", got, want)
+	}
+}
+
+// TestDockerFinishForeign: a container someone else made under the jid's
+// name while the job's image was pulled makes the pending job fail for
+// good (the record then says why), rather than wait for ever behind it,
+// and the container is left alone.
+func TestDockerFinishForeign(t *testing.T) {
+	for _, engine := range []string{"docker", "podman"} {
+		t.Run(engine, func(t *testing.T) {
+			e := dockerForeign(t, engine, nil)
+			eng := needTestEngine(t, engine)
+			env := serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": e.store})
+			cfg, err := loadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := newDocker(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			jid := e.newJID(t, "pulled")
+			e.plant(t, jid, foreignLabels)
+			e.mkdir(t, jid+"/in", nil)
+			spec := &jobSpec{JID: jid, Image: eng.image, Cmd: []string{"true"}, Workers: 1, InputDir: jid + "/in", OutputDir: jid + "/out"}
+			err = s.(*dockerSched).finish(context.Background(), spec)
+			if !isKind(err, eConflict) || transient(err) || !strings.Contains(err.Error(), "pman did not make") {
+				t.Errorf("finish = %v; want nameTaken's conflict, which fails the pending job for good", err)
+			}
+			e.untouched(t, jid)
+		})
 	}
 }
