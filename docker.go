@@ -82,7 +82,7 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	// before a pending record: a container of that name that pman did not
 	// make would otherwise block the job's container for ever.
 	if c, err := d.named(ctx, j.JID); err == nil {
-		return nil, d.taken(c, j.JID, "")
+		return nil, d.taken(c, j.JID)
 	} else if !isKind(err, eNotFound) {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if cerrdefs.IsConflict(err) || nameInUse(err) {
 		// Made since the look above, by a second POST or by someone else.
 		if c, ierr := d.named(ctx, j.JID); ierr == nil {
-			return nil, d.taken(c, j.JID, "")
+			return nil, d.taken(c, j.JID)
 		}
 		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
 	}
@@ -276,11 +276,11 @@ func (d *dockerSched) own(c container.InspectResponse, jid string) bool {
 
 // taken returns the 409 of a POST of jid whose name the container c
 // holds: the job exists, or (nameTaken) someone else's container has it.
-func (d *dockerSched) taken(c container.InspectResponse, jid, detail string) error {
+func (d *dockerSched) taken(c container.InspectResponse, jid string) error {
 	if !d.own(c, jid) {
 		return nameTaken(jid, "container")
 	}
-	return errorf(eConflict, "a job named %q already exists%s", jid, detail)
+	return errorf(eConflict, "a job named %q already exists", jid)
 }
 
 // named returns the container named jid, whoever made it. The engine also

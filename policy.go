@@ -110,8 +110,8 @@ func ownJob(labels map[string]string, jid string, pman6 map[string]string) bool 
 func pman6Labels(cfg *config) map[string]string { return cfg.JobLabels }
 
 // foreignJob returns the 404 of a GET or DELETE of jid whose name the
-// scheduler gives an object that is not pman's job (what it is: "Docker
-// container"). Nothing of that object is read past its labels, nothing
+// scheduler gives an object that is not pman's job (what names the kind:
+// "container", "Swarm service"). Nothing of that object is read past its labels, nothing
 // is changed, and its logs are never answered.
 func foreignJob(jid, what string) error {
 	return errorf(eNotFound, "no job %q: the %s of that name was not made by pman (it lacks the label %s=%s), and pman leaves it alone", jid, what, jidLabel, jid)
