@@ -641,3 +641,28 @@ func TestDockerFinishForeign(t *testing.T) {
 		})
 	}
 }
+
+// TestSlurmFakeForeign: in every API version, a job that SLURM runs under
+// the jid's name without pman's mark is no obstacle to a POST, and the
+// mark pman's own jobs carry (their comment) is read back.
+func TestSlurmFakeForeign(t *testing.T) {
+	for _, v := range slurmAPIVersions {
+		t.Run(v, func(t *testing.T) {
+			f := newFakeSlurmrestd(t, v)
+			s, _ := newFakeSlurmSched(t, f)
+			ctx := context.Background()
+			if _, err := s.create(ctx, fakeJob("jid-taken")); !isKind(err, eConflict) {
+				t.Errorf("create of a jid whose job pman submitted runs: %v; want a conflict", err)
+			}
+			f.mu.Lock()
+			f.foreign = map[string]bool{"jid-taken": true}
+			f.mu.Unlock()
+			if _, err := s.create(ctx, fakeJob("jid-taken")); err != nil {
+				t.Errorf("create of a jid someone else's job is named: %v; want it submitted beside it", err)
+			}
+			if n := len(f.requests("DELETE", "/job/ID")); n != 0 {
+				t.Errorf("%d cancels; want none", n)
+			}
+		})
+	}
+}
