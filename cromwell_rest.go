@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -190,8 +191,19 @@ func (w queryResult) removed() bool {
 	return w.Labels[removedLabel] != ""
 }
 
-// query lists the workflows labelled with jid, newest first, with their
-// labels.
+// own reports whether w, a workflow the query listed for jid, is pman's
+// job jid (policy.go). The query lists only workflows labelled
+// cromwellJIDLabel=jid, the label by which pman 6 knew its workflows (and
+// a workflow it does not list is never seen at all); one that also carries
+// jidLabel must carry it with jid.
+func (w queryResult) own(jid string) bool {
+	labels := map[string]string{cromwellJIDLabel: jid} // what the query matched
+	maps.Copy(labels, w.Labels)
+	return ownJob(labels, jid, map[string]string{cromwellJIDLabel: jid})
+}
+
+// query lists the workflows of job jid (queryResult.own), newest first,
+// with their labels.
 func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, error) {
 	// Each element is one criterion; several are ANDed. Our workflows
 	// have no subworkflows, but Cromwell lists them by default.
@@ -215,6 +227,7 @@ func (c *cromwellSched) query(ctx context.Context, jid string) ([]queryResult, e
 	if err := decodeAnswer(resp, "the query", &ans); err != nil {
 		return nil, err
 	}
+	ans.Results = slices.DeleteFunc(ans.Results, func(w queryResult) bool { return !w.own(jid) })
 	// Cromwell lists newest first (by its summary table's row id, which is
 	// the order it indexed them in): sort by submission time, keeping
 	// Cromwell's order where it gives none. (Java prints whole seconds

@@ -77,9 +77,11 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if j, err = resolveJobDirs(base, j); err != nil {
 		return nil, err
 	}
-	// A taken jid is answered before a pull that may take minutes.
-	if _, err := d.inspect(ctx, j.JID); err == nil {
-		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
+	// A taken jid is answered before a pull that may take minutes, and
+	// before a pending record: a container of that name that pman did not
+	// make would otherwise block the job's container for ever.
+	if c, err := d.named(ctx, j.JID); err == nil {
+		return nil, d.taken(c, j.JID)
 	} else if !isKind(err, eNotFound) {
 		return nil, err
 	}
@@ -99,6 +101,10 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
 	if cerrdefs.IsConflict(err) || nameInUse(err) {
+		// Made since the look above, by a second POST or by someone else.
+		if c, ierr := d.named(ctx, j.JID); ierr == nil {
+			return nil, d.taken(c, j.JID)
+		}
 		return nil, errorf(eConflict, "a job named %q already exists", j.JID)
 	}
 	if err != nil {
@@ -250,10 +256,36 @@ func (d *dockerSched) remove(ctx context.Context, jid string) error {
 	return engineError(err, "removing container "+jid)
 }
 
-// inspect returns the container named jid. The engine also resolves an ID
-// or a unique ID prefix; a container found that way is some other
-// container, not the job, and must never be answered or removed.
+// inspect returns the container of job jid: the container named jid, if
+// pman made it (ownJob, by its labels); eNotFound (foreignJob) for one
+// that someone else made, such as CUBE's database beside pman in
+// miniChRIS. The labels come with the inspect: no call more.
 func (d *dockerSched) inspect(ctx context.Context, jid string) (container.InspectResponse, error) {
+	c, err := d.named(ctx, jid)
+	if err == nil && !d.own(c, jid) {
+		return container.InspectResponse{}, foreignJob(jid, "container")
+	}
+	return c, err
+}
+
+// own reports whether the container c is pman's job jid (policy.go).
+func (d *dockerSched) own(c container.InspectResponse, jid string) bool {
+	return c.Config != nil && ownJob(c.Config.Labels, jid, pman6Labels(d.cfg))
+}
+
+// taken returns the 409 of a POST of jid whose name the container c
+// holds: the job exists, or (nameTaken) someone else's container has it.
+func (d *dockerSched) taken(c container.InspectResponse, jid string) error {
+	if !d.own(c, jid) {
+		return nameTaken(jid, "container")
+	}
+	return errorf(eConflict, "a job named %q already exists", jid)
+}
+
+// named returns the container named jid, whoever made it. The engine also
+// resolves an ID or a unique ID prefix; a container found that way is some
+// other container, not the job, and must never be answered or removed.
+func (d *dockerSched) named(ctx context.Context, jid string) (container.InspectResponse, error) {
 	c, err := d.cli.ContainerInspect(ctx, jid)
 	// Podman answers an inspect that races the container's removal with
 	// its 500 "does not exist in database: no such container".

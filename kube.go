@@ -218,6 +218,12 @@ func (k *kubeSched) create(ctx context.Context, s *jobSpec) (*job, error) {
 	uid, gid := k.ids()
 	kj := buildKubeJob(k.cfg, s, uid, gid)
 	created, err := k.client.BatchV1().Jobs(k.ns).Create(ctx, kj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// The job exists, or a Job pman did not make holds the name.
+		if other, gerr := k.client.BatchV1().Jobs(k.ns).Get(ctx, s.JID, metav1.GetOptions{}); gerr == nil && !k.own(other.Labels, s.JID) {
+			return nil, nameTaken(s.JID, "Kubernetes Job in namespace "+k.ns)
+		}
+	}
 	if err != nil {
 		return nil, k.toAPIError(err, "create", "jobs.batch", s.JID)
 	}
@@ -256,9 +262,9 @@ func (k *kubeSched) ids() (uid, gid *int64) {
 func (k *kubeSched) get(ctx context.Context, jid string) (*job, error) {
 	// A Job that changes while pman ends it is read again (see stop).
 	for attempt := 1; ; attempt++ {
-		kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
+		kj, err := k.job(ctx, jid)
 		if err != nil {
-			return nil, k.toAPIError(err, "get", "jobs.batch", jid)
+			return nil, err
 		}
 		// The pods are needed for the logs, and for the status unless the
 		// Job already says how it ended.
@@ -296,6 +302,28 @@ func (k *kubeSched) get(ctx context.Context, jid string) (*job, error) {
 		}
 		return j, nil
 	}
+}
+
+// job returns the Job of job jid: the Job named jid in JOB_NAMESPACE, if
+// pman made it (ownJob, by the Job's labels); eNotFound (foreignJob) for
+// one someone else made. The labels come with the Job: no call more.
+func (k *kubeSched) job(ctx context.Context, jid string) (*batchv1.Job, error) {
+	kj, err := k.client.BatchV1().Jobs(k.ns).Get(ctx, jid, metav1.GetOptions{})
+	if err != nil {
+		return nil, k.toAPIError(err, "get", "jobs.batch", jid)
+	}
+	if !k.own(kj.Labels, jid) {
+		return nil, foreignJob(jid, "Kubernetes Job in namespace "+k.ns)
+	}
+	return kj, nil
+}
+
+// own reports whether a Job or pod with labels is pman's job jid
+// (policy.go). pman 6 put JOB_LABELS on its Jobs' pod template only; the
+// API server copies a template's labels onto a Job created without labels
+// of its own, so its Jobs carry them too.
+func (k *kubeSched) own(labels map[string]string, jid string) bool {
+	return ownJob(labels, jid, pman6Labels(k.cfg))
 }
 
 // stop ends for good a Job that pman has declared failed, so that its status
@@ -356,7 +384,9 @@ func (k *kubeSched) pods(ctx context.Context, kj *batchv1.Job) ([]corev1.Pod, er
 	if err != nil {
 		return nil, k.toAPIError(err, "list", "pods", kj.Name)
 	}
-	pods := list.Items
+	// Only the job's own pods: one that someone else made with the Job's
+	// selector labels is not read.
+	pods := slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return !k.own(p.Labels, kj.Name) })
 	slices.SortFunc(pods, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return pods, nil
 }
@@ -497,10 +527,21 @@ func (k *kubeSched) podLog(ctx context.Context, p *corev1.Pod, limit int64) (str
 }
 
 func (k *kubeSched) remove(ctx context.Context, jid string) error {
+	// Only a Job pman made is deleted; the delete names the Job read by
+	// its uid, so that a Job made under the same name in between is not.
+	kj, err := k.job(ctx, jid)
+	if err != nil {
+		return err
+	}
 	// Background: the Job goes now, the garbage collector takes its pods.
 	// The API's default for Jobs (orphan) would leave them running.
 	bg := metav1.DeletePropagationBackground
-	err := k.client.BatchV1().Jobs(k.ns).Delete(ctx, jid, metav1.DeleteOptions{PropagationPolicy: &bg})
+	err = k.client.BatchV1().Jobs(k.ns).Delete(ctx, jid, metav1.DeleteOptions{PropagationPolicy: &bg, Preconditions: metav1.NewUIDPreconditions(string(kj.UID))})
+	if apierrors.IsConflict(err) {
+		// The uid no longer matches: the Job read is gone, and one of the
+		// same name, made since, is not the one the DELETE was for.
+		return errorf(eNotFound, "no job %q in namespace %s", jid, k.ns)
+	}
 	if err != nil {
 		return k.toAPIError(err, "delete", "jobs.batch", jid)
 	}

@@ -447,7 +447,7 @@ func threePodJob(tb testing.TB) (*kubeSched, *fakeAPI, *corev1.PodList) {
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{batchv1.ControllerUidLabel: "uid-7"}}
 	kj := &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris"},
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", Labels: map[string]string{jidLabel: "chris-jid-7"}},
 		Spec: batchv1.JobSpec{Selector: selector, Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: kubeContainer, Image: "fnndsc/pl-x", Command: []string{"x", "/share/outgoing"}}}}}},
 		Status: batchv1.JobStatus{Active: 3},
@@ -537,7 +537,7 @@ func TestKubeGet(t *testing.T) {
 func logJob(t *testing.T, n, tail int, logH func(w http.ResponseWriter, r *http.Request)) (*kubeSched, *fakeAPI) {
 	kj := &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris"},
+		ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", Labels: map[string]string{jidLabel: "chris-jid-7"}},
 		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "chris-jid-7", Image: "fnndsc/pl-x"}}}}},
 		Status: batchv1.JobStatus{Active: int32(n)},
@@ -659,6 +659,9 @@ func TestKubeCreateAndRemoveRequests(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)
 			writeObj(w, &got)
+		case http.MethodGet:
+			got.UID = "uid-7"
+			writeObj(w, &got)
 		case http.MethodDelete:
 			json.NewDecoder(r.Body).Decode(&del)
 			writeObj(w, &metav1.Status{Status: metav1.StatusSuccess})
@@ -677,7 +680,10 @@ func TestKubeCreateAndRemoveRequests(t *testing.T) {
 	if del.PropagationPolicy == nil || *del.PropagationPolicy != metav1.DeletePropagationBackground {
 		t.Errorf("delete propagation = %v; want Background (pods go too)", del.PropagationPolicy)
 	}
-	wantReqs := []string{"POST /apis/batch/v1/namespaces/chris/jobs", "DELETE /apis/batch/v1/namespaces/chris/jobs/chris-jid-7"}
+	if del.Preconditions == nil || del.Preconditions.UID == nil || *del.Preconditions.UID != "uid-7" {
+		t.Errorf("delete preconditions = %+v; want the uid of the Job read (a Job pman made)", del.Preconditions)
+	}
+	wantReqs := []string{"POST /apis/batch/v1/namespaces/chris/jobs", "GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7", "DELETE /apis/batch/v1/namespaces/chris/jobs/chris-jid-7"}
 	if r := f.requests(); !reflect.DeepEqual(r, wantReqs) {
 		t.Errorf("requests = %q; want %q", r, wantReqs)
 	}
@@ -722,7 +728,7 @@ func TestKubeStop(t *testing.T) {
 			var patches []map[string]any
 			kj := &batchv1.Job{
 				TypeMeta:   metav1.TypeMeta{Kind: "Job", APIVersion: "batch/v1"},
-				ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", ResourceVersion: "41"},
+				ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Namespace: "chris", Labels: map[string]string{jidLabel: "chris-jid-7"}, ResourceVersion: "41"},
 				Spec: batchv1.JobSpec{ActiveDeadlineSeconds: new(int64(kubeActiveDeadline)), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{Name: kubeContainer, Image: "fnndsc/pl-x"}}}}},
 				Status: batchv1.JobStatus{Active: 1, StartTime: new(metav1.NewTime(t0.Add(-90 * time.Second)))},

@@ -21,13 +21,13 @@ func cond(typ batchv1.JobConditionType, status corev1.ConditionStatus, reason, m
 }
 
 func kjob(st batchv1.JobStatus) *batchv1.Job {
-	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", CreationTimestamp: metav1.NewTime(t0)}, Status: st}
+	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "chris-jid-7", Labels: map[string]string{jidLabel: "chris-jid-7"}, CreationTimestamp: metav1.NewTime(t0)}, Status: st}
 }
 
 // kpod is a pod started at t0 with the given phase and container state.
 func kpod(name string, phase corev1.PodPhase, state corev1.ContainerState) corev1.Pod {
 	p := corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0)},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{jidLabel: "chris-jid-7"}, CreationTimestamp: metav1.NewTime(t0)},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: kubeContainer,
 			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"memory": resource.MustParse("100Mi")}}}}},
 		Status: corev1.PodStatus{Phase: phase, StartTime: new(metav1.NewTime(t0))},

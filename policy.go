@@ -197,3 +197,53 @@ func (s *logsBound) get(ctx context.Context, jid string) (*job, error) {
 	}
 	return jb, err
 }
+
+// ownJob reports whether an object of the scheduler that carries labels is
+// pman's job jid, the only kind of object GET, DELETE, the duplicate check
+// of POST and every later call may read or touch. It is when it carries
+// jidLabel=jid. An object without jidLabel is a job of pman 6 when it
+// carries every pair of pman6, the labels pman 6 gave every job on this
+// backend, and pman6 is not empty: JOB_LABELS on Docker, Podman, Swarm and
+// Kubernetes (pman6Labels), Cromwell's own name label there. Anything else
+// (no label, or jidLabel with another jid) is some other object that
+// happens to hold the name: pman answers foreignJob or nameTaken, and
+// leaves it untouched.
+func ownJob(labels map[string]string, jid string, pman6 map[string]string) bool {
+	if v, ok := labels[jidLabel]; ok {
+		return v == jid
+	}
+	if len(pman6) == 0 {
+		return false
+	}
+	for k, v := range pman6 {
+		if w, ok := labels[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// pman6Labels returns the labels by which ownJob knows a job of pman 6 on
+// an engine or Kubernetes: JOB_LABELS, which pman 6 (6.3.1) put on its
+// Docker and Podman containers and on its Kubernetes Jobs' pods, and on
+// nothing else. Its Swarm services carried no label at all: one is a job
+// only if it carries them (so, in practice, not across the upgrade).
+func pman6Labels(cfg *config) map[string]string { return cfg.JobLabels }
+
+// foreignJob returns the 404 of a GET or DELETE of jid whose name the
+// scheduler gives an object that is not pman's job (what names the kind:
+// "container", "Swarm service"). Nothing of that object is read past its labels, nothing
+// is changed, and its logs are never answered.
+func foreignJob(jid, what string) error {
+	return errorf(eNotFound, "no job %q: the %s of that name was not made by pman (it lacks the label %s=%s), and pman leaves it alone", jid, what, jidLabel, jid)
+}
+
+// nameTaken returns the 409 of a POST of jid when the scheduler, whose
+// names are unique (Docker, Podman, Swarm, Kubernetes), holds an object of
+// that name that is not pman's job: the scheduler would refuse the job's
+// object, and pman neither uses nor replaces that one. Where names are not
+// unique (SLURM, Cromwell), a foreign object is no obstacle and the job is
+// submitted beside it.
+func nameTaken(jid, what string) error {
+	return errorf(eConflict, "jid %q cannot be used: a %s of that name exists that pman did not make (it lacks the label %s=%s), and pman leaves it alone", jid, what, jidLabel, jid)
+}

@@ -467,6 +467,11 @@ func (d *dockerSched) finish(ctx context.Context, j *jobSpec) error {
 	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
 	if cerrdefs.IsConflict(err) || nameInUse(err) {
+		// Someone else's container of that name (made during the pull)
+		// would hold the jid for ever: the job can never run.
+		if c, ierr := d.named(ctx, j.JID); ierr == nil && !d.own(c, j.JID) {
+			return nameTaken(j.JID, "container")
+		}
 		return nil
 	}
 	if err != nil {

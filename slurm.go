@@ -175,8 +175,10 @@ func (s *slurmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		rec.removeAll()
 		return nil, err
 	}
-	// A job of that name that SLURM still runs, from a pman whose record
-	// is gone (STOREBASE wiped, another pman on the same cluster).
+	// A job of that jid that SLURM still runs, from a pman whose record
+	// is gone (STOREBASE wiped, another pman on the same cluster). A job
+	// someone else submitted under that name is no obstacle (SLURM's
+	// names are not unique) and is left alone: pman's job runs beside it.
 	others, err := s.findByName(ctx, v, j.JID)
 	if err != nil {
 		return fail(err)
@@ -283,8 +285,17 @@ func (s *slurmSched) remove(ctx context.Context, jid string) error {
 			}
 		}
 		if id != 0 {
-			if err := s.cancel(ctx, v, id); err != nil {
+			// Only the job pman submitted: a recorded id that slurmctld
+			// has since given to someone else's job (ids wrap, a cluster
+			// is reinstalled) is not cancelled.
+			info, err := s.ownInfo(ctx, v, id, jid)
+			if err != nil {
 				return err
+			}
+			if info != nil {
+				if err := s.cancel(ctx, v, id); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -329,7 +340,7 @@ func (s *slurmSched) status(ctx context.Context, rec slurmRecord, meta slurmJobM
 			return rec.forgotten(0, meta), nil
 		}
 	}
-	info, err := s.jobInfo(ctx, v, id)
+	info, err := s.ownInfo(ctx, v, id, rec.jid)
 	if err != nil {
 		return slurmAnswerRecord{}, err
 	}
@@ -337,6 +348,21 @@ func (s *slurmSched) status(ctx context.Context, rec slurmRecord, meta slurmJobM
 		return rec.forgotten(id, meta), nil
 	}
 	return s.jobStatus(ctx, v, info, meta, rec), nil
+}
+
+// ownInfo returns what slurmctld knows of job id if it is pman's job jid
+// (slurmJobInfo.own), or nil: slurmctld forgot it, or the id now names a
+// job someone else submitted, whose state pman never reads or answers.
+func (s *slurmSched) ownInfo(ctx context.Context, v string, id int, jid string) (*slurmJobInfo, error) {
+	info, err := s.jobInfo(ctx, v, id)
+	if err != nil || info == nil {
+		return nil, err
+	}
+	if !info.own(jid) {
+		s.log.Warn("the SLURM job id of a job's record names a job pman did not submit: taken as forgotten", "jid", jid, "slurm_job_id", id, "name", info.Name)
+		return nil, nil
+	}
+	return info, nil
 }
 
 // jobStatus maps a job SLURM knows onto pman's status. A job pending for a

@@ -34,6 +34,7 @@ func (s *slurmSched) submission(v string, j *jobSpec, script string, rec slurmRe
 	cpus := max(1, ceilDiv(j.CPULimit, 1000))
 	job := map[string]any{
 		"name":                      j.JID,
+		"comment":                   slurmMark(j.JID),
 		"current_working_directory": rec.runDir(),
 		// SLURM expands %-patterns in these paths; %% is a literal %.
 		"standard_output": strings.ReplaceAll(rec.logPath(), "%", "%%"),
@@ -95,9 +96,52 @@ type slurmJobInfo struct {
 	EndTime          flexNum    `json:"end_time"`
 	TimeLimit        flexNum    `json:"time_limit"`
 	Partition        string     `json:"partition"`
+	Comment          slurmText  `json:"comment"`
 }
 
 func (i *slurmJobInfo) state() string { return i.JobState.base() }
+
+// slurmMark returns the comment pman gives the SLURM job of jid: jidLabel
+// as a label pair. SLURM jobs have no labels, and their names are neither
+// unique nor pman's to give (anyone may submit a job named like a jid).
+func slurmMark(jid string) string { return jidLabel + "=" + jid }
+
+// labels returns the job's labels as slurmMark writes them into its
+// comment: one pair, or none.
+func (i *slurmJobInfo) labels() map[string]string {
+	k, v, ok := strings.Cut(string(i.Comment), "=")
+	if !ok {
+		return nil
+	}
+	return map[string]string{k: v}
+}
+
+// own reports whether the job is pman's job jid (policy.go): named jid and
+// marked with it. pman 6 had no SLURM backend: nothing else is.
+func (i *slurmJobInfo) own(jid string) bool {
+	return i.Name == jid && ownJob(i.labels(), jid, nil)
+}
+
+// slurmText is a string field, which a later API version may hand over as
+// an object of parts ({"job": ...}, as accounting does for comments): the
+// job's own part is taken then.
+type slurmText string
+
+func (t *slurmText) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*t = slurmText(s)
+		return nil
+	}
+	var parts struct {
+		Job string `json:"job"`
+	}
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return fmt.Errorf("neither a string nor {job}: %s", b)
+	}
+	*t = slurmText(parts.Job)
+	return nil
+}
 
 // flexNum is a number as 0.0.38 writes it (42) or as later versions do
 // ({"set": true, "infinite": false, "number": 42}); unset is 0.

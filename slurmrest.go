@@ -264,8 +264,11 @@ func (s *slurmSched) jobInfo(ctx context.Context, v string, id int) (*slurmJobIn
 	return nil, errorf(eUnavailable, "slurmrestd at %s could not %s: %s", s.cfg.Slurm.URL, what, ans.messages())
 }
 
-// findByName lists the jobs slurmctld knows under a name. slurmrestd has
-// no filter by name: this reads every job, so only create uses it.
+// findByName lists the jobs pman submitted for jid name that slurmctld
+// knows (slurmJobInfo.own): a job someone else submitted under that name
+// is never counted, read or cancelled. slurmrestd has no filter by name:
+// this reads every job, so a GET uses it only for a job whose id pman
+// never learnt.
 func (s *slurmSched) findByName(ctx context.Context, v, name string) ([]slurmJobInfo, error) {
 	var ans struct {
 		slurmAnswer
@@ -279,14 +282,14 @@ func (s *slurmSched) findByName(ctx context.Context, v, name string) ([]slurmJob
 	}
 	var found []slurmJobInfo
 	for _, j := range ans.Jobs {
-		if j.Name == name {
+		if j.own(name) {
 			found = append(found, j)
 		}
 	}
 	return found, nil
 }
 
-// idByName returns the newest job named name, or 0.
+// idByName returns the newest job pman submitted for jid name, or 0.
 func (s *slurmSched) idByName(ctx context.Context, v, name string) (int, error) {
 	found, err := s.findByName(ctx, v, name)
 	if err != nil {

@@ -31,6 +31,9 @@ type fakeSlurmrestd struct {
 	// answers maps "METHOD /path" (the path after /slurm/v<v>) to a status
 	// and a recorded file.
 	answers map[string]fakeAnswer
+	// foreign names the jobs that someone else submitted: mark leaves
+	// them without pman's mark.
+	foreign map[string]bool
 }
 
 type fakeReq struct {
@@ -86,11 +89,52 @@ func newFakeSlurmrestd(t *testing.T, v string) *fakeSlurmrestd {
 				// The real recordings are of jobs with many ids.
 				b = slurmJobIDField.ReplaceAll(b, []byte(`"job_id": 4242`))
 			}
-			w.Write(b)
+			w.Write(f.mark(b, strings.Contains(key, "/job/")))
 		}
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// mark returns the recorded answer b with its jobs made pman's, as pman
+// submits them (slurmJobInfo.own): a job read by id (byID) is named as the
+// last submission was, and every job is marked with its name, unless the
+// name is one of f.foreign (a job someone else submitted under that name).
+func (f *fakeSlurmrestd) mark(b []byte, byID bool) []byte {
+	var ans map[string]any
+	if json.Unmarshal(b, &ans) != nil {
+		return b
+	}
+	jobs, _ := ans["jobs"].([]any)
+	if len(jobs) == 0 {
+		return b
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last := ""
+	for _, r := range f.reqs {
+		if job, ok := r.Body["job"].(map[string]any); ok && r.Method == "POST" {
+			last, _ = job["name"].(string)
+		}
+	}
+	for _, j := range jobs {
+		job, _ := j.(map[string]any)
+		if job == nil {
+			continue
+		}
+		if byID && last != "" {
+			job["name"] = last
+		}
+		name, _ := job["name"].(string)
+		if !f.foreign[name] {
+			job["comment"] = slurmMark(name)
+		}
+	}
+	out, err := json.Marshal(ans)
+	if err != nil {
+		return b
+	}
+	return out
 }
 
 var (
@@ -176,7 +220,7 @@ func TestSlurmFakeCreateAndGet(t *testing.T) {
 			}
 			job, _ := subs[0].Body["job"].(map[string]any)
 			js, _ := json.Marshal(job)
-			want := map[string]any{"name": "jid-1", "partition": "batch", "tasks": 2.0, "cpus_per_task": 2.0, "requeue": false,
+			want := map[string]any{"name": "jid-1", "comment": jidLabel + "=jid-1", "partition": "batch", "tasks": 2.0, "cpus_per_task": 2.0, "requeue": false,
 				"current_working_directory": filepath.Join(store, ".pman/slurm/jid-1/run")}
 			if v == "0.0.38" {
 				want["time_limit"], want["memory_per_node"], want["gres"] = 30.0, 300.0, "gpu:1"

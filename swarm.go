@@ -136,7 +136,15 @@ func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	// delay and a warning. Each node then uses its own copy or pulls it.
 	resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false})
 	if err != nil {
-		return nil, engineError(err, "creating service "+j.JID)
+		err = engineError(err, "creating service "+j.JID)
+		if isKind(err, eConflict) {
+			// The name is taken: by the job, or by a service pman did not
+			// make, which the answer then names.
+			if svc, ierr := s.named(ctx, j.JID); ierr == nil && !s.own(svc.Spec.Labels, j.JID) {
+				return nil, nameTaken(j.JID, "Swarm service")
+			}
+		}
+		return nil, err
 	}
 	out := serviceJob(j.JID, spec.TaskTemplate.ContainerSpec, time.Now())
 	// The service exists now: failing the POST would make pfcon retry into
@@ -179,10 +187,26 @@ func (s *swarmSched) applyTask(ctx context.Context, out *job, t *swarm.Task, res
 	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
 }
 
-// inspect returns the service named jid. The engine also matches a service
-// by ID or ID prefix; a jid that happens to be the prefix of another
-// service's ID must not reach it.
+// inspect returns the service of job jid: the service named jid, if pman
+// made it (ownJob, by the service's labels); eNotFound (foreignJob) for
+// one someone else made.
 func (s *swarmSched) inspect(ctx context.Context, jid string) (*swarm.Service, error) {
+	svc, err := s.named(ctx, jid)
+	if err == nil && !s.own(svc.Spec.Labels, jid) {
+		return nil, foreignJob(jid, "Swarm service")
+	}
+	return svc, err
+}
+
+// own reports whether an object with labels is pman's job jid (policy.go).
+func (s *swarmSched) own(labels map[string]string, jid string) bool {
+	return ownJob(labels, jid, pman6Labels(s.cfg))
+}
+
+// named returns the service named jid, whoever made it. The engine also
+// matches a service by ID or ID prefix; a jid that happens to be the
+// prefix of another service's ID must not reach it.
+func (s *swarmSched) named(ctx context.Context, jid string) (*swarm.Service, error) {
 	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, jid, swarm.ServiceInspectOptions{})
 	if err == nil && svc.Spec.Name != jid {
 		return nil, errorf(eNotFound, "no job %q", jid)
@@ -215,10 +239,11 @@ func (s *swarmSched) get(ctx context.Context, jid string) (*job, error) {
 }
 
 // jobTask returns the newest task of the service named jid, or nil when it
-// has none that carries the job's label. The engine resolves the service
-// filter as it does a service lookup, by name and also by ID prefix: the
-// label check keeps a jid that is only the ID prefix of another service
-// from reaching it. (Filtering by the label instead would make the engine
+// has none that carries the job's labels (ownJob). The engine resolves the
+// service filter as it does a service lookup, by name and also by ID
+// prefix: the label check keeps a jid that is only the ID prefix of
+// another service, or the name of a service pman did not make, from
+// reaching it. (Filtering by the label instead would make the engine
 // copy and scan every task of the swarm: 3 ms a call with 300 finished jobs,
 // against 1 ms by service, measured with BenchmarkSwarmGetFinished.)
 func (s *swarmSched) jobTask(ctx context.Context, jid string) (*swarm.Task, error) {
@@ -230,16 +255,16 @@ func (s *swarmSched) jobTask(ctx context.Context, jid string) (*swarm.Task, erro
 		return nil, engineError(err, "listing the tasks of service "+jid)
 	}
 	t := newestTask(tasks)
-	if t == nil || t.Spec.ContainerSpec == nil || t.Spec.ContainerSpec.Labels[jidLabel] != jid {
+	if t == nil || t.Spec.ContainerSpec == nil || !s.own(t.Spec.ContainerSpec.Labels, jid) {
 		return nil, nil
 	}
 	return t, nil
 }
 
 // getService returns a job whose task jobTask cannot vouch for: one whose
-// service was just created and has no task yet, one created without the
-// label (by pman 6), or a jid that only matched another service's ID
-// prefix. It costs the service and its task list.
+// service was just created and has no task yet; a service pman did not
+// make, or a jid that only matched another service's ID prefix, is
+// eNotFound. It costs the service and its task list.
 func (s *swarmSched) getService(ctx context.Context, jid string) (*job, error) {
 	svc, err := s.inspect(ctx, jid)
 	if err != nil {
