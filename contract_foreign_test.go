@@ -278,9 +278,12 @@ func swarmForeign(t *testing.T, extra map[string]string) *foreignEnv {
 		}
 		t.Cleanup(func() { cli.ServiceRemove(context.Background(), resp.ID) })
 		ids[jid] = resp.ID
-		eventually(t, 60*time.Second, "secret in the logs of service "+jid, func() bool {
+		// Running as Swarm reports it, not only started: its container logs
+		// before the manager records the task's "running".
+		eventually(t, 60*time.Second, "service "+jid+" running, the secret in its logs", func() bool {
 			tasks, err := cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", resp.ID))})
-			if err != nil || len(tasks) == 0 || tasks[0].Status.ContainerStatus == nil || tasks[0].Status.ContainerStatus.ContainerID == "" {
+			if err != nil || len(tasks) == 0 || tasks[0].Status.State != swarm.TaskStateRunning ||
+				tasks[0].Status.ContainerStatus == nil || tasks[0].Status.ContainerStatus.ContainerID == "" {
 				return false
 			}
 			rc, err := cli.ContainerLogs(ctx, tasks[0].Status.ContainerStatus.ContainerID, container.LogsOptions{ShowStdout: true})
