@@ -30,6 +30,9 @@ type config struct {
 	JobLabels      map[string]string
 	ContainerUser  userSpec // CONTAINER_USER; an unset side keeps the image's
 
+	// Capacity is JOB_CAPACITY; nil: no admission, as pman 6 (queue.go).
+	Capacity *capacitySetting
+
 	// Notes are one-line remarks on the configuration, logged at start.
 	Notes []string
 
@@ -79,6 +82,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	loadDocker(e, c)
 	loadKube(e, c)
 	loadCromwell(e, c)
+	loadCapacity(e, c)
 	if c.ContainerEnv == "slurm" {
 		c.Slurm = loadSlurmConfig(e, c)
 	}

@@ -266,6 +266,7 @@ const maxBody = 1 << 20
 func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
 	cache := newJobCache(cacheMaxEntries, cacheMaxBytes, cacheTTL)
 	m := newMetrics(cache)
+	registerQueue(m, sched)
 	sched = &meteredSched{next: sched, backend: cfg.ContainerEnv, m: m}
 	status := &statusReader{sched: sched, cache: cache, m: m}
 	mux := http.NewServeMux()
