@@ -303,6 +303,12 @@ func (q *dockerQueue) look(ctx context.Context, tidy bool) (*queueView, error) {
 		return nil, err
 	}
 	v := &queueView{used: used, conts: conts}
+	byUser := map[string]int{}
+	for _, c := range conts {
+		if holds(c.State) {
+			byUser[c.Labels[labelAuid]]++
+		}
+	}
 	for _, r := range recs {
 		c, ok := conts[r.spec.JID]
 		switch {
@@ -315,7 +321,7 @@ func (q *dockerQueue) look(ctx context.Context, tidy bool) (*queueView, error) {
 			}
 		}
 	}
-	v.line = fairOrder(v.line)
+	v.line = fairOrder(v.line, byUser)
 	return v, nil
 }
 

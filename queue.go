@@ -11,15 +11,16 @@ package main
 //     enforces); a job that asks nothing of a resource is never held for it.
 //   - a job that asks more than the total of a resource is a 400 on that
 //     field: it could never start.
-//   - the queue is ordered round-robin by auid: a job's place is its rank
-//     among its user's queued jobs (0 for each user's oldest), then its
-//     arrival. A user's burst waits behind every other user's next job.
+//   - users take turns (round-robin by auid): the next job is the oldest of
+//     the user with the fewest jobs running, so a user's burst waits
+//     behind every other user's next job (fairOrder).
 //   - strict order: a job starts only when every job ahead of it started,
 //     so a big job is never starved by small ones behind it.
 
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -235,25 +236,46 @@ type queuedJob struct {
 	created string // the record's creation time, the job's timestamp
 }
 
-// fairOrder returns the jobs in the order they may start: round-robin by
-// auid, each user's jobs in arrival order. A job's key is its rank among
-// its user's jobs, then its arrival, then its jid (two jobs accepted in
-// the same nanosecond, by two replicas, still get one order everywhere).
-func fairOrder(jobs []queuedJob) []queuedJob {
-	byArrival := slices.Clone(jobs)
-	slices.SortFunc(byArrival, func(a, b queuedJob) int {
-		return cmp.Or(cmp.Compare(a.arrival, b.arrival), cmp.Compare(a.spec.JID, b.spec.JID))
-	})
-	rank := make(map[string]int, len(jobs)) // by jid
-	seen := map[string]int{}                // by auid
-	for _, j := range byArrival {
-		rank[j.spec.JID] = seen[j.spec.Auid]
-		seen[j.spec.Auid]++
+// fairOrder returns the jobs in the order they may start, taking turns
+// between users: the next is the oldest job of the user with the fewest
+// jobs running (running counts them by auid), ties going to the user
+// whose oldest job came first. Counted from what runs, not from a memory
+// of whose turn it was, so every replica, and a restarted pman, computes
+// the same order from the engine alone.
+func fairOrder(jobs []queuedJob, running map[string]int) []queuedJob {
+	byUser := map[string][]queuedJob{}
+	for _, j := range jobs {
+		byUser[j.spec.Auid] = append(byUser[j.spec.Auid], j)
 	}
-	slices.SortStableFunc(byArrival, func(a, b queuedJob) int {
-		return cmp.Compare(rank[a.spec.JID], rank[b.spec.JID])
-	})
-	return byArrival
+	older := func(a, b queuedJob) int {
+		// Two jobs accepted in the same nanosecond (by two replicas)
+		// still get one order everywhere.
+		return cmp.Or(cmp.Compare(a.arrival, b.arrival), cmp.Compare(a.spec.JID, b.spec.JID))
+	}
+	for _, l := range byUser {
+		slices.SortFunc(l, older)
+	}
+	count := maps.Clone(running)
+	if count == nil {
+		count = map[string]int{}
+	}
+	out := make([]queuedJob, 0, len(jobs))
+	for len(out) < len(jobs) {
+		var next string
+		found := false
+		for u, l := range byUser {
+			if len(l) == 0 {
+				continue
+			}
+			if !found || count[u] < count[next] || count[u] == count[next] && older(l[0], byUser[next][0]) < 0 {
+				next, found = u, true
+			}
+		}
+		out = append(out, byUser[next][0])
+		byUser[next] = byUser[next][1:]
+		count[next]++
+	}
+	return out
 }
 
 // queueMessage returns why a queued job waits: ahead jobs are before it in
