@@ -75,8 +75,8 @@ const (
 	labelGPU    = "org.chrisproject.pman.gpu_limit"
 )
 
-// queueTick is the longest time between two passes of a server's queue;
-// tests shorten it before they start a server.
+// queueTick is the longest time between two passes of a server's queue,
+// read when a server starts; tests shorten it before they start one.
 var queueTick = 2 * time.Second
 
 // staleCreated is how old a created, never started job container must be
@@ -94,6 +94,7 @@ const passTimeout = 2 * time.Minute
 type dockerQueue struct {
 	d       *dockerSched
 	setting *capacitySetting
+	tick    time.Duration // queueTick
 	kickc   chan struct{}
 	passMu  sync.Mutex // one pass at a time in this process
 
@@ -115,7 +116,7 @@ func newDockerQueue(ctx context.Context, d *dockerSched) *dockerQueue {
 	if d.cfg.Capacity == nil {
 		return nil
 	}
-	q := &dockerQueue{d: d, setting: d.cfg.Capacity, kickc: make(chan struct{}, 1)}
+	q := &dockerQueue{d: d, setting: d.cfg.Capacity, tick: queueTick, kickc: make(chan struct{}, 1)}
 	go q.loop(ctx)
 	return q
 }
@@ -127,12 +128,15 @@ func (q *dockerQueue) loop(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), passTimeout)
 		q.pass(pctx)
 		cancel()
-		t := time.NewTimer(queueTick/2 + rand.N(queueTick/2+1))
+		t := time.NewTimer(q.tick/2 + rand.N(q.tick/2+1))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-q.kickc:
+			// Every GET of a queued job kicks: passes run at most ten a
+			// second however many poll.
+			time.Sleep(100 * time.Millisecond)
 		case <-t.C:
 		}
 		t.Stop()
@@ -466,7 +470,11 @@ func (q *dockerQueue) pass(ctx context.Context) {
 	for _, j := range v.line {
 		have, known := images[j.spec.Image]
 		if !known {
-			have, _ = q.d.haveImage(ctx, j.spec.Image)
+			if have, err = q.d.haveImage(ctx, j.spec.Image); err != nil {
+				// Not a reason to pull: a pull that fails marks the job failed.
+				q.d.log.Warn("admission: asking the engine for an image", "image", j.spec.Image, "error", err)
+				return
+			}
 			images[j.spec.Image] = have
 		}
 		if !have {

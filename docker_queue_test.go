@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -21,10 +22,12 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
 )
 
 // fastQueue makes the servers of this test pass their queue every 200 ms
-// instead of queueTick (read by each pass; top-level tests run one by one).
+// instead of queueTick (read when a server starts; top-level tests run one
+// by one).
 func fastQueue(t *testing.T) {
 	old := queueTick
 	queueTick = 200 * time.Millisecond
@@ -484,4 +487,110 @@ func (p *killable) kill() {
 	}
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
+}
+
+// TestDockerQueueClaim races two replicas' admissions head on, the
+// engine's create and list being the whole protocol: of two admitting the
+// same job exactly one starts it, and of two admitting two jobs where one
+// fits at most one starts.
+func TestDockerQueueClaim(t *testing.T) {
+	old := queueTick
+	queueTick = time.Hour // no pass but the ones the test runs
+	t.Cleanup(func() { queueTick = old })
+	forEachEngine(t, testDockerQueueClaim)
+}
+
+func testDockerQueueClaim(t *testing.T, eng *testEngine) {
+	q := newQueue(t, eng, "cpu=1")
+	cfg, err := loadConfig(func(k string) string { return q.env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var replicas [2]*dockerSched
+	for i := range replicas {
+		s, err := newDocker(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas[i] = s.(*dockerSched)
+	}
+	total := resources{1000, uncounted, uncounted}
+	spec := func(name string) *jobSpec {
+		jid, body := q.queueJob(t, name, "alice", false, "0.5")
+		j, err := decodeJob(mustJSON(t, body), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := replicas[0].createRecord(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		if j.JID != jid {
+			t.Fatalf("decoded jid %s; want %s", j.JID, jid)
+		}
+		return j
+	}
+	// race runs the admissions at once and returns how many started.
+	race := func(jobs [2]*jobSpec) int {
+		var wg sync.WaitGroup
+		var outcomes [2]admitOutcome
+		defer func() { t.Logf("admitting %s and %s: %v", jobs[0].JID, jobs[1].JID, outcomes) }()
+		for i := range 2 {
+			wg.Add(1)
+			go func() { defer wg.Done(); outcomes[i] = replicas[i].queue.admit(ctx, total, jobs[i]) }()
+		}
+		wg.Wait()
+		n := 0
+		for _, o := range outcomes {
+			if o == admitted {
+				n++
+			}
+		}
+		return n
+	}
+	var all []string
+	for round := range 4 {
+		same := spec(fmt.Sprintf("same%d", round))
+		if n := race([2]*jobSpec{same, same}); n != 1 {
+			t.Errorf("round %d: two replicas admitting %s started it %d times; want once", round, same.JID, n)
+		}
+		untilExited(t, q.cli, same.JID)
+		one, other := spec(fmt.Sprintf("one%d", round)), spec(fmt.Sprintf("other%d", round))
+		if n := race([2]*jobSpec{one, other}); n > 1 {
+			t.Errorf("round %d: two jobs of one CPU each started at once with one CPU in all", round)
+		}
+		var backedOff []*jobSpec
+		for _, s := range []*jobSpec{one, other} {
+			if _, err := replicas[0].inspect(ctx, s.JID); err == nil {
+				untilExited(t, q.cli, s.JID)
+			} else {
+				backedOff = append(backedOff, s)
+			}
+		}
+		// Whatever backed off is admitted now, alone.
+		for _, s := range backedOff {
+			if o := replicas[0].queue.admit(ctx, total, s); o != admitted {
+				t.Errorf("round %d: admitting %s alone: %v; want it started", round, s.JID, o)
+			}
+			untilExited(t, q.cli, s.JID)
+		}
+		all = append(all, same.JID, one.JID, other.JID)
+	}
+	q.checkRuns(t, all, 1)
+}
+
+// untilExited waits until the container named jid has ended.
+func untilExited(t *testing.T, cli *client.Client, jid string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c, err := cli.ContainerInspect(context.Background(), jid); err == nil && c.State != nil && !holds(container.ContainerState(c.State.Status)) {
+			return
+		}
+	}
+	c, err := cli.ContainerInspect(context.Background(), jid)
+	if err == nil {
+		t.Fatalf("container %s did not end within 60s: %+v", jid, c.State)
+	}
+	t.Fatalf("container %s did not end within 60s: %v", jid, err)
 }
