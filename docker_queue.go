@@ -82,7 +82,8 @@ var queueTick = 2 * time.Second
 // staleCreated is how old a created, never started job container must be
 // before a pass takes it for the leftover of a pman killed while admitting
 // it. Admission takes milliseconds; a minute is far beyond a slow engine.
-const staleCreated = time.Minute
+// Read when a server starts.
+var staleCreated = time.Minute
 
 // passTimeout bounds one pass. Its steps run to their end even when the
 // server stops: a stop between create and start would leave a created
@@ -95,6 +96,7 @@ type dockerQueue struct {
 	d       *dockerSched
 	setting *capacitySetting
 	tick    time.Duration // queueTick
+	stale   time.Duration // staleCreated
 	kickc   chan struct{}
 	passMu  sync.Mutex // one pass at a time in this process
 
@@ -116,7 +118,7 @@ func newDockerQueue(ctx context.Context, d *dockerSched) *dockerQueue {
 	if d.cfg.Capacity == nil {
 		return nil
 	}
-	q := &dockerQueue{d: d, setting: d.cfg.Capacity, tick: queueTick, kickc: make(chan struct{}, 1)}
+	q := &dockerQueue{d: d, setting: d.cfg.Capacity, tick: queueTick, stale: staleCreated, kickc: make(chan struct{}, 1)}
 	go q.loop(ctx)
 	return q
 }
@@ -318,7 +320,7 @@ func (q *dockerQueue) look(ctx context.Context, tidy bool) (*queueView, error) {
 		switch {
 		case !ok:
 			v.line = append(v.line, r)
-		case tidy && notStarted(c.State) && time.Since(time.Unix(c.Created, 0)) > staleCreated:
+		case tidy && notStarted(c.State) && time.Since(time.Unix(c.Created, 0)) > q.stale:
 			// Without force: a container that started after all stays.
 			if err := q.d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err == nil {
 				q.d.log.Warn("removed a job container a stopped pman created and never started; the job waits for its turn again", "jid", r.spec.JID)

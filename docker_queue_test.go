@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -203,7 +204,7 @@ func TestDockerQueue(t *testing.T) {
 }
 
 func testDockerQueue(t *testing.T, eng *testEngine) {
-	t.Run("12 jobs, 2 CPUs, two users", func(t *testing.T) {
+	t.Run("12 jobs on 2 CPUs from two users", func(t *testing.T) {
 		q := startQueue(t, eng, "cpu=2")
 		most := q.watch(t)
 		var jids []string
@@ -348,13 +349,32 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 		q := startQueue(t, eng, "cpu=2")
 		urls := []string{q.url, q.replica(t)}
 		most := q.watch(t)
+		// All at once, half to each: each POST runs a pass of its replica.
 		var jids []string
+		var bodies []map[string]any
 		for i := range 12 {
 			jid, body := q.queueJob(t, fmt.Sprintf("two%d", i), []string{"alice", "bob", "carol"}[i%3], false, "0.3")
-			if code, m := call(t, "POST", urls[i%2]+"/api/v1/", body); code != http.StatusCreated {
-				t.Fatalf("POST to replica %d = %d %v; want 201", i%2, code, m)
+			jids, bodies = append(jids, jid), append(bodies, body)
+		}
+		codes := make([]int, len(jids))
+		var wg sync.WaitGroup
+		for i, body := range bodies {
+			raw := mustJSON(t, body)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := http.Post(urls[i%2]+"/api/v1/", "application/json", bytes.NewReader(raw))
+				if err == nil {
+					codes[i] = resp.StatusCode
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		for i, code := range codes {
+			if code != http.StatusCreated {
+				t.Fatalf("POST of %s to replica %d = %d; want 201", jids[i], i%2, code)
 			}
-			jids = append(jids, jid)
 		}
 		for i, jid := range jids {
 			if m := untilStatus(t, urls[(i+1)%2], jid, 120*time.Second, statusSuccess, statusError); m["status"] != statusSuccess {
@@ -577,7 +597,20 @@ func testDockerQueueClaim(t *testing.T, eng *testEngine) {
 		}
 		all = append(all, same.JID, one.JID, other.JID)
 	}
-	q.checkRuns(t, all, 1)
+
+	// A pman killed between the create and the start left a created
+	// container: a later pass removes it and admits the job again.
+	left := spec("left")
+	c, h := containerConfig(cfg, left, q.store)
+	if _, err := q.cli.ContainerCreate(ctx, c, h, nil, nil, left.JID); err != nil {
+		t.Fatal(err)
+	}
+	replicas[1].queue.stale = 0
+	for range 2 { // the first removes it, the second admits the job
+		replicas[1].queue.pass(ctx)
+	}
+	untilExited(t, q.cli, left.JID)
+	q.checkRuns(t, append(all, left.JID), 1)
 }
 
 // untilExited waits until the container named jid has ended.

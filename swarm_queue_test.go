@@ -118,6 +118,7 @@ func TestSwarmQueue(t *testing.T) {
 			break
 		}
 	}
+	t.Logf("GET %s while the first runs: %s: %q", second, got["status"], got["message"])
 	if got["status"] != statusNotStarted || !strings.HasPrefix(fmt.Sprint(got["message"]), "queued by Swarm") {
 		t.Errorf("GET of the job that does not fit = %v; want %s, queued with Swarm's \"insufficient resources\"", got, statusNotStarted)
 	}
