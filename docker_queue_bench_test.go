@@ -22,8 +22,9 @@ import (
 
 // BenchmarkDockerQueueMixed runs 20 mixed jobs from 3 users on a small
 // host, with and without admission, and reports the wall time from the
-// first POST to the last job's end and how many jobs were killed for
-// memory. The small host is a cgroup of this machine (2 CPUs, 640 MiB) that
+// first POST to the last job's end, how many jobs were killed for memory
+// and the host's peak memory. The small host is a cgroup of this machine
+// (512 MiB; the machine has 2 CPUs) that
 // every job container is put under (a proxy in front of the engine adds
 // CgroupParent to each create): the memory the jobs use together is then
 // bounded as a host's is, without risking the machine's own. It needs root
@@ -32,7 +33,7 @@ import (
 //	go test -run '^$' -bench BenchmarkDockerQueueMixed -benchtime 1x .
 func BenchmarkDockerQueueMixed(b *testing.B) {
 	eng := needTestEngine(b, "docker")
-	const hostMiB = 640
+	const hostMiB = 512
 	parent := "pman-bench-" + randSuffix()
 	mem := filepath.Join("/sys/fs/cgroup/memory", parent)
 	if err := os.Mkdir(mem, 0o755); err != nil {
@@ -51,6 +52,8 @@ func BenchmarkDockerQueueMixed(b *testing.B) {
 	for _, admission := range []string{"off", "on"} {
 		b.Run("admission="+admission, func(b *testing.B) {
 			for range b.N {
+				// The peak is the host's since here.
+				os.WriteFile(filepath.Join(mem, "memory.max_usage_in_bytes"), []byte("0"), 0o644)
 				store := b.TempDir()
 				os.Chmod(store, 0o777)
 				env := serverEnv(eng, map[string]string{"STORAGE_TYPE": "host", "STOREBASE": store, "DOCKER_HOST": "unix://" + sock})
@@ -61,20 +64,30 @@ func BenchmarkDockerQueueMixed(b *testing.B) {
 				b.ReportMetric(wall.Seconds(), "wall-s")
 				b.ReportMetric(float64(killed), "oom-killed")
 				b.ReportMetric(float64(failed), "other-failures")
+				if peak, err := os.ReadFile(filepath.Join(mem, "memory.max_usage_in_bytes")); err == nil {
+					n, _ := strconv.ParseInt(strings.TrimSpace(string(peak)), 10, 64)
+					b.ReportMetric(float64(n>>20), "host-peak-MiB")
+				}
 			}
 		})
 	}
 }
 
-// mixedJobs are the benchmark's jobs by size: what they ask, and the
-// memory their dd holds while it copies bs*count bytes (about a second of
-// one CPU).
+// mixedJobs are the benchmark's jobs by size: what they ask, and the MiB
+// their dd copies count times (about a second of one CPU), then holds for
+// 4 s (a dd blocked writing into a pipe that is read only after a sleep).
 var mixedJobs = []struct {
 	cpu, memory, useMiB, count int
 }{
 	{500, 96, 48, 80},    // small
 	{1000, 160, 96, 40},  // medium
 	{1000, 256, 192, 20}, // large
+}
+
+// mixedScript is the shell a job of size runs; pipefail makes a dd killed
+// for memory the job's failure.
+func mixedScript(useMiB, count int) string {
+	return fmt.Sprintf("set -o pipefail; dd if=/dev/zero of=/dev/null bs=%[1]dM count=%[2]d && dd if=/dev/zero bs=%[1]dM count=1 | (sleep 4; cat >/dev/null)", useMiB, count)
 }
 
 // runMixed POSTs 20 jobs of 3 users (alice 10, bob 6, carol 4; sizes
@@ -98,7 +111,7 @@ func runMixed(b *testing.B, eng *testEngine, base, store string) (wall time.Dura
 				resp.Body.Close()
 			}
 		})
-		body := (&dockerEnv{image: eng.image}).jobBody(jid, "fs", fmt.Sprintf("dd if=/dev/zero of=/dev/null bs=%dM count=%d", size.useMiB, size.count))
+		body := (&dockerEnv{image: eng.image}).jobBody(jid, "fs", mixedScript(size.useMiB, size.count))
 		body["auid"], body["cpu_limit"], body["memory_limit"] = user, size.cpu, size.memory
 		raw, _ := json.Marshal(body)
 		resp, err := http.Post(base+"/api/v1/", "application/json", bytes.NewReader(raw))
