@@ -35,6 +35,8 @@ package main
 //   - A record nobody in this process tracks (pman restarted, or another
 //     replica accepted the job) is resumed at its first GET: pfcon polls
 //     every job until it ends.
+//   - With JOB_CAPACITY the record is also the job's place in the queue:
+//     a pulled job waits for its turn instead (docker_queue.go).
 
 import (
 	"context"
