@@ -34,6 +34,9 @@ type config struct {
 	PidsLimit      int            // JOB_PIDS_LIMIT; 0: none set by pman (hardening.go)
 	ImageAllowlist imageAllowlist // JOB_IMAGE_ALLOWLIST; nil allows every image (allowlist.go)
 
+	// Capacity is JOB_CAPACITY; nil: no admission, as pman 6 (queue.go).
+	Capacity *capacitySetting
+
 	// Notes are one-line remarks on the configuration, logged at start.
 	Notes []string
 
@@ -83,6 +86,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	loadDocker(e, c)
 	loadKube(e, c)
 	loadCromwell(e, c)
+	loadCapacity(e, c)
 	if c.ContainerEnv == "slurm" {
 		c.Slurm = loadSlurmConfig(e, c)
 	}

@@ -41,6 +41,8 @@ type dockerSched struct {
 	mu       sync.Mutex
 	pulls    map[string]*pull       // by image reference
 	jobs     map[string]*pendingJob // by jid
+
+	queue *dockerQueue // JOB_CAPACITY's admission (docker_queue.go); nil: off
 }
 
 func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, error) {
@@ -48,8 +50,10 @@ func newDocker(ctx context.Context, cfg *config, log *slog.Logger) (scheduler, e
 	if err != nil {
 		return nil, err
 	}
-	return &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}, log: log,
-		bg: ctx, postWait: postPullWait, pulls: map[string]*pull{}, jobs: map[string]*pendingJob{}}, nil
+	d := &dockerSched{cfg: cfg, cli: cli, base: &storeBase{cfg: cfg, cli: cli}, log: log,
+		bg: ctx, postWait: postPullWait, pulls: map[string]*pull{}, jobs: map[string]*pendingJob{}}
+	d.queue = newDockerQueue(ctx, d)
+	return d, nil
 }
 
 // containerName is the engine's rule for container names (it refuses
@@ -93,10 +97,15 @@ func (d *dockerSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 	if err := d.podmanChecks(ctx, j, base); err != nil {
 		return nil, err
 	}
+	if err := d.queue.neverFits(ctx, j); err != nil {
+		return nil, err
+	}
 	if have, err := d.haveImage(ctx, j.Image); err != nil {
 		return nil, err
 	} else if !have {
 		return d.createPending(ctx, j)
+	} else if d.queue != nil {
+		return d.queue.create(ctx, j)
 	}
 	config, hostConfig := containerConfig(d.cfg, j, base)
 	created, err := d.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, j.JID)
@@ -145,7 +154,9 @@ func (d *dockerSched) start(ctx context.Context, jid, id string) error {
 // otherwise c as it is. An error means the container could not start and
 // the record now says why.
 func (d *dockerSched) resumeCreated(ctx context.Context, jid string, c container.InspectResponse) (container.InspectResponse, error) {
-	if d.trackedPull(jid) != nil {
+	if d.trackedPull(jid) != nil || d.queue != nil {
+		// With JOB_CAPACITY only the admission that created a container
+		// starts it (docker_queue.go).
 		return c, nil
 	}
 	if rec, err := d.findRecord(ctx, jid); err != nil || rec == nil || rec.failed {
@@ -227,6 +238,7 @@ func (d *dockerSched) logs(ctx context.Context, c container.InspectResponse) (st
 }
 
 func (d *dockerSched) remove(ctx context.Context, jid string) error {
+	defer d.queue.kick() // what the job held may let the next one start
 	// The record first: a pull that ends now then finds it gone, and
 	// removes the container it may have just created.
 	pending, err := d.removePending(ctx, jid)

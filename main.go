@@ -265,6 +265,7 @@ const maxBody = 1 << 20
 func newMux(cfg *config, sched scheduler, log *slog.Logger) http.Handler {
 	cache := newJobCache(cacheMaxEntries, cacheMaxBytes, cacheTTL)
 	m := newMetrics(cache)
+	registerQueue(m, sched)
 	sched = &meteredSched{next: &scrubbedSched{next: sched, sc: newScrubber(configSecrets(cfg))}, backend: cfg.ContainerEnv, m: m}
 	sched = &logsBound{scheduler: sched, maxBytes: cfg.logsMaxBytes()}
 	status := &statusReader{sched: sched, cache: cache, m: m}

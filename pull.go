@@ -35,6 +35,8 @@ package main
 //   - A record nobody in this process tracks (pman restarted, or another
 //     replica accepted the job) is resumed at its first GET: pfcon polls
 //     every job until it ends.
+//   - With JOB_CAPACITY the record is also the job's place in the queue:
+//     a pulled job waits for its turn instead (docker_queue.go).
 
 import (
 	"context"
@@ -44,6 +46,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -300,26 +303,15 @@ func (d *dockerSched) findRecord(ctx context.Context, jid string) (*record, erro
 // ended by then, the pull's error if it failed by then (the job is then not
 // accepted, and nothing is left), or else notstarted with the progress.
 func (d *dockerSched) createPending(ctx context.Context, j *jobSpec) (*job, error) {
-	spec, err := json.Marshal(j)
+	created, err := d.createRecord(ctx, j)
 	if err != nil {
-		return nil, errorf(eInternal, "encoding the job: %v", err)
-	}
-	nonce := rand.Text()
-	v, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{
-		Name:   recordName(j.JID),
-		Labels: map[string]string{labelPending: j.JID, labelSpec: string(spec), labelNonce: nonce},
-	})
-	if err != nil {
-		return nil, engineError(err, "recording job "+j.JID+" while its image is pulled")
-	}
-	if v.Labels[labelNonce] != nonce {
-		return nil, errorf(eConflict, "a job named %q already exists (waiting for its image)", j.JID)
+		return nil, err
 	}
 	pj := d.track(j, true)
 	if pj == nil {
 		// Our record (the nonce is ours) was resumed by a GET between its
 		// creation and now: the job is accepted, and followed.
-		return pendingAnswer(j, d.trackedPull(j.JID), v.CreatedAt), nil
+		return pendingAnswer(j, d.trackedPull(j.JID), created), nil
 	}
 	timer := time.NewTimer(d.postWait)
 	defer timer.Stop()
@@ -343,9 +335,34 @@ func (d *dockerSched) createPending(ctx context.Context, j *jobSpec) (*job, erro
 		if c, err := d.inspect(ctx, j.JID); err == nil {
 			return containerJob(j.JID, c), nil
 		}
+		if d.queue != nil {
+			// Pulled, and waiting for its turn (docker_queue.go).
+			return d.queue.answer(ctx, &record{spec: j, created: created}), nil
+		}
 	default:
 	}
-	return pendingAnswer(j, pj.pull, v.CreatedAt), nil
+	return pendingAnswer(j, pj.pull, created), nil
+}
+
+// createRecord records j in the engine (with its place in the queue when
+// JOB_CAPACITY is set) and returns the record's creation time; a record of
+// the jid already there is an eConflict error.
+func (d *dockerSched) createRecord(ctx context.Context, j *jobSpec) (created string, err error) {
+	spec, err := json.Marshal(j)
+	if err != nil {
+		return "", errorf(eInternal, "encoding the job: %v", err)
+	}
+	nonce := rand.Text()
+	labels := map[string]string{labelPending: j.JID, labelSpec: string(spec), labelNonce: nonce}
+	maps.Copy(labels, d.queueLabels(j))
+	v, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: recordName(j.JID), Labels: labels})
+	if err != nil {
+		return "", engineError(err, "recording job "+j.JID+" while it waits for its image or its turn")
+	}
+	if v.Labels[labelNonce] != nonce {
+		return "", errorf(eConflict, "a job named %q already exists (waiting for its image or its turn)", j.JID)
+	}
+	return v.CreatedAt, nil
 }
 
 // pendingAnswer is the job object of a job waiting for its image.
@@ -370,6 +387,9 @@ func (d *dockerSched) getPending(ctx context.Context, jid string) (*job, error) 
 	if rec.failed {
 		return &job{JID: jid, Image: rec.spec.Image, Cmd: strings.Join(rec.spec.Cmd, " "),
 			Status: statusError, Message: rec.failure, Timestamp: rec.failStamp}, nil
+	}
+	if d.queue != nil {
+		return d.queue.answer(ctx, rec), nil
 	}
 	d.track(rec.spec, false)
 	return pendingAnswer(rec.spec, d.trackedPull(jid), rec.created), nil
@@ -431,7 +451,7 @@ func (d *dockerSched) await(ctx context.Context, pj *pendingJob) {
 		// container that nobody starts.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		err = d.finish(fctx, pj.spec)
+		err = d.pulled(fctx, pj.spec)
 		if transient(err) {
 			// The engine failed, not the job: the record stays, and the
 			// next GET follows it again (the image is there by now).
@@ -500,7 +520,7 @@ func (d *dockerSched) startAndClaim(ctx context.Context, jid, id string) error {
 		}
 		return engineError(err, "removing the pending record of "+jid)
 	}
-	d.log.Info("started a job whose image was pulled", "jid", jid)
+	d.log.Info("started a job that waited for its image or its turn", "jid", jid)
 	return nil
 }
 

@@ -104,6 +104,7 @@ func serviceSpec(cfg *config, j *jobSpec, base string) swarm.ServiceSpec {
 			DiscreteResourceSpec: &swarm.DiscreteGenericResource{Kind: gpuResource, Value: int64(j.GPULimit)},
 		}}}
 	}
+	swarmReserve(cfg, res, j) // swarm_queue.go
 	one := uint64(1)
 	return swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: j.JID, Labels: labels},
@@ -125,6 +126,9 @@ func (s *swarmSched) create(ctx context.Context, j *jobSpec) (*job, error) {
 		return nil, err
 	}
 	if j, err = resolveJobDirs(base, j); err != nil {
+		return nil, err
+	}
+	if err := s.neverFits(ctx, j); err != nil {
 		return nil, err
 	}
 	spec := serviceSpec(s.cfg, j, base)
@@ -184,6 +188,7 @@ func (s *swarmSched) withTask(ctx context.Context, out *job, serviceID string, r
 // applyTask sets out's status, message and timestamp from the task t.
 func (s *swarmSched) applyTask(ctx context.Context, out *job, t *swarm.Task, res *swarm.ResourceRequirements) {
 	out.Status, out.Message = taskStatus(t, res, s.oomKilled(ctx, t, res))
+	out.Status, out.Message = swarmQueued(s.cfg, t, out.Status, out.Message)
 	out.Timestamp = t.Status.Timestamp.UTC().Format(time.RFC3339Nano)
 }
 
