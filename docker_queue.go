@@ -516,6 +516,14 @@ func (q *dockerQueue) admit(ctx context.Context, total resources, j *jobSpec) ad
 		d.log.Warn("admission: the job store", "error", err)
 		return admitLost
 	}
+	// Checked again, as finish does: a job may queue for hours, and the
+	// directories the POST resolved may have been swapped for symlinks.
+	rj, err := resolveJobDirs(base, j)
+	if err != nil {
+		d.markFailed(ctx, j.JID, err)
+		return admitFailed
+	}
+	j = rj
 	cfg, hostCfg := containerConfig(d.cfg, j, base)
 	ask := jobAsks(j)
 	cfg.Labels[labelCPU] = strconv.FormatInt(ask.CPU, 10)
@@ -525,6 +533,12 @@ func (q *dockerQueue) admit(ctx context.Context, total resources, j *jobSpec) ad
 	created, err := d.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, j.JID)
 	switch {
 	case cerrdefs.IsConflict(err) || nameInUse(err):
+		// Someone else's container of that name, made while the job
+		// queued, would hold the jid for ever: the job can never run.
+		if c, ierr := d.named(ctx, j.JID); ierr == nil && !d.own(c, j.JID) {
+			d.markFailed(ctx, j.JID, nameTaken(j.JID, "container"))
+			return admitFailed
+		}
 		return admitLost // another replica admits it
 	case err != nil && isKind(engineError(err, ""), eUnavailable):
 		d.log.Warn("admission: creating a job's container", "jid", j.JID, "error", err)

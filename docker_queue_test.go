@@ -314,6 +314,39 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 		}
 	})
 
+	t.Run("a name taken while queued", func(t *testing.T) {
+		// Someone else's container takes the queued job's name: the job
+		// can never run, so it ends saying why, and the container is left.
+		q := startQueue(t, eng, "cpu=2")
+		var running []string
+		for _, n := range []string{"r1", "r2"} {
+			jid, body := q.queueJob(t, n, "alice", true, "0")
+			q.submit(t, body)
+			running = append(running, jid)
+		}
+		jid, body := q.queueJob(t, "taken", "alice", false, "0")
+		if m := q.submit(t, body); m["status"] != statusNotStarted {
+			t.Fatalf("POST of a third job = %v; want %s", m, statusNotStarted)
+		}
+		ctx := context.Background()
+		foreign, err := eng.cli.ContainerCreate(ctx, &container.Config{Image: eng.image, Cmd: []string{"true"}}, nil, nil, nil, jid)
+		if err != nil {
+			t.Fatalf("creating a foreign container %s: %v", jid, err)
+		}
+		t.Cleanup(func() { eng.cli.ContainerRemove(context.Background(), foreign.ID, container.RemoveOptions{Force: true}) })
+		q.open(t)
+		m := untilStatus(t, q.url, jid, 60*time.Second, statusSuccess, statusError)
+		if m["status"] != statusError || !strings.Contains(fmt.Sprint(m["message"]), "pman did not make") {
+			t.Errorf("GET of the queued job whose name was taken = %v; want %s saying pman did not make that container", m, statusError)
+		}
+		if c, err := eng.cli.ContainerInspect(ctx, jid); err != nil || c.ID != foreign.ID || c.State.Status != "created" {
+			t.Errorf("the foreign container %s after admission: %v %+v; want it as it was made", jid, err, c.State)
+		}
+		for _, r := range running {
+			q.wait(t, r)
+		}
+	})
+
 	t.Run("image to pull", func(t *testing.T) {
 		shortPullWait(t)
 		q := startQueue(t, eng, "cpu=2")
