@@ -344,10 +344,12 @@ func stuckCreating(p *corev1.Pod, n podNote, waited time.Duration, events eventL
 
 // neverSchedulable reports whether msg is a scheduler's message that no wait
 // can change from one where resources may free up or be added (Insufficient
-// cpu): a PVC that does not exist, or no node matching the node selector.
+// cpu): a PVC that does not exist, or every node refusing the pod for a
+// reason of its own that stays (finalNodeReason), whatever the mix.
 //
 //	0/3 nodes are available: persistentvolumeclaim "x" not found. preemption: ...
 //	0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: ...
+//	0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {k: v}. preemption: ...
 func neverSchedulable(msg string) bool {
 	_, rest, ok := strings.Cut(msg, "nodes are available: ")
 	if !ok {
@@ -359,7 +361,41 @@ func neverSchedulable(msg string) bool {
 		return true
 	}
 	for _, r := range strings.Split(rest, ", ") {
-		if !strings.HasSuffix(r, "node(s) didn't match Pod's node affinity/selector") {
+		if !finalNodeReason(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// transientTaints are the taint keys that Kubernetes and the cluster
+// autoscaler put on a node and take off again by themselves (a node not
+// ready yet, cordoned, under pressure, being removed), by prefix.
+var transientTaints = []string{
+	"node.kubernetes.io/",
+	"node.cloudprovider.kubernetes.io/",
+	"ToBeDeletedByClusterAutoscaler",
+	"DeletionCandidateOfClusterAutoscaler",
+}
+
+// finalNodeReason reports whether r, one "N node(s) ..." part of a
+// scheduler's message, is a refusal that stays: labels that do not match
+// the pod's node selector, or a taint the pod does not tolerate that an
+// operator put there (a control-plane node's, a reserved pool's). pman's
+// pods carry no tolerations, so only the operator can lift such a taint;
+// the scheduler names just the first filter a node fails, so a tainted node
+// that would not match the selector either says only "taint".
+func finalNodeReason(r string) bool {
+	if strings.HasSuffix(r, "node(s) didn't match Pod's node affinity/selector") {
+		return true
+	}
+	_, taint, ok := strings.Cut(r, "node(s) had untolerated taint {")
+	if !ok {
+		return false
+	}
+	key, _, _ := strings.Cut(taint, ":")
+	for _, p := range transientTaints {
+		if strings.HasPrefix(key, p) {
 			return false
 		}
 	}

@@ -296,6 +296,15 @@ func TestNeverSchedulable(t *testing.T) {
 		{"insufficient GPU", "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.", false},
 		{"unbound PVC", "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: x", false},
 		{"no nodes", "no nodes available to schedule pods", false},
+		// The real node that the selector does not match, and a tainted
+		// control-plane node (issue 18: such a job waited for ever).
+		{"selector and a taint", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {kspike: real}. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.", true},
+		{"taints only", "0/2 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 1 node(s) had untolerated taint {pool: gpu}.", true},
+		{"a taint and no CPU", "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {pool: gpu}.", false},
+		{"a node not ready yet", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.", false},
+		{"a cordoned node", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) were unschedulable.", false},
+		{"a node the autoscaler removes", "0/1 nodes are available: 1 node(s) had untolerated taint {ToBeDeletedByClusterAutoscaler: 1700000000}.", false},
+		{"pod affinity", "0/2 nodes are available: 1 node(s) didn't match pod affinity rules, 1 node(s) didn't match Pod's node affinity/selector.", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
