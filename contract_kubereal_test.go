@@ -178,7 +178,8 @@ func kubeRealServer(t *testing.T, adminRC *rest.Config, admin kubernetes.Interfa
 
 // TestKubeReal runs on the real node what only a real kubelet shows beyond
 // the contract suite: an exit code of the job's own, the kill of the
-// process that goes over its memory limit, the user and group ids of
+// process that goes over its memory limit (also when a shell around it
+// survives and exits 0, as on cgroup v1), the user and group ids of
 // CONTAINER_USER, and the Helm chart's settings (a PVC, here bound to a
 // hostPath PV, in a namespace that enforces Pod Security "restricted").
 func TestKubeReal(t *testing.T) {
@@ -205,6 +206,8 @@ func TestKubeReal(t *testing.T) {
 		// allocates; the container's exit code is its own.
 		submit("oom-exec", "exec dd if=/dev/zero of=/dev/null bs=64M count=1", 16)
 		submit("ids", "id", 64)
+		// Without exec: the shell survives the kill of its child, and exits 0.
+		submit("oom-shell", "dd if=/dev/zero of=/dev/null bs=64M count=1; echo the shell survived", 16)
 
 		m := untilStatus(t, url, "exit-3", 2*time.Minute, statusSuccess, statusError)
 		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, "exited with code 3") || !strings.Contains(fmt.Sprint(m["logs"]), "before the end") {
@@ -213,6 +216,10 @@ func TestKubeReal(t *testing.T) {
 		m = untilStatus(t, url, "oom-exec", 2*time.Minute, statusSuccess, statusError)
 		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, outOfMemory(16, true)) || !strings.Contains(msg, "OOMKilled, exit code 137") {
 			t.Errorf("oom-exec: %v; want finishedWithError, %q, OOMKilled with exit code 137", m, outOfMemory(16, true))
+		}
+		m = untilStatus(t, url, "oom-shell", 2*time.Minute, statusSuccess, statusError)
+		if msg := fmt.Sprint(m["message"]); m["status"] != statusError || !strings.Contains(msg, outOfMemory(16, true)) {
+			t.Errorf("oom-shell: %v; want finishedWithError, %q, though its shell may exit 0", m, outOfMemory(16, true))
 		}
 		m = untilStatus(t, url, "ids", 2*time.Minute, statusSuccess, statusError)
 		if m["status"] != statusSuccess || !strings.Contains(fmt.Sprint(m["logs"]), "uid=2000 gid=3000 groups=3000") {

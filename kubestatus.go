@@ -87,8 +87,21 @@ func jobStatus(kj *batchv1.Job, pods []corev1.Pod, now time.Time, g kubeGraces, 
 	// the outcome is known and Complete (Failed) only once every pod has
 	// terminated; either is the end for pfcon.
 	if c := conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet); c != nil {
-		return kubeVerdict{status: statusSuccess, msg: conditionText(c, "completed"),
-			at: finishTime(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet)}, nil
+		at := finishTime(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet)
+		// On cgroup v1 the kernel kills only the process that went over the
+		// limit: a shell around it may exit 0, the pod succeeds, and the
+		// kubelet still says OOMKilled. The job did not do its work, as on
+		// Docker (out of memory comes first).
+		var oom []string
+		for i := range pods {
+			if msg, _, ok := podOOM(&pods[i]); ok {
+				oom = append(oom, msg)
+			}
+		}
+		if len(oom) > 0 {
+			return kubeVerdict{status: statusError, msg: joinNotes(oom), at: at}, nil
+		}
+		return kubeVerdict{status: statusSuccess, msg: conditionText(c, "completed"), at: at}, nil
 	}
 	var fatal, notes []string
 	var fatalAt time.Time
@@ -218,14 +231,11 @@ func inspectPod(p *corev1.Pod, now time.Time, g kubeGraces, events eventLister) 
 	n := podNote{started: containerStarted(p) || p.Status.Phase == corev1.PodRunning ||
 		p.Status.Phase == corev1.PodSucceeded}
 	since := podSince(p)
+	if msg, at, ok := podOOM(p); ok {
+		n.text, n.fatal, n.at = msg, true, at
+		return n, nil
+	}
 	for _, cs := range p.Status.ContainerStatuses {
-		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
-			if t != nil && t.Reason == "OOMKilled" {
-				n.text = fmt.Sprintf("pod %s: %s (OOMKilled, exit code %d)", p.Name, outOfMemory(memoryLimitMiB(p), true), t.ExitCode)
-				n.fatal, n.at = true, t.FinishedAt.Time
-				return n, nil
-			}
-		}
 		if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
 			n.fatal, n.at = true, t.FinishedAt.Time
 			if limit := memoryLimitMiB(p); t.ExitCode == 137 && limit > 0 {
@@ -308,6 +318,19 @@ func inspectPod(p *corev1.Pod, now time.Time, g kubeGraces, events eventLister) 
 		}
 	}
 	return n, nil
+}
+
+// podOOM returns what to say of a pod whose container the kubelet reports
+// OOMKilled, and when that container ended; ok is false for any other pod.
+func podOOM(p *corev1.Pod) (msg string, at time.Time, ok bool) {
+	for _, cs := range p.Status.ContainerStatuses {
+		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+			if t != nil && t.Reason == "OOMKilled" {
+				return fmt.Sprintf("pod %s: %s (OOMKilled, exit code %d)", p.Name, outOfMemory(memoryLimitMiB(p), true), t.ExitCode), t.FinishedAt.Time, true
+			}
+		}
+	}
+	return "", time.Time{}, false
 }
 
 // stuckCreating judges a pod that has been in ContainerCreating longer than

@@ -125,6 +125,12 @@ func TestJobStatus(t *testing.T) {
 		{"1.33: SuccessCriteriaMet before Complete", batchv1.JobStatus{Succeeded: 1, Active: 0, Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "")}},
 			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "Completed"))}, t0, statusSuccess, []string{"CompletionsReached"}},
+		// cgroup v1: the shell around the killed process exited 0 (seen on
+		// the real node of .ci/kube).
+		{"complete, but a process was killed for memory", batchv1.JobStatus{Succeeded: 1, Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobComplete, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods")}},
+			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "OOMKilled"))}, t0, statusError,
+			[]string{"p-1: out of memory: killed for exceeding the memory limit of 100 MiB (OOMKilled, exit code 0)"}},
 		{"a False Complete condition is no success", batchv1.JobStatus{Active: 1, Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobComplete, corev1.ConditionFalse, "", "")}},
 			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
