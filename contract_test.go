@@ -90,6 +90,7 @@ var contractBackends = []contractBackend{
 	dockerContract("podman"),
 	swarmContract(),
 	kubeContract(),
+	kubeRealContract(),
 	cromwellContract(),
 	slurmContract(),
 }

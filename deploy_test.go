@@ -355,6 +355,10 @@ func TestDeployHelmChart(t *testing.T) {
 		"ENABLE_HOME_WORKAROUND": "yes", "REMOVE_JOBS": "yes", "IGNORE_LIMITS": "no",
 		"GUNICORN_CMD_ARGS": "--workers=4 --timeout=30", "SECRET_KEY": randSuffix(), "CONTAINER_USER": "1001:0",
 		"KUBECONFIG": kubeconfig,
+		// Not the chart's: the test control plane has a real node too, and
+		// fnndsc/pl-succeed is a kwok image (TestKubeRealChart runs the chart
+		// on the real node).
+		"NODE_SELECTOR": "type=kwok",
 	})
 	// The chart's readiness probe.
 	if code, m := call(t, "GET", p.url+"/api/v1/", nil); code != http.StatusOK || m["storage_type"] != "kubernetes_pvc" {

@@ -266,11 +266,12 @@ func (k *kubeSched) get(ctx context.Context, jid string) (*job, error) {
 		if err != nil {
 			return nil, err
 		}
-		// The pods are needed for the logs, and for the status unless the
-		// Job already says how it ended.
+		// The pods are needed for the logs, and for the status unless pman
+		// already judged the Job (a Job that completed may still hide a
+		// container killed for memory: see jobStatus).
 		var pods []corev1.Pod
 		_, judged := kj.Annotations[kubeFailedAnnotation]
-		if k.cfg.JobLogsTail > 0 || !judged && conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet) == nil {
+		if k.cfg.JobLogsTail > 0 || !judged {
 			if pods, err = k.pods(ctx, kj); err != nil {
 				return nil, err
 			}

@@ -87,8 +87,21 @@ func jobStatus(kj *batchv1.Job, pods []corev1.Pod, now time.Time, g kubeGraces, 
 	// the outcome is known and Complete (Failed) only once every pod has
 	// terminated; either is the end for pfcon.
 	if c := conditionOf(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet); c != nil {
-		return kubeVerdict{status: statusSuccess, msg: conditionText(c, "completed"),
-			at: finishTime(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet)}, nil
+		at := finishTime(kj, batchv1.JobComplete, batchv1.JobSuccessCriteriaMet)
+		// On cgroup v1 the kernel kills only the process that went over the
+		// limit: a shell around it may exit 0, the pod succeeds, and the
+		// kubelet still says OOMKilled. The job did not do its work, as on
+		// Docker (out of memory comes first).
+		var oom []string
+		for i := range pods {
+			if msg, _, ok := podOOM(&pods[i]); ok {
+				oom = append(oom, msg)
+			}
+		}
+		if len(oom) > 0 {
+			return kubeVerdict{status: statusError, msg: joinNotes(oom), at: at}, nil
+		}
+		return kubeVerdict{status: statusSuccess, msg: conditionText(c, "completed"), at: at}, nil
 	}
 	var fatal, notes []string
 	var fatalAt time.Time
@@ -218,14 +231,11 @@ func inspectPod(p *corev1.Pod, now time.Time, g kubeGraces, events eventLister) 
 	n := podNote{started: containerStarted(p) || p.Status.Phase == corev1.PodRunning ||
 		p.Status.Phase == corev1.PodSucceeded}
 	since := podSince(p)
+	if msg, at, ok := podOOM(p); ok {
+		n.text, n.fatal, n.at = msg, true, at
+		return n, nil
+	}
 	for _, cs := range p.Status.ContainerStatuses {
-		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
-			if t != nil && t.Reason == "OOMKilled" {
-				n.text = fmt.Sprintf("pod %s: %s (OOMKilled, exit code %d)", p.Name, outOfMemory(memoryLimitMiB(p), true), t.ExitCode)
-				n.fatal, n.at = true, t.FinishedAt.Time
-				return n, nil
-			}
-		}
 		if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
 			n.fatal, n.at = true, t.FinishedAt.Time
 			if limit := memoryLimitMiB(p); t.ExitCode == 137 && limit > 0 {
@@ -310,6 +320,19 @@ func inspectPod(p *corev1.Pod, now time.Time, g kubeGraces, events eventLister) 
 	return n, nil
 }
 
+// podOOM returns what to say of a pod whose container the kubelet reports
+// OOMKilled, and when that container ended; ok is false for any other pod.
+func podOOM(p *corev1.Pod) (msg string, at time.Time, ok bool) {
+	for _, cs := range p.Status.ContainerStatuses {
+		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+			if t != nil && t.Reason == "OOMKilled" {
+				return fmt.Sprintf("pod %s: %s (OOMKilled, exit code %d)", p.Name, outOfMemory(memoryLimitMiB(p), true), t.ExitCode), t.FinishedAt.Time, true
+			}
+		}
+	}
+	return "", time.Time{}, false
+}
+
 // stuckCreating judges a pod that has been in ContainerCreating longer than
 // its grace. While an image is being pulled (the kubelet mounts the volumes
 // first) it may go on: a big image takes its time. Otherwise a volume does
@@ -344,10 +367,12 @@ func stuckCreating(p *corev1.Pod, n podNote, waited time.Duration, events eventL
 
 // neverSchedulable reports whether msg is a scheduler's message that no wait
 // can change from one where resources may free up or be added (Insufficient
-// cpu): a PVC that does not exist, or no node matching the node selector.
+// cpu): a PVC that does not exist, or every node refusing the pod for a
+// reason of its own that stays (finalNodeReason), whatever the mix.
 //
 //	0/3 nodes are available: persistentvolumeclaim "x" not found. preemption: ...
 //	0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: ...
+//	0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {k: v}. preemption: ...
 func neverSchedulable(msg string) bool {
 	_, rest, ok := strings.Cut(msg, "nodes are available: ")
 	if !ok {
@@ -359,7 +384,41 @@ func neverSchedulable(msg string) bool {
 		return true
 	}
 	for _, r := range strings.Split(rest, ", ") {
-		if !strings.HasSuffix(r, "node(s) didn't match Pod's node affinity/selector") {
+		if !finalNodeReason(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// transientTaints are the taint keys that Kubernetes and the cluster
+// autoscaler put on a node and take off again by themselves (a node not
+// ready yet, cordoned, under pressure, being removed), by prefix.
+var transientTaints = []string{
+	"node.kubernetes.io/",
+	"node.cloudprovider.kubernetes.io/",
+	"ToBeDeletedByClusterAutoscaler",
+	"DeletionCandidateOfClusterAutoscaler",
+}
+
+// finalNodeReason reports whether r, one "N node(s) ..." part of a
+// scheduler's message, is a refusal that stays: labels that do not match
+// the pod's node selector, or a taint the pod does not tolerate that an
+// operator put there (a control-plane node's, a reserved pool's). pman's
+// pods carry no tolerations, so only the operator can lift such a taint;
+// the scheduler names just the first filter a node fails, so a tainted node
+// that would not match the selector either says only "taint".
+func finalNodeReason(r string) bool {
+	if strings.HasSuffix(r, "node(s) didn't match Pod's node affinity/selector") {
+		return true
+	}
+	_, taint, ok := strings.Cut(r, "node(s) had untolerated taint {")
+	if !ok {
+		return false
+	}
+	key, _, _ := strings.Cut(taint, ":")
+	for _, p := range transientTaints {
+		if strings.HasPrefix(key, p) {
 			return false
 		}
 	}

@@ -125,6 +125,12 @@ func TestJobStatus(t *testing.T) {
 		{"1.33: SuccessCriteriaMet before Complete", batchv1.JobStatus{Succeeded: 1, Active: 0, Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, "CompletionsReached", "")}},
 			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "Completed"))}, t0, statusSuccess, []string{"CompletionsReached"}},
+		// cgroup v1: the shell around the killed process exited 0 (seen on
+		// the real node of .ci/kube).
+		{"complete, but a process was killed for memory", batchv1.JobStatus{Succeeded: 1, Conditions: []batchv1.JobCondition{
+			cond(batchv1.JobComplete, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods")}},
+			[]corev1.Pod{kpod("p-1", corev1.PodSucceeded, terminated(0, "OOMKilled"))}, t0, statusError,
+			[]string{"p-1: out of memory: killed for exceeding the memory limit of 100 MiB (OOMKilled, exit code 0)"}},
 		{"a False Complete condition is no success", batchv1.JobStatus{Active: 1, Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobComplete, corev1.ConditionFalse, "", "")}},
 			[]corev1.Pod{kpod("p-1", corev1.PodRunning, running)}, t0, statusStarted, []string{"running"}},
@@ -296,6 +302,15 @@ func TestNeverSchedulable(t *testing.T) {
 		{"insufficient GPU", "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.", false},
 		{"unbound PVC", "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: x", false},
 		{"no nodes", "no nodes available to schedule pods", false},
+		// The real node that the selector does not match, and a tainted
+		// control-plane node (issue 18: such a job waited for ever).
+		{"selector and a taint", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {kspike: real}. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.", true},
+		{"taints only", "0/2 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 1 node(s) had untolerated taint {pool: gpu}.", true},
+		{"a taint and no CPU", "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {pool: gpu}.", false},
+		{"a node not ready yet", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.", false},
+		{"a cordoned node", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) were unschedulable.", false},
+		{"a node the autoscaler removes", "0/1 nodes are available: 1 node(s) had untolerated taint {ToBeDeletedByClusterAutoscaler: 1700000000}.", false},
+		{"pod affinity", "0/2 nodes are available: 1 node(s) didn't match pod affinity rules, 1 node(s) didn't match Pod's node affinity/selector.", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,9 @@
 // Command kubecheck proves the test control plane behaves as the contract in
 // .ci/kube says: every image keyword gives its pod lifecycle and Job
 // conditions, logs are served, background deletion removes pods, RBAC denies
-// a ServiceAccount without a Role, and TokenRequest works. It prints what it
+// a ServiceAccount without a Role, and TokenRequest works; and that the real
+// node runs containers: files, logs, user ids, exit codes, OOM kills, and
+// the API server reached from a pod as in-cluster clients reach it. It prints what it
 // observed with timings and exits non-zero on the first broken promise.
 package main
 
@@ -21,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -86,6 +89,17 @@ func main() {
 		{"sleep + background delete", sleepDelete},
 		{"unschedulable", unschedulable},
 		{"rbac", rbac},
+		// The real node: containers that really run.
+		{"real: write a hostPath file, log, run as 1001:0", realSucceed},
+		{"real: exit 3", func(ctx context.Context) error {
+			return realEnd(ctx, "kc-real-exit", "exit 3", "", batchv1.JobFailed, "Error", 3)
+		}},
+		{"real: out of memory", func(ctx context.Context) error {
+			// exec: on cgroup v1 only the allocating process is killed, so
+			// a shell around it would exit 0.
+			return realEnd(ctx, "kc-real-oom", "exec dd if=/dev/zero of=/dev/null bs=64M count=1", "20Mi", batchv1.JobFailed, "OOMKilled", 137)
+		}},
+		{"real: the API server from a pod", realService},
 	}
 	failed := 0
 	for _, c := range checks {
@@ -125,6 +139,8 @@ func newJob(name, image string, workers int32) *batchv1.Job {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"pman-kubecheck": runID}},
 				Spec: corev1.PodSpec{
+					// kwok's stages decide these pods' fate: never the real node.
+					NodeSelector:  map[string]string{"type": "kwok"},
 					RestartPolicy: corev1.RestartPolicyNever,
 					Containers: []corev1.Container{{
 						Name: name, Image: image, Command: []string{"run"},
@@ -507,5 +523,120 @@ func rbac(ctx context.Context) error {
 		return fmt.Errorf("delete with the Role: %w", err)
 	}
 	fmt.Printf("     rbac: TokenRequest token with the Role: create job, list pods, get pods/log, delete ok; secrets -> 403\n")
+	return nil
+}
+
+// realNode and realImage: the real node of .ci/kube/node and the image it
+// holds from the start (its pause image: a static busybox).
+const (
+	realNode  = "pman-real-node"
+	realImage = "pman-ci/pause:1"
+)
+
+// realJob is a job of one pod on the real node that runs script with sh.
+func realJob(name, script, memory string) *batchv1.Job {
+	j := newJob(name, realImage, 1)
+	spec := &j.Spec.Template.Spec
+	spec.NodeSelector = map[string]string{"kubernetes.io/hostname": realNode}
+	spec.Containers[0].Command = []string{"sh", "-c", script}
+	if memory != "" {
+		spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse(memory)
+	}
+	return j
+}
+
+// runReal creates j and waits for its Job's final condition, and returns
+// the Job and its one pod.
+func runReal(ctx context.Context, j *batchv1.Job) (*batchv1.Job, *corev1.Pod, error) {
+	j, err := create(ctx, j)
+	if err != nil {
+		return nil, nil, err
+	}
+	var final *batchv1.Job
+	err = poll(ctx, 90*time.Second, func() (bool, error) {
+		final, err = cs.BatchV1().Jobs(ns).Get(ctx, j.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return cond(final, batchv1.JobComplete) != nil || cond(final, batchv1.JobFailed) != nil, nil
+	})
+	pods, perr := podsOf(ctx, j.Name)
+	if err != nil || perr != nil || len(pods) != 1 {
+		var status any
+		if len(pods) > 0 {
+			status = pods[0].Status
+		}
+		return nil, nil, fmt.Errorf("job %s: %v %v, %d pods (%+v)", j.Name, err, perr, len(pods), status)
+	}
+	if pods[0].Spec.NodeName != realNode {
+		return nil, nil, fmt.Errorf("pod %s ran on %q, want %s", pods[0].Name, pods[0].Spec.NodeName, realNode)
+	}
+	return final, &pods[0], nil
+}
+
+// realSucceed: a pod that writes a file into a hostPath as uid 1001, gid 0,
+// and logs; its log comes through the API server from the kubelet.
+func realSucceed(ctx context.Context) error {
+	host, err := os.MkdirTemp("", "kubecheck-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(host)
+	if err := os.Chmod(host, 0o777); err != nil {
+		return err
+	}
+	j := realJob("kc-real-ok", `echo "hello from $(id -u):$(id -g)"; echo written > /out/file`, "")
+	spec := &j.Spec.Template.Spec
+	spec.Volumes = []corev1.Volume{{Name: "out", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: host}}}}
+	spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "out", MountPath: "/out"}}
+	spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](1001), RunAsGroup: ptr.To[int64](0)}
+	final, pod, err := runReal(ctx, j)
+	if err != nil {
+		return err
+	}
+	defer remove(final.Name)
+	if cond(final, batchv1.JobComplete) == nil {
+		return fmt.Errorf("job %s: %+v, want Complete", final.Name, final.Status.Conditions)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "file")); err != nil || string(b) != "written\n" {
+		return fmt.Errorf("the pod's file on the host: %q, %v", b, err)
+	}
+	logs, err := podLogs(ctx, cs, pod.Name, nil)
+	if err != nil || logs != "hello from 1001:0\n" {
+		return fmt.Errorf("logs of %s = %q, %v; want the pod's line, as 1001:0", pod.Name, logs, err)
+	}
+	return nil
+}
+
+// realEnd: a pod whose container ends as want (reason, exit code).
+func realEnd(ctx context.Context, name, script, memory string, want batchv1.JobConditionType, reason string, exit int32) error {
+	final, pod, err := runReal(ctx, realJob(name, script, memory))
+	if err != nil {
+		return err
+	}
+	defer remove(final.Name)
+	if cond(final, want) == nil {
+		return fmt.Errorf("job %s: %+v, want %s", final.Name, final.Status.Conditions, want)
+	}
+	if t := terminated(*pod); t == nil || t.Reason != reason || t.ExitCode != exit {
+		return fmt.Errorf("pod %s: terminated %+v, want %s, exit code %d", pod.Name, t, reason, exit)
+	}
+	return nil
+}
+
+// realService: a pod reaches the API server where in-cluster clients look,
+// the kubernetes Service (KUBERNETES_SERVICE_HOST/PORT), and the API
+// server's certificate names that address.
+func realService(ctx context.Context) error {
+	j := realJob("kc-real-svc", `wget -q -O - --no-check-certificate "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/readyz"; echo; echo "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"`, "")
+	final, pod, err := runReal(ctx, j)
+	if err != nil {
+		return err
+	}
+	defer remove(final.Name)
+	logs, err := podLogs(ctx, cs, pod.Name, nil)
+	if err != nil || logs != "ok\n10.96.0.1:443\n" {
+		return fmt.Errorf("logs of %s = %q, %v; want the API server's readyz through 10.96.0.1:443", pod.Name, logs, err)
+	}
 	return nil
 }
