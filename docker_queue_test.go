@@ -333,7 +333,9 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 		if err != nil {
 			t.Fatalf("creating a foreign container %s: %v", jid, err)
 		}
-		t.Cleanup(func() { eng.cli.ContainerRemove(context.Background(), foreign.ID, container.RemoveOptions{Force: true}) })
+		t.Cleanup(func() {
+			eng.cli.ContainerRemove(context.Background(), foreign.ID, container.RemoveOptions{Force: true})
+		})
 		q.open(t)
 		m := untilStatus(t, q.url, jid, 60*time.Second, statusSuccess, statusError)
 		if m["status"] != statusError || !strings.Contains(fmt.Sprint(m["message"]), "pman did not make") {
