@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -202,16 +201,7 @@ func TestImageMiniChRISDocker(t *testing.T) {
 	needImage(t, cli)
 	img := needTestImage(t, cli)
 	ctx := context.Background()
-	// The default PFCON_SELECTOR is the deployment's: this test's pfcon must
-	// be the only one running.
-	const selector = "org.chrisproject.role=pfcon"
-	others, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", selector))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(others) > 0 {
-		needOrSkip(t, fmt.Sprintf("%d other containers labelled %s run on this engine (%v)", len(others), selector, others[0].Names))
-	}
+	onlyPfcon(t, cli)
 	suffix := randSuffix()
 	run := func(name string, cfg *container.Config, hc *container.HostConfig) string {
 		t.Helper()
@@ -236,7 +226,7 @@ func TestImageMiniChRISDocker(t *testing.T) {
 	if _, err := os.Stat(v.Mountpoint); err != nil {
 		needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
 	}
-	k, val, _ := strings.Cut(selector, "=")
+	k, val, _ := strings.Cut(pfconSelector, "=")
 	run("pfcon-"+suffix, &container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
 		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}})
 

@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -226,6 +227,25 @@ current-context: c
 	})
 }
 
+// pfconSelector is the default PFCON_SELECTOR, miniChRIS-docker's label of
+// its pfcon container.
+const pfconSelector = "org.chrisproject.role=pfcon"
+
+// onlyPfcon skips the test (fails it under CI) when a container labelled
+// pfconSelector runs on cli's engine: the test's pfcon must be the only
+// one, since pman takes the store from the one it finds.
+func onlyPfcon(t *testing.T, cli *client.Client) {
+	t.Helper()
+	f := filters.NewArgs(filters.Arg("label", pfconSelector))
+	others, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(others) > 0 {
+		needOrSkip(t, fmt.Sprintf("%d other containers labelled %s run on this engine (%v)", len(others), pfconSelector, others[0].Names))
+	}
+}
+
 // TestDeployMiniChRISDocker is miniChRIS-docker: CONTAINER_ENV=docker and
 // neither STORAGE_TYPE nor STOREBASE, so the store is the volume that the
 // container labelled org.chrisproject.role=pfcon mounts at
@@ -235,16 +255,7 @@ func TestDeployMiniChRISDocker(t *testing.T) {
 	img := needTestImage(t, cli)
 	needPort5010(t)
 	ctx := context.Background()
-	// The default PFCON_SELECTOR is the deployment's: this test's pfcon must
-	// be the only one running.
-	const selector = "org.chrisproject.role=pfcon"
-	others, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", selector))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(others) > 0 {
-		needOrSkip(t, fmt.Sprintf("%d other containers labelled %s run on this engine (%v)", len(others), selector, others[0].Names))
-	}
+	onlyPfcon(t, cli)
 
 	e := &dockerEnv{cli: cli, image: img}
 	// pfcon makes a stand-in for pfcon mounting a new volume, and answers
@@ -260,7 +271,7 @@ func TestDeployMiniChRISDocker(t *testing.T) {
 		if _, err := os.Stat(v.Mountpoint); err != nil {
 			needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
 		}
-		k, val, _ := strings.Cut(selector, "=")
+		k, val, _ := strings.Cut(pfconSelector, "=")
 		c, err := cli.ContainerCreate(ctx,
 			&container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
 			&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},

@@ -244,7 +244,11 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 			t.Errorf("the engine had %d of the jobs running at once; want 1 or 2", n)
 		}
 		// Who goes first after the gate opens depends on which of alice's
-		// two ended first; the turns do not.
+		// two ended first, and later turns on which jobs end first (the
+		// rule counts running jobs, and the engine's timing decides those):
+		// what always holds is each user's arrival order, and bob's first
+		// job among the two after alice's running two. The line as a whole
+		// is checked above, while the gate holds every job.
 		order := q.startOrder(t, jids)
 		a, b := jids[:8], jids[8:]
 		var gotA, gotB []string
@@ -256,8 +260,8 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 			}
 		}
 		if !slices.Equal(gotA, a) || !slices.Equal(gotB, b) || !slices.Equal(order[:2], a[:2]) ||
-			!slices.Contains(order[2:4], b[0]) || !slices.Equal(order[10:], a[6:]) {
-			t.Errorf("admitted in the order %q; want each user's in arrival order, bob's first among the first two after alice's running two, and alice's last two last", order)
+			!slices.Contains(order[2:4], b[0]) {
+			t.Errorf("admitted in the order %q; want each user's in arrival order, and bob's first among the first two after alice's running two", order)
 		}
 		for _, jid := range jids {
 			q.noRecords(t, jid)

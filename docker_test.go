@@ -376,9 +376,9 @@ func TestDockerRefusesBeforeEngine(t *testing.T) {
 		j     jobSpec
 		field string
 	}{
-		{"two workers", jobSpec{JID: "dk-w", Workers: 2, InputDir: "in"}, "number_of_workers"},
-		{"zero workers", jobSpec{JID: "dk-w", Workers: 0, InputDir: "in"}, "number_of_workers"},
-		{"missing input directory", jobSpec{JID: "dk-w", Workers: 1, InputDir: "not-there"}, "input_dir"},
+		{"two workers", jobSpec{JID: "dk-w", Workers: 2, InputDir: "in", OutputDir: "out"}, "number_of_workers"},
+		{"zero workers", jobSpec{JID: "dk-w", Workers: 0, InputDir: "in", OutputDir: "out"}, "number_of_workers"},
+		{"missing input directory", jobSpec{JID: "dk-w", Workers: 1, InputDir: "not-there", OutputDir: "out"}, "input_dir"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,7 +8,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -164,6 +164,17 @@ func kubeconfigAs(t *testing.T, adminRC *rest.Config, admin kubernetes.Interface
 	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating RoleBinding %s: %v", rb.Name, err)
 	}
+	// The authorizer learns of a new binding from its cache, a moment
+	// later: until it has, the account's first request may be refused.
+	user := "system:serviceaccount:" + ns + ":" + sa.Name
+	r := role.Rules[0]
+	res, sub, _ := strings.Cut(r.Resources[0], "/")
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: r.Verbs[0], Group: r.APIGroups[0], Resource: res, Subresource: sub}}}
+	eventually(t, 10*time.Second, "RoleBinding "+rb.Name+" in force", func() bool {
+		got, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		return err == nil && got.Status.Allowed
+	})
 	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
@@ -437,38 +448,9 @@ func limitCPU(t *testing.T, admin kubernetes.Interface, ns, max string) {
 // Deployment runs as the ServiceAccount on port 5010, and its environment is
 // one pman starts with.
 func TestKubeManifest(t *testing.T) {
-	raw, err := os.ReadFile("deploy/kubernetes.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dep *appsv1.Deployment
-	var svc *corev1.Service
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-	for {
-		doc, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tm metav1.TypeMeta
-		utilyaml.Unmarshal(doc, &tm)
-		switch tm.Kind {
-		case "Deployment":
-			dep = &appsv1.Deployment{}
-			err = utilyaml.Unmarshal(doc, dep)
-		case "Service":
-			svc = &corev1.Service{}
-			err = utilyaml.Unmarshal(doc, svc)
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", tm.Kind, err)
-		}
-	}
-	if dep == nil || svc == nil {
-		t.Fatal("deploy/kubernetes.yaml lacks a Deployment or a Service")
-	}
+	dep, svc := &appsv1.Deployment{}, &corev1.Service{}
+	manifestObject(t, "Deployment", dep)
+	manifestObject(t, "Service", svc)
 	pod := dep.Spec.Template.Spec
 	if pod.ServiceAccountName != "pman" || len(pod.Containers) != 1 || pod.Containers[0].Ports[0].ContainerPort != 5010 {
 		t.Errorf("Deployment: serviceAccountName %q, containers %d; want pman, one container on 5010", pod.ServiceAccountName, len(pod.Containers))

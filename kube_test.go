@@ -507,11 +507,13 @@ func TestKubeGet(t *testing.T) {
 		t.Errorf("get = %+v; want image fnndsc/pl-x, cmd \"x /share/outgoing\", started", j)
 	}
 	reqs := f.requests()
+	// Three pods share the bound; each read asks one byte past its share.
+	logQuery := fmt.Sprintf("/log?container=plugin&limitBytes=%d&tailLines=5", defaultLogsMaxBytes/3+1)
 	want := map[string]bool{
-		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                               true,
-		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7":       true,
-		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a/log?container=plugin&limitBytes=349525&tailLines=5": true,
-		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b/log?container=plugin&limitBytes=349525&tailLines=5": true,
+		"GET /apis/batch/v1/namespaces/chris/jobs/chris-jid-7":                                         true,
+		"GET /api/v1/namespaces/chris/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-7": true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-a" + logQuery:                                   true,
+		"GET /api/v1/namespaces/chris/pods/chris-jid-7-b" + logQuery:                                   true,
 	}
 	for _, r := range reqs {
 		if !want[r] {

@@ -19,39 +19,38 @@ import (
 // deploy/kubernetes.yaml.
 func manifestNetPol(t *testing.T) (*networkingv1.NetworkPolicy, *appsv1.Deployment) {
 	t.Helper()
+	np, dep := &networkingv1.NetworkPolicy{}, &appsv1.Deployment{}
+	manifestObject(t, "NetworkPolicy", np)
+	manifestObject(t, "Deployment", dep)
+	return np, dep
+}
+
+// manifestObject decodes into obj the first object of kind in
+// deploy/kubernetes.yaml, and fails the test when there is none.
+func manifestObject(t *testing.T, kind string, obj any) {
+	t.Helper()
 	raw, err := os.ReadFile("deploy/kubernetes.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var np *networkingv1.NetworkPolicy
-	var dep *appsv1.Deployment
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
 	for {
 		doc, err := r.Read()
 		if err == io.EOF {
-			break
+			t.Fatalf("deploy/kubernetes.yaml lacks a %s", kind)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		var tm metav1.TypeMeta
-		utilyaml.Unmarshal(doc, &tm)
-		switch tm.Kind {
-		case "NetworkPolicy":
-			np = &networkingv1.NetworkPolicy{}
-			err = utilyaml.Unmarshal(doc, np)
-		case "Deployment":
-			dep = &appsv1.Deployment{}
-			err = utilyaml.Unmarshal(doc, dep)
+		if utilyaml.Unmarshal(doc, &tm); tm.Kind != kind {
+			continue
 		}
-		if err != nil {
-			t.Fatalf("%s: %v", tm.Kind, err)
+		if err := utilyaml.Unmarshal(doc, obj); err != nil {
+			t.Fatalf("%s: %v", kind, err)
 		}
+		return
 	}
-	if np == nil || dep == nil {
-		t.Fatal("deploy/kubernetes.yaml lacks a NetworkPolicy or a Deployment")
-	}
-	return np, dep
 }
 
 // selects reports whether the label selector sel matches a pod labelled l.
