@@ -98,6 +98,19 @@ func (q *queueEnv) queueJob(t *testing.T, name, auid string, gated bool, nap str
 	return jid, body
 }
 
+// fill submits two gated jobs of alice's, which take both CPUs of a
+// deployment of cpu=2 until open, and returns their jids.
+func (q *queueEnv) fill(t *testing.T) []string {
+	t.Helper()
+	var running []string
+	for _, n := range []string{"r1", "r2"} {
+		jid, body := q.queueJob(t, n, "alice", true, "0")
+		q.submit(t, body)
+		running = append(running, jid)
+	}
+	return running
+}
+
 // open lets every gated job go on.
 func (q *queueEnv) open(t *testing.T) {
 	t.Helper()
@@ -288,12 +301,7 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 
 	t.Run("DELETE of a queued job", func(t *testing.T) {
 		q := startQueue(t, eng, "cpu=2")
-		var running []string
-		for _, n := range []string{"r1", "r2"} {
-			jid, body := q.queueJob(t, n, "alice", true, "0")
-			q.submit(t, body)
-			running = append(running, jid)
-		}
+		running := q.fill(t)
 		jid, body := q.queueJob(t, "gone", "alice", false, "0")
 		if m := q.submit(t, body); m["status"] != statusNotStarted {
 			t.Fatalf("POST of a third job = %v; want %s", m, statusNotStarted)
@@ -322,12 +330,7 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 		// Someone else's container takes the queued job's name: the job
 		// can never run, so it ends saying why, and the container is left.
 		q := startQueue(t, eng, "cpu=2")
-		var running []string
-		for _, n := range []string{"r1", "r2"} {
-			jid, body := q.queueJob(t, n, "alice", true, "0")
-			q.submit(t, body)
-			running = append(running, jid)
-		}
+		running := q.fill(t)
 		jid, body := q.queueJob(t, "taken", "alice", false, "0")
 		if m := q.submit(t, body); m["status"] != statusNotStarted {
 			t.Fatalf("POST of a third job = %v; want %s", m, statusNotStarted)
@@ -356,12 +359,7 @@ func testDockerQueue(t *testing.T, eng *testEngine) {
 	t.Run("image to pull", func(t *testing.T) {
 		shortPullWait(t)
 		q := startQueue(t, eng, "cpu=2")
-		var running []string
-		for _, n := range []string{"r1", "r2"} {
-			jid, body := q.queueJob(t, n, "alice", true, "0")
-			q.submit(t, body)
-			running = append(running, jid)
-		}
+		q.fill(t)
 		reg := newSlowRegistry(t, false)
 		removeImage(t, q.dockerEnv, reg.image)
 		jid := q.pendingJID(t, "pulled")
