@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // kubeContract returns the Kubernetes backend of the contract suite.
@@ -48,30 +49,12 @@ var kubeContractJIDs atomic.Int64
 func kubeContractEnv(t *testing.T, extra map[string]string, noLogs bool) *contractEnv {
 	t.Helper()
 	adminRC, admin := kubeAdmin(t)
-	ns := kubeNamespace(t, admin)
-	sa, role, rb := manifestRBAC(t)
-	if noLogs {
-		role.Rules = slices.DeleteFunc(role.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "pods/log") })
-	}
-	store := t.TempDir()
-	env := map[string]string{
-		"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
-		"KUBECONFIG":    kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
-		"NODE_SELECTOR": "type=kwok", "STORAGE_TYPE": "host", "STOREBASE": store,
-	}
+	env := map[string]string{"NODE_SELECTOR": "type=kwok"}
 	maps.Copy(env, extra)
-	e := &contractEnv{
-		url:           startServer(t, env),
-		store:         store,
-		runs:          false, // kwok runs no container: no output, no $HOME to read back
-		logLine:       kwokLog,
-		impossibleJID: "Upper_Case", // checkJID takes it; a Job name is lower case
-	}
-	e.newJID = func(t *testing.T, name string) string {
-		jid := name + "-" + strconv.FormatInt(kubeContractJIDs.Add(1), 10)
-		t.Cleanup(func() { deleteKubeJob(admin, ns, jid) })
-		return jid
-	}
+	e, ns := kubeServe(t, adminRC, admin, env, noLogs)
+	e.runs = false // kwok runs no container: no output, no $HOME to read back
+	e.logLine = kwokLog
+	e.exists = func(t *testing.T, jid string) bool { return kubeHolds(t, admin, ns, jid) }
 	e.body = func(t *testing.T, jid string, a act) map[string]any {
 		b := e.contractBody(t, jid)
 		b["image"], b["entrypoint"] = kubeImages[a], []string{"app"}
@@ -80,11 +63,42 @@ func kubeContractEnv(t *testing.T, extra map[string]string, noLogs bool) *contra
 		}
 		return b
 	}
+	return e
+}
+
+// kubeServe starts pman, with env over its defaults, in a namespace of its
+// own, as the manifest's ServiceAccount (without its permission to get
+// pods/log when noLogs), on host storage in a temporary STOREBASE, and
+// returns it with the namespace. A store pman sees: a missing input
+// directory is refused. Its jobs' Jobs go when the test ends.
+func kubeServe(t *testing.T, adminRC *rest.Config, admin kubernetes.Interface, env map[string]string, noLogs bool) (*contractEnv, string) {
+	t.Helper()
+	ns := kubeNamespace(t, admin)
+	sa, role, rb := manifestRBAC(t)
+	if noLogs {
+		role.Rules = slices.DeleteFunc(role.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "pods/log") })
+	}
+	store := t.TempDir()
+	all := map[string]string{
+		"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
+		"KUBECONFIG":   kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
+		"STORAGE_TYPE": "host", "STOREBASE": store,
+	}
+	maps.Copy(all, env)
+	e := &contractEnv{
+		url:           startServer(t, all),
+		store:         store,
+		impossibleJID: "Upper_Case", // checkJID takes it; a Job name is lower case
+	}
+	e.newJID = func(t *testing.T, name string) string {
+		jid := name + "-" + strconv.FormatInt(kubeContractJIDs.Add(1), 10)
+		t.Cleanup(func() { deleteKubeJob(admin, ns, jid) })
+		return jid
+	}
 	e.inspect = func(t *testing.T, jid string) (map[string]string, []string) {
 		return kubeInspect(t, admin, ns, jid)
 	}
-	e.exists = func(t *testing.T, jid string) bool { return kubeHolds(t, admin, ns, jid) }
-	return e
+	return e, ns
 }
 
 // kubeInspect returns the labels both the Job and its pod template carry

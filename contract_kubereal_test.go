@@ -13,15 +13,12 @@ import (
 	"maps"
 	"net/http"
 	"os/exec"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -100,31 +97,12 @@ func needRealNode(t *testing.T, more ...string) (*rest.Config, kubernetes.Interf
 func kubeRealEnv(t *testing.T, extra map[string]string, noLogs bool) *contractEnv {
 	t.Helper()
 	adminRC, admin := needRealNode(t)
-	ns := kubeNamespace(t, admin)
-	sa, role, rb := manifestRBAC(t)
-	if noLogs {
-		role.Rules = slices.DeleteFunc(role.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "pods/log") })
-	}
-	store := t.TempDir()
-	env := map[string]string{
-		"CONTAINER_ENV": "kubernetes", "JOB_NAMESPACE": ns,
-		"KUBECONFIG":    kubeconfigAs(t, adminRC, admin, ns, sa, role, rb),
-		"NODE_SELECTOR": kubeRealSelector, "STORAGE_TYPE": "host", "STOREBASE": store,
-		"CONTAINER_USER": "1001:0",
-	}
+	env := map[string]string{"NODE_SELECTOR": kubeRealSelector, "CONTAINER_USER": "1001:0"}
 	maps.Copy(env, extra)
-	e := &contractEnv{
-		url:           startServer(t, env),
-		store:         store,
-		runs:          true,
-		logLine:       contractLogLine,
-		impossibleJID: "Upper_Case",
-	}
-	e.newJID = func(t *testing.T, name string) string {
-		jid := name + "-" + strconv.FormatInt(kubeContractJIDs.Add(1), 10)
-		t.Cleanup(func() { deleteKubeJob(admin, ns, jid) })
-		return jid
-	}
+	e, ns := kubeServe(t, adminRC, admin, env, noLogs)
+	e.runs = true
+	e.logLine = contractLogLine
+	e.exists = func(t *testing.T, jid string) bool { return kubeRealHolds(t, admin, ns, jid) }
 	e.body = func(t *testing.T, jid string, a act) map[string]any {
 		b := e.shellBody(t, jid, kubeRealImage, a)
 		// A limit is also the pod's request: at pfcon's 1000m, the node's
@@ -133,10 +111,6 @@ func kubeRealEnv(t *testing.T, extra map[string]string, noLogs bool) *contractEn
 		b["cpu_limit"] = 100
 		return b
 	}
-	e.inspect = func(t *testing.T, jid string) (map[string]string, []string) {
-		return kubeInspect(t, admin, ns, jid)
-	}
-	e.exists = func(t *testing.T, jid string) bool { return kubeRealHolds(t, admin, ns, jid) }
 	return e
 }
 

@@ -285,6 +285,14 @@ func (d *dockerSched) own(c container.InspectResponse, jid string) bool {
 	return c.Config != nil && ownJob(c.Config.Labels, jid, pman6Labels(d.cfg))
 }
 
+// foreignHolds reports whether a container named jid exists that pman did
+// not make: it holds the job's name for ever, so a job that waited for its
+// image or its turn can never get its container.
+func (d *dockerSched) foreignHolds(ctx context.Context, jid string) bool {
+	c, err := d.named(ctx, jid)
+	return err == nil && !d.own(c, jid)
+}
+
 // taken returns the 409 of a POST of jid whose name the container c
 // holds: the job exists, or (nameTaken) someone else's container has it.
 func (d *dockerSched) taken(c container.InspectResponse, jid string) error {

@@ -535,7 +535,7 @@ func (q *dockerQueue) admit(ctx context.Context, total resources, j *jobSpec) ad
 	case cerrdefs.IsConflict(err) || nameInUse(err):
 		// Someone else's container of that name, made while the job
 		// queued, would hold the jid for ever: the job can never run.
-		if c, ierr := d.named(ctx, j.JID); ierr == nil && !d.own(c, j.JID) {
+		if d.foreignHolds(ctx, j.JID) {
 			d.markFailed(ctx, j.JID, nameTaken(j.JID, "container"))
 			return admitFailed
 		}

@@ -4,7 +4,6 @@ package main
 // no new privileges, and a bounded number of processes (JOB_PIDS_LIMIT).
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -91,29 +90,6 @@ func hardenService(cfg *config, spec *swarm.ServiceSpec, apiVersion string) stri
 	}
 	tt.ContainerSpec.Privileges.NoNewPrivileges = true
 	return ""
-}
-
-// harden applies hardenService to a job's service spec, for the engine's
-// API version. That version is asked once (a ping), on the first job: the
-// client's own is its newest when the engine did not answer at start, and an
-// engine older than the fields it is sent ignores them silently. (The
-// client is not made to agree again: requests under way read its version.)
-// What the engine cannot apply is logged once.
-func (s *swarmSched) harden(ctx context.Context, spec *swarm.ServiceSpec) error {
-	s.apiMu.Lock()
-	defer s.apiMu.Unlock()
-	first := s.api == ""
-	if first {
-		ping, err := s.cli.Ping(ctx)
-		if err != nil {
-			return engineError(err, "asking the engine's API version")
-		}
-		s.api = sharedAPIVersion(ping.APIVersion, s.cli.ClientVersion())
-	}
-	if note := hardenService(s.cfg, spec, s.api); note != "" && first {
-		s.log.Warn(note)
-	}
-	return nil
 }
 
 // sharedAPIVersion returns the API version both the engine (its ping's,

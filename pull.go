@@ -489,7 +489,7 @@ func (d *dockerSched) finish(ctx context.Context, j *jobSpec) error {
 	if cerrdefs.IsConflict(err) || nameInUse(err) {
 		// Someone else's container of that name (made during the pull)
 		// would hold the jid for ever: the job can never run.
-		if c, ierr := d.named(ctx, j.JID); ierr == nil && !d.own(c, j.JID) {
+		if d.foreignHolds(ctx, j.JID) {
 			return nameTaken(j.JID, "container")
 		}
 		return nil

@@ -476,3 +476,26 @@ func (s *swarmSched) ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// harden applies hardenService to a job's service spec, for the engine's
+// API version. That version is asked once (a ping), on the first job: the
+// client's own is its newest when the engine did not answer at start, and an
+// engine older than the fields it is sent ignores them silently. (The
+// client is not made to agree again: requests under way read its version.)
+// What the engine cannot apply is logged once.
+func (s *swarmSched) harden(ctx context.Context, spec *swarm.ServiceSpec) error {
+	s.apiMu.Lock()
+	defer s.apiMu.Unlock()
+	first := s.api == ""
+	if first {
+		ping, err := s.cli.Ping(ctx)
+		if err != nil {
+			return engineError(err, "asking the engine's API version")
+		}
+		s.api = sharedAPIVersion(ping.APIVersion, s.cli.ClientVersion())
+	}
+	if note := hardenService(s.cfg, spec, s.api); note != "" && first {
+		s.log.Warn(note)
+	}
+	return nil
+}
