@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -216,19 +214,7 @@ func TestImageMiniChRISDocker(t *testing.T) {
 		return c.ID
 	}
 
-	vol := "chris_files-" + suffix
-	v, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Registered first, so it runs last: after the containers are gone.
-	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
-	if _, err := os.Stat(v.Mountpoint); err != nil {
-		needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
-	}
-	k, val, _ := strings.Cut(pfconSelector, "=")
-	run("pfcon-"+suffix, &container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
-		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}})
+	mountpoint := pfconStandIn(t, cli, img, "chris_files-"+suffix, "pfcon-"+suffix)
 
 	started := time.Now()
 	id := run("pman-"+suffix, &container.Config{Image: ciImage, Env: []string{
@@ -255,10 +241,10 @@ func TestImageMiniChRISDocker(t *testing.T) {
 
 	jid := "minichris-" + suffix
 	t.Cleanup(func() { cli.ContainerRemove(context.Background(), jid, container.RemoveOptions{Force: true}) })
-	if code, m := call(t, "POST", url+"/api/v1/", storeJob(t, v.Mountpoint, jid, img)); code != http.StatusCreated {
+	if code, m := call(t, "POST", url+"/api/v1/", storeJob(t, mountpoint, jid, img)); code != http.StatusCreated {
 		t.Fatalf("POST = %d %v; want 201", code, m)
 	}
-	checkStoreJob(t, untilStatus(t, url, jid, 2*time.Minute, statusSuccess, statusError), v.Mountpoint, jid)
+	checkStoreJob(t, untilStatus(t, url, jid, 2*time.Minute, statusSuccess, statusError), mountpoint, jid)
 	if code, _ := call(t, "DELETE", url+"/api/v1/"+jid+"/", nil); code != http.StatusNoContent {
 		t.Errorf("DELETE = %d; want 204", code)
 	}

@@ -246,6 +246,36 @@ func onlyPfcon(t *testing.T, cli *client.Client) {
 	}
 }
 
+// pfconStandIn starts a stand-in for pfcon, named name: a container
+// labelled pfconSelector that mounts a new volume vol at pfconStoreBase.
+// It returns the volume's mountpoint; both go when the test ends.
+func pfconStandIn(t *testing.T, cli *client.Client, img, vol, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	v, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last: after the container is gone.
+	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
+	if _, err := os.Stat(v.Mountpoint); err != nil {
+		needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
+	}
+	k, val, _ := strings.Cut(pfconSelector, "=")
+	c, err := cli.ContainerCreate(ctx,
+		&container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
+		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},
+		nil, nil, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}) })
+	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return v.Mountpoint
+}
+
 // TestDeployMiniChRISDocker is miniChRIS-docker: CONTAINER_ENV=docker and
 // neither STORAGE_TYPE nor STOREBASE, so the store is the volume that the
 // container labelled org.chrisproject.role=pfcon mounts at
@@ -258,34 +288,9 @@ func TestDeployMiniChRISDocker(t *testing.T) {
 	onlyPfcon(t, cli)
 
 	e := &dockerEnv{cli: cli, image: img}
-	// pfcon makes a stand-in for pfcon mounting a new volume, and answers
-	// the volume's name and path; both go when the test ends.
 	pfcon := func(t *testing.T, name string) (string, string) {
-		t.Helper()
 		vol := e.newJID(t, name)
-		v, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
-		if _, err := os.Stat(v.Mountpoint); err != nil {
-			needOrSkip(t, fmt.Sprintf("the volume's mountpoint is not on this machine (remote engine?): %v", err))
-		}
-		k, val, _ := strings.Cut(pfconSelector, "=")
-		c, err := cli.ContainerCreate(ctx,
-			&container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{k: val}},
-			&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: pfconStoreBase}}},
-			nil, nil, vol+"-pfcon")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
-		})
-		if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		return vol, v.Mountpoint
+		return vol, pfconStandIn(t, cli, img, vol, vol+"-pfcon")
 	}
 	vol, mountpoint := pfcon(t, "chris_files")
 	e.store = mountpoint
